@@ -1,0 +1,79 @@
+"""`steady generate PROMPT`: a small run of images from one prompt, written as each finishes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from steady.params import DEFAULT_MAX_IMAGES, DEVICES, DTYPES, SAMPLERS, GenerationRequest
+
+
+@click.command("generate")
+@click.argument("prompt")
+@click.option("-N", "--negative", "negative_prompt", default="", help="Negative prompt.")
+@click.option("-n", "--images", "n_images", type=int, default=1, show_default=True, help="Images in this run.")
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--cfg", "cfg_scale", type=float, default=7.0, show_default=True, help="CFG scale.")
+@click.option("-W", "--width", type=int, default=None, help="Multiple of 8; default: the model's native size.")
+@click.option("-H", "--height", type=int, default=None, help="Multiple of 8; default: the model's native size.")
+@click.option("--seed", type=int, default=-1, show_default=True, help="-1 draws a random seed (it is recorded).")
+@click.option("--sampler", default="Euler a", show_default=True, help="One of: " + ", ".join(SAMPLERS))
+@click.option("--clip-skip", type=int, default=1, show_default=True, help="A1111 convention: 2 = penultimate layer.")
+@click.option("-m", "--model", default="", help="Name in the models folder, or a path. Default: the embedded model.")
+@click.option("--device", default="auto", show_default=True, help="/".join(DEVICES) + " or cuda:N")
+@click.option("--dtype", default="auto", show_default=True, help="/".join(DTYPES))
+@click.option("--out", "out_dir", default=None, help="Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).")
+@click.option("--max-images", type=int, default=DEFAULT_MAX_IMAGES, show_default=True, help="Cap on images per prompt.")
+@click.option("--allow-pickle", is_flag=True, help="Load .ckpt/.pt pickles (with torch.load weights_only=True).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per image instead of text.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def generate_command(as_json: bool, quiet: bool, **options) -> None:
+    """Generate a small run of images from PROMPT (each PNG carries its parameters)."""
+    from steady.engine import check_and_plan, iter_request
+
+    request = GenerationRequest(**options)
+    # Refuse bad input before the progress bar and before any heavy import.
+    plan = check_and_plan(request)
+    bar = None if quiet or as_json else _progress_bar(request.n_images * request.steps)
+    results = []
+    last = [0]
+
+    def on_progress(progress) -> None:
+        if bar is None:
+            return
+        done = progress.image_index * progress.steps + progress.step
+        bar.update(done - last[0])
+        last[0] = done
+        bar.set_postfix_str(
+            f"image {progress.image_index + 1}/{progress.n_images}, "
+            f"{progress.seconds_per_step:.2f} s/step, RSS {progress.rss_bytes / 2**30:.2f} GiB"
+        )
+
+    try:
+        for result in iter_request(request, on_progress=on_progress, plan=plan):
+            results.append(result)
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+            elif bar is not None:
+                bar.write(f"{result.path}  seed {result.params.seed}  {result.seconds:.1f} s")
+            else:
+                click.echo(result.path)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not as_json and not quiet:
+        click.echo(
+            f"{len(results)} image(s) from {plan.model_name} [{plan.model_hash}] "
+            f"on {plan.device}/{plan.dtype} in {plan.width}x{plan.height}"
+        )
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", dynamic_ncols=True, leave=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(generate_command)

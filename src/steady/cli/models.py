@@ -1,0 +1,36 @@
+"""`steady models`: the checkpoints found in the models folder, with architecture, size and hash."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
+@click.option("--no-hash", is_flag=True, help="Skip hashing (a new 4 GB file takes seconds to hash once).")
+def models_command(as_json: bool, no_hash: bool) -> None:
+    """List models in STEADY_HOME/models (or STEADY_MODELS)."""
+    from steady.config import settings
+    from steady.models.hashing import short_hash
+    from steady.models.resolve import list_models
+
+    cfg = settings()
+    found = list_models(cfg)
+    if not found and not as_json:
+        click.echo(f"no models in {cfg.models_dir} (put .safetensors files or diffusers folders there)")
+        return
+    for info in found:
+        digest = "" if no_hash else short_hash(info.path, cfg)
+        if as_json:
+            click.echo(json.dumps({
+                "name": info.name, "path": str(info.path), "format": info.format, "arch": info.arch,
+                "prediction_type": info.prediction_type, "size_bytes": info.size_bytes, "hash": digest,
+            }))
+        else:
+            click.echo(f"{info.name:<40} {info.arch:<5} {info.format:<11} {info.size_bytes / 2**30:6.2f} GiB  {digest:<10}  {info.path}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(models_command)

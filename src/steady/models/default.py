@@ -1,0 +1,31 @@
+"""The model used when no --model is given.
+
+The embedded tiny model (steady/tiny/weights, trained by `python -m steady.tiny.train`) is the
+default once it ships. Until then, the default is a tiny random-weight model in the real
+Stable Diffusion 1.x architecture, built once (deterministically, seed 0) under the models
+folder: it exercises every code path offline, but its images are noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from steady.config import Settings
+
+RANDOM_MODEL_NAME = "steady-tiny-random"
+
+
+def embedded_model_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "tiny" / "weights"
+
+
+def resolve_default_model(cfg: Settings) -> Path:
+    embedded = embedded_model_path()
+    if (embedded / "model_index.json").is_file():
+        return embedded
+    target = cfg.models_dir / RANDOM_MODEL_NAME
+    if not (target / "model_index.json").is_file():
+        from steady.worker.random_model import save_random_folder
+
+        save_random_folder(target, arch="sd1", seed=0)
+    return target

@@ -1,0 +1,120 @@
+"""Render one image from a loaded pipeline. Part of the worker: imports torch and diffusers.
+
+One image at a time, by design: each image is decoded, handed back and released before the
+next starts, so memory does not grow with the size of a run.
+
+Reproducibility: the initial latents and every stochastic step draw from a CPU
+torch.Generator seeded with the image's seed (as A1111 does), and stochastic schedulers that
+keep their own noise source are seeded with it too. Same parameters + same model + same
+device and dtype = the same pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from steady.errors import BadInput
+from steady.params import ImageParams
+from steady.worker.schedulers import make_scheduler
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Interrupted(Exception):
+    """The caller asked to stop in the middle of an image; the partial image is discarded."""
+
+
+@dataclass
+class StepInfo:
+    step: int
+    steps: int
+    seconds_per_step: float
+
+
+def choose_device(device: str) -> str:
+    """'auto' picks CUDA, then Apple MPS, then the CPU. An explicit device must exist."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("device", device, "no CUDA device is available to this torch build")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BadInput("device", device, "Apple MPS is not available on this machine")
+    return device
+
+
+def choose_dtype(dtype: str, device: str) -> str:
+    """'auto': half precision on GPUs (half the memory), float32 on the CPU (fp16 is slow there)."""
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "float16"
+    if dtype == "float16" and device == "cpu":
+        raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
+    return dtype
+
+
+def render(
+    pipe: Any,
+    params: ImageParams,
+    device: str,
+    on_step: Callable[[StepInfo], bool] | None = None,
+):
+    """Run the denoising loop for one image and return it as a PIL image.
+
+    Steps: 1 scheduler, 2 initial noise, 3 encode + denoise + decode (diffusers), 4 hand back.
+    `on_step` is called after each step; returning False interrupts the image.
+    """
+    # 1. A fresh scheduler per image, so no state leaks from one image to the next.
+    pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
+
+    # 2. Initial noise from a CPU generator: identical across devices for the same seed.
+    generator = torch.Generator(device="cpu").manual_seed(params.seed)
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    channels = pipe.unet.config.in_channels
+    shape = (1, channels, params.height // scale, params.width // scale)
+    latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+    latents = latents.to(device=device, dtype=pipe.unet.dtype)
+
+    # 3. Encode, denoise, decode. Progress and cancellation go through the pipeline's own
+    # callback_on_step_end and interrupt flag.
+    started = time.perf_counter()
+    stopped = False
+
+    def _callback(pipeline, step_index, timestep, tensors):
+        nonlocal stopped
+        done = step_index + 1
+        info = StepInfo(done, params.steps, (time.perf_counter() - started) / done)
+        if on_step is not None and on_step(info) is False:
+            stopped = True
+            pipeline._interrupt = True
+        return tensors
+
+    kwargs: dict[str, Any] = dict(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt or None,
+        num_inference_steps=params.steps,
+        guidance_scale=params.cfg_scale,
+        width=params.width,
+        height=params.height,
+        generator=generator,
+        latents=latents,
+        output_type="pil",
+        callback_on_step_end=_callback,
+    )
+    if params.clip_skip > 1:
+        kwargs["clip_skip"] = params.clip_skip - 1  # diffusers counts skipped layers from 0
+    with torch.inference_mode():
+        output = pipe(**kwargs)
+    if stopped:
+        raise Interrupted()
+    # 4. Hand back the image; the latents and intermediate tensors go out of scope here.
+    return output.images[0]
