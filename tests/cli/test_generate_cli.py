@@ -1,0 +1,62 @@
+"""The CLI's contract: one-line errors with exit code 2 for bad input, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from steady.cli import main
+
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["generate", "x", "--sampler", "Euler z"], "sampler='Euler z'"),
+        (["generate", "x", "-W", "513"], "width=513"),
+        (["generate", "x", "--steps", "0"], "steps=0"),
+        (["generate", "x", "--cfg", "99"], "cfg_scale=99"),
+        (["generate", "x", "-n", "31"], "--max-images"),
+        (["generate", "", ], "prompt=''"),
+        (["generate", "x", "--model", "/nonexistent/model.safetensors"], "model="),
+        (["generate", "x", "--steps", "abc"], "--steps"),
+    ],
+)
+def test_bad_input_exit_2_one_line(argv, needle, capsys, tmp_path):
+    code, out = run_main(argv + ["--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    lines = [line for line in out.err.strip().splitlines() if line.strip()]
+    assert needle in out.err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    if "abc" not in argv:  # click's own usage errors print a usage line first
+        assert len(lines) == 1, out.err
+
+
+def test_subprocess_generate_and_models(tmp_path):
+    from tests.fixtures.tiny_models import save_tiny_single_file
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    save_tiny_single_file("sd1", home / "models" / "tiny.safetensors")
+    env = dict(os.environ, STEADY_HOME=str(home), HF_HUB_OFFLINE="1")
+    listed = subprocess.run([sys.executable, "-m", "steady", "models"], env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert "tiny" in listed.stdout and "sd1" in listed.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "steady", "generate", "a red circle", "--model", "tiny", "-n", "2", "--steps", "2",
+         "-W", "32", "-H", "32", "--seed", "7", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2
+    history = subprocess.run([sys.executable, "-m", "steady", "history"], env=env, capture_output=True, text=True, timeout=300)
+    assert history.returncode == 0 and "a red circle" in history.stdout
