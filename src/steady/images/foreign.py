@@ -203,11 +203,13 @@ def _texts(graph: dict[str, dict[str, Any]], start: Any, branch: str, found: Fou
 
 
 def _size_node(graph: dict[str, dict[str, Any]], start: Any, direct: bool) -> dict[str, Any] | None:
+    # direct: only an empty latent right at the sampler counts (a first pass, not an upscale).
     def follow(node: dict[str, Any]) -> list[str]:
         return [] if direct else [name for name in _LATENT_INPUTS if name in node["inputs"]]
 
     for node in _walk(graph, start, follow):
-        if "width" in node["inputs"] and "height" in node["inputs"]:
+        inputs = node["inputs"]
+        if "width" in inputs and "height" in inputs and not (direct and any(n in inputs for n in _LATENT_INPUTS)):
             return node
     return None
 
