@@ -1,0 +1,11 @@
+"""The embedded tiny text-to-image model: its synthetic data, attribute checker and training.
+
+Modules (nothing here runs at import time):
+
+- ``scenes``  the vocabulary (shapes, named colours, sizes, positions), the ``Scene``
+  dataclass, caption grammar, prompt parser and held-out attribute combinations.
+- ``data``    the deterministic scene generator and anti-aliased renderer.
+- ``checker`` an analytic attribute checker that scores a 64x64 image against a prompt.
+
+Design notes and measured numbers: docs/tiny-model.md.
+"""
