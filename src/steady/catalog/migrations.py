@@ -1,0 +1,134 @@
+"""The catalog schema as append-only migrations.
+
+Each migration is a function `mNNN_what(conn)`; its name is recorded in the `migrations`
+table with the time it was applied, and it runs in its own transaction, so a crash halfway
+leaves the schema at the previous step. Never edit or reorder a migration that has shipped:
+add `m002_...` below and append it to MIGRATIONS. A test migrates a blank database and checks
+the resulting schema.
+
+Design notes for later migrations: runs.status has no CHECK constraint (SQLite cannot alter
+one without rebuilding the table), so a jobs table may add states freely; thumbnails and scores
+belong in their own tables keyed by images.id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from steady.errors import CatalogError
+
+_M001 = (
+    """
+    CREATE TABLE prompts (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        negative_prompt TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (text, negative_prompt)
+    )
+    """,
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        n_requested INTEGER NOT NULL,
+        n_done INTEGER NOT NULL DEFAULT 0,
+        model_name TEXT NOT NULL DEFAULT '',
+        model_hash TEXT NOT NULL DEFAULT '',
+        request_json TEXT NOT NULL
+    )
+    """,
+    # Every ImageParams field gets a column so that the gallery can filter and sort in SQL;
+    # params_json keeps the whole object (extra included) for exact reproduction.
+    # prompt is NOCASE so that `prompt LIKE 'abc%'` can use its index.
+    """
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        path TEXT NOT NULL UNIQUE,
+        file_name TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        prompt TEXT NOT NULL COLLATE NOCASE,
+        negative_prompt TEXT NOT NULL,
+        steps INTEGER NOT NULL,
+        cfg_scale REAL NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        sampler TEXT NOT NULL,
+        clip_skip INTEGER NOT NULL,
+        model_name TEXT NOT NULL,
+        model_hash TEXT NOT NULL,
+        model_arch TEXT NOT NULL,
+        device TEXT NOT NULL,
+        dtype TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        seconds REAL NOT NULL DEFAULT 0,
+        peak_rss_bytes INTEGER NOT NULL DEFAULT 0,
+        peak_vram_bytes INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        favourite INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        file_size INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX images_created ON images (created_at DESC, id DESC)",
+    "CREATE INDEX images_run ON images (run_id, idx)",
+    "CREATE INDEX images_prompt ON images (prompt)",
+    "CREATE INDEX images_model_hash ON images (model_hash)",
+    "CREATE INDEX runs_created ON runs (created_at DESC, id DESC)",
+    "CREATE INDEX runs_prompt ON runs (prompt_id)",
+)
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Prompts, runs and images, with the gallery's indexes."""
+    for statement in _M001:
+        conn.execute(statement)
+
+
+# Append only. The order here is the order they run in.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations this database has, in the order they were applied."""
+    rows = conn.execute("SELECT name FROM migrations ORDER BY applied_at, rowid").fetchall()
+    return [row[0] for row in rows]
+
+
+def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
+    """Bring the database up to date; returns the names applied now ([] when it already was).
+
+    `conn` must be in autocommit mode (isolation_level=None): each migration opens its own
+    BEGIN IMMEDIATE transaction, which also makes two processes opening a fresh catalog at
+    once take turns instead of both creating tables.
+    """
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    ours = [migration.__name__ for migration in MIGRATIONS]
+    unknown = [name for name in applied(conn) if name not in ours]
+    if unknown:
+        raise CatalogError(
+            f"{where} was written by a newer steady (it has migration {unknown[0]}); upgrade steady to open it"
+        )
+    done_now: list[str] = []
+    for migration in MIGRATIONS:
+        name = migration.__name__
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked inside the transaction: another process may have just applied it.
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone() is None:
+                migration(conn)
+                now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, now))
+                done_now.append(name)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return done_now

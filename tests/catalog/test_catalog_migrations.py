@@ -1,0 +1,108 @@
+"""Schema migrations: a blank database gets the whole schema; reopening applies nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+
+import pytest
+
+from steady.catalog import migrations, open_catalog
+from steady.errors import CatalogError
+from steady.params import ImageParams
+
+
+def columns(conn, table):
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def test_blank_database_gets_the_schema(tmp_path):
+    conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
+    assert migrations.migrate(conn) == ["m001_initial"]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"migrations", "prompts", "runs", "images"}
+    assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
+    assert columns(conn, "runs") == ["id", "prompt_id", "created_at", "finished_at", "status", "n_requested", "n_done",
+                                     "model_name", "model_hash", "request_json"]
+    image_columns = set(columns(conn, "images"))
+    for name in ("id", "run_id", "path", "file_name", "idx", "params_json", "seconds", "peak_rss_bytes",
+                 "peak_vram_bytes", "created_at", "favourite", "rejected", "file_size"):
+        assert name in image_columns
+    for param in dataclasses.fields(ImageParams):
+        if param.name not in ("steady_version", "extra"):  # kept in params_json
+            assert param.name in image_columns, param.name
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt"}
+    (name, applied_at), = conn.execute("SELECT name, applied_at FROM migrations").fetchall()
+    assert name == "m001_initial" and applied_at.endswith("+00:00")
+    # The gallery's prompt search can use the index.
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM images WHERE prompt LIKE 'a li%'"))
+    assert "images_prompt" in plan
+
+
+def test_reopening_applies_nothing(tmp_path):
+    path = tmp_path / "c.db"
+    open_catalog(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    before = conn.execute("SELECT name, applied_at FROM migrations").fetchall()
+    assert migrations.migrate(conn) == []
+    conn.close()
+    open_catalog(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name, applied_at FROM migrations").fetchall() == before
+
+
+def test_pragmas(catalog):
+    with catalog.reading() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "c.db"
+    open_catalog(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO migrations VALUES ('m999_from_the_future', '2030-01-01')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogError, match="newer steady"):
+        open_catalog(path)
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "c.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError, match="not usable"):
+        open_catalog(path)
+
+
+def test_default_path_honours_steady_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEADY_HOME", str(tmp_path / "new" / "home"))
+    catalog = open_catalog()
+    try:
+        assert catalog.path == tmp_path / "new" / "home" / "catalog.db"
+        assert catalog.path.exists()
+    finally:
+        catalog.close()
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path):
+    path = tmp_path / "c.db"
+    errors = []
+
+    def opener():
+        try:
+            open_catalog(path).close()
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM migrations").fetchone()[0] == 1
