@@ -1,0 +1,1 @@
+"""The worker process: the only package that imports torch, diffusers and transformers."""

@@ -1,0 +1,30 @@
+"""Shared test setup: every test gets its own STEADY_HOME and runs offline.
+
+The offline variables are also set at import, before anything imports huggingface_hub (which
+reads them once); the fixture keeps them set for subprocesses that copy os.environ.
+The repository root goes on sys.path so tests can `from tests.fixtures.tiny_models import ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "steady-home"
+    monkeypatch.setenv("STEADY_HOME", str(home))
+    monkeypatch.delenv("STEADY_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    return home
