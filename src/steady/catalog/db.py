@@ -40,7 +40,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def open_catalog(path: str | os.PathLike[str] | None = None) -> "Catalog":
+def open_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     """Open (creating the folder and migrating as needed) the catalog at `path`,
     by default settings().db_path under STEADY_HOME."""
     if path is None:
@@ -83,7 +83,7 @@ class Catalog:
         self._lock = threading.Lock()
         self.path = path
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -133,12 +133,12 @@ class Catalog:
         """Record a new run (status 'running') for `request`; returns its id."""
         with self.transaction() as conn:
             prompt_id = prompt_id_for(conn, request.prompt, request.negative_prompt)
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO runs (prompt_id, created_at, status, n_requested, model_name, model_hash, request_json)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                " VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id",
                 (prompt_id, now_iso(), request.n_images, model_name, model_hash, json.dumps(request.to_dict())),
-            )
-            return int(cursor.lastrowid)
+            ).fetchone()
+            return int(row[0])
 
     def add_image(
         self,
@@ -159,19 +159,25 @@ class Catalog:
         try:
             file_size = file_path.stat().st_size
         except OSError as exc:
-            raise BadInput("path", str(path), f"cannot be recorded: the file must be written first ({exc.strerror})") from exc
+            raise BadInput(
+                "path", str(path), f"cannot be recorded: the file must be written first ({exc.strerror})"
+            ) from exc
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise BadInput("run_id", run_id, "no such run in the catalog")
-            return insert_image(conn, run_id, str(file_path), index, params, seconds, peak_rss_bytes, peak_vram_bytes,
-                                file_size, now_iso())
+            return insert_image(
+                conn, run_id, str(file_path), index, params, seconds, peak_rss_bytes, peak_vram_bytes, file_size,
+                now_iso(),
+            )
 
     def finish_run(self, run_id: int, status: str) -> None:
         """Set the run's final status and finish time."""
         if status not in RUN_STATUSES:
             raise BadInput("status", status, "must be one of " + ", ".join(RUN_STATUSES))
         with self.transaction() as conn:
-            cursor = conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now_iso(), run_id))
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now_iso(), run_id)
+            )
             if cursor.rowcount == 0:
                 raise BadInput("run_id", run_id, "no such run in the catalog")
 
@@ -211,7 +217,9 @@ def prompt_id_for(conn: sqlite3.Connection, text: str, negative_prompt: str) -> 
         " ON CONFLICT (text, negative_prompt) DO NOTHING",
         (text, negative_prompt, now_iso()),
     )
-    row = conn.execute("SELECT id FROM prompts WHERE text = ? AND negative_prompt = ?", (text, negative_prompt)).fetchone()
+    row = conn.execute(
+        "SELECT id FROM prompts WHERE text = ? AND negative_prompt = ?", (text, negative_prompt)
+    ).fetchone()
     return int(row[0])
 
 

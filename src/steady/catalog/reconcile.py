@@ -205,7 +205,9 @@ def _record(conn: Any, found: list[_Found], report: ReconcileReport) -> None:
         groups.setdefault((p.prompt, p.negative_prompt, p.model_name, p.model_hash), []).append(item)
     for items in groups.values():
         run_id = _interrupted_run(conn, items, report)
-        next_index = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM images WHERE run_id = ?", (run_id,)).fetchone()[0]
+        next_index = conn.execute(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM images WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
         for offset, item in enumerate(items):
             insert_image(conn, run_id, item.path, next_index + offset, item.params, 0.0, 0, 0, item.size,
                          _iso(item.mtime))
@@ -236,14 +238,14 @@ def _interrupted_run(conn: Any, items: list[_Found], report: ReconcileReport) ->
     if row is not None:
         return int(row[0])
     request = params.request(n_images=len(items), model=params.model_name)
-    cursor = conn.execute(
+    row = conn.execute(
         "INSERT INTO runs (prompt_id, created_at, finished_at, status, n_requested, model_name, model_hash,"
-        " request_json) VALUES (?, ?, ?, 'interrupted', ?, ?, ?, ?)",
+        " request_json) VALUES (?, ?, ?, 'interrupted', ?, ?, ?, ?) RETURNING id",
         (prompt_id, _iso(items[0].mtime), _iso(items[-1].mtime), len(items), params.model_name, params.model_hash,
          json.dumps(request.to_dict())),
-    )
+    ).fetchone()
     report.runs_created += 1
-    return int(cursor.lastrowid)
+    return int(row[0])
 
 
 def _iso(timestamp: float) -> str:

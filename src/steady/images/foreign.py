@@ -89,7 +89,8 @@ def _clean_graph(data: dict[str, Any], found: Found) -> dict[str, dict[str, Any]
     for node_id, node in data.items():
         if isinstance(node, dict) and isinstance(node.get("class_type"), str):
             inputs = node.get("inputs")
-            graph[str(node_id)] = {"class_type": node["class_type"], "inputs": inputs if isinstance(inputs, dict) else {}}
+            inputs = inputs if isinstance(inputs, dict) else {}
+            graph[str(node_id)] = {"class_type": node["class_type"], "inputs": inputs}
         else:
             found.warnings.append(f"prompt chunk: node {node_id!r} has no class_type")
     return graph
@@ -99,7 +100,8 @@ def _read_graph(graph: dict[str, dict[str, Any]], found: Found) -> None:
     samplers = sorted((nid for nid, node in graph.items() if node["class_type"] in SAMPLER_CLASSES), key=_id_order)
     clip_layers = [node for node in graph.values() if node["class_type"] == "CLIPSetLastLayer"]
     if clip_layers:
-        layer = _as_int(_scalar(graph, clip_layers[0]["inputs"].get("stop_at_clip_layer")), "stop_at_clip_layer", found)
+        stop_at = _scalar(graph, clip_layers[0]["inputs"].get("stop_at_clip_layer"))
+        layer = _as_int(stop_at, "stop_at_clip_layer", found)
         if layer is not None and layer < 0:
             found.params["clip_skip"] = -layer  # ComfyUI -2 == A1111 Clip skip 2
     if not samplers:
@@ -145,7 +147,9 @@ def _id_order(node_id: str) -> tuple[int, str]:
 
 
 def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and not isinstance(value[0], bool)
+    if not (isinstance(value, list) and len(value) == 2):
+        return False
+    return isinstance(value[0], (str, int)) and not isinstance(value[0], bool)
 
 
 def _node(graph: dict[str, dict[str, Any]], link: Any) -> dict[str, Any] | None:
@@ -271,7 +275,7 @@ def _workflow_graph(data: dict[str, Any], found: Found) -> dict[str, dict[str, A
                 inputs.setdefault(str(name), value)
         elif isinstance(values, list) and kind in _WIDGETS:
             # A widget converted to an input keeps its slot in widgets_values; the link wins.
-            for name, value in zip(_WIDGETS[kind], values):
+            for name, value in zip(_WIDGETS[kind], values, strict=False):
                 inputs.setdefault(name, value)
         graph[node_id] = {"class_type": kind, "inputs": inputs}
     return graph
@@ -377,7 +381,7 @@ def set_sampler(params: dict[str, Any], name: str, scheduler: str) -> None:
     """Our canonical sampler (e.g. 'DPM++ 2M Karras') from a ComfyUI/InvokeAI name, with the
     schedule kept as A1111's 'Schedule type' when it is not folded into the sampler name."""
     candidates = [f"{name}_karras"] if scheduler == "karras" else []
-    for candidate in candidates + [name]:
+    for candidate in [*candidates, name]:
         try:
             params["sampler"] = canonical_sampler(candidate)
         except BadInput:
