@@ -54,6 +54,16 @@ _PREFIXES = {
 }
 
 
+def _dtype_kw() -> str:
+    """diffusers >= 0.42 calls the argument `dtype` and warns on `torch_dtype`; older ones know
+    only `torch_dtype` (pyproject allows >= 0.36)."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
 def pickle_refusal(info: ModelInfo) -> ModelError:
     return ModelError(
         "model",
@@ -106,10 +116,10 @@ def _load_folder(info: ModelInfo, dtype: torch.dtype) -> Any:
     try:
         if info.arch == "sdxl":
             return StableDiffusionXLPipeline.from_pretrained(
-                info.path, local_files_only=True, torch_dtype=dtype, add_watermarker=False
+                info.path, local_files_only=True, add_watermarker=False, **{_dtype_kw(): dtype}
             )
         return StableDiffusionPipeline.from_pretrained(
-            info.path, local_files_only=True, torch_dtype=dtype, safety_checker=None,
+            info.path, local_files_only=True, **{_dtype_kw(): dtype}, safety_checker=None,
             feature_extractor=None, requires_safety_checker=False,
         )
     except (OSError, ValueError, EnvironmentError) as e:
@@ -202,11 +212,12 @@ def _load_single_file(
         # 2. Config folder: shipped config + shape overrides (cached on disk).
         pred = prediction_type or info.prediction_type
         cfg = shipped.materialize(shipped.variant_for(arch, pred), info.overrides, settings.cache_dir)
-        common = {"config": str(cfg), "torch_dtype": dtype, "local_files_only": True}
+        common = {"config": str(cfg), "local_files_only": True}
+        dkw = {_dtype_kw(): dtype}
 
         # 3. UNet first: SD2 needs it to tell epsilon from v.
         unet = _component(
-            lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common), ckpt, prefixes["unet"], "unet", info
+            lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common, **dkw), ckpt, prefixes["unet"], "unet", info, cfg
         )
         if arch == "sd2" and pred is None:
             pred = "v_prediction" if is_v_prediction(unet, device) else "epsilon"
@@ -218,19 +229,19 @@ def _load_single_file(
                 unet.register_to_config(sample_size=v_unet["sample_size"], upcast_attention=v_unet["upcast_attention"])
         # 4. VAE and text encoders, each from its own slice of the checkpoint.
         vae = _component(
-            lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **common), ckpt, prefixes["vae"], "vae", info
+            lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **common, **dkw), ckpt, prefixes["vae"], "vae", info, cfg
         )
         te_cls = CLIPTextModel
         text_encoder = _component(
-            lambda sd: create_diffusers_clip_model_from_ldm(te_cls, sd, subfolder="text_encoder", **common),
-            ckpt, prefixes["text_encoder"], "text_encoder", info,
+            lambda sd: create_diffusers_clip_model_from_ldm(te_cls, sd, subfolder="text_encoder", torch_dtype=dtype, **common),
+            ckpt, prefixes["text_encoder"], "text_encoder", info, cfg,
         )
         if arch == "sdxl":
             text_encoder_2 = _component(
                 lambda sd: create_diffusers_clip_model_from_ldm(
-                    CLIPTextModelWithProjection, sd, subfolder="text_encoder_2", **common
+                    CLIPTextModelWithProjection, sd, subfolder="text_encoder_2", torch_dtype=dtype, **common
                 ),
-                ckpt, prefixes["text_encoder_2"], "text_encoder_2", info,
+                ckpt, prefixes["text_encoder_2"], "text_encoder_2", info, cfg,
             )
     finally:
         ckpt.close()
@@ -251,7 +262,7 @@ def _load_single_file(
     )
 
 
-def _component(build, ckpt: _Checkpoint, prefix: str, name: str, info: ModelInfo) -> torch.nn.Module:
+def _component(build, ckpt: _Checkpoint, prefix: str, name: str, info: ModelInfo, cfg: Path) -> torch.nn.Module:
     t0 = time.perf_counter()
     part = ckpt.part(prefix)
     if not part:
@@ -261,12 +272,33 @@ def _component(build, ckpt: _Checkpoint, prefix: str, name: str, info: ModelInfo
     except ModelError:
         raise
     except (KeyError, ValueError, RuntimeError, OSError) as e:
-        raise ModelError("model", str(info.path), f"cannot load {name}: {_first_line(e)}") from e
+        # A weight the conversion did not find stays on the meta device and fails on the
+        # first copy; say which one rather than "Cannot copy out of meta tensor".
+        why = _missing_weights(name, part, cfg) if "meta" in str(e) else None
+        raise ModelError("model", str(info.path), why or f"cannot load {name}: {_first_line(e)}") from e
     finally:
         del part
     _check_loaded(model, name, info.path)
     log.debug("%s: %s loaded in %.2fs", info.name, name, time.perf_counter() - t0)
     return model
+
+
+def _missing_weights(name: str, part: dict[str, torch.Tensor], cfg: Path) -> str | None:
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    if name not in ("unet", "vae"):
+        return None
+    cls, convert = (UNet2DConditionModel, convert_ldm_unet_checkpoint) if name == "unet" else (
+        AutoencoderKL, convert_ldm_vae_checkpoint)
+    config = cls.load_config(cfg, subfolder=name, local_files_only=True)
+    with init_empty_weights():
+        expected = set(cls.from_config(config).state_dict())
+    missing = sorted(expected - set(convert(part, config)))
+    if not missing:
+        return None
+    return f"checkpoint lacks {len(missing)} {name} weights (first: {missing[0]}); incomplete file?"
 
 
 def _scheduler(cfg: Path) -> Any:
