@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -130,17 +131,18 @@ def test_late_add_image_moves_the_row_to_its_real_run(catalog, tmp_path, params_
 
 
 def test_fast_for_many_files(catalog, tmp_path, request_factory, params_factory):
-    # 20,000 recorded files in 100 folders: only a walk and one query, no PNG is opened.
+    # 5,000 recorded files in 50 folders: only a walk and one query, no PNG is opened.
+    # (20,000 files take about 0.06-0.13 s on the 2-core dev machine; kept smaller to spare shared CI disks.)
     out = tmp_path / "outputs"
-    run_id = catalog.start_run(request_factory(n_images=20_000), "m", "h")
-    params_json = params_factory().to_dict()
+    run_id = catalog.start_run(request_factory(n_images=5_000), "m", "h")
+    params_json = json.dumps(params_factory().to_dict())
     rows = []
     out.mkdir()
     root = str(out.resolve())
-    for folder in range(100):
+    for folder in range(50):
         day = os.path.join(root, f"day-{folder:03d}")
         os.mkdir(day)
-        for n in range(200):
+        for n in range(100):
             path = os.path.join(day, f"{n:05d}.png")
             open(path, "wb").close()
             rows.append((run_id, path, os.path.basename(path), n))
@@ -149,11 +151,10 @@ def test_fast_for_many_files(catalog, tmp_path, request_factory, params_factory)
             "INSERT INTO images (run_id, path, file_name, idx, seed, prompt, negative_prompt, steps, cfg_scale, width,"
             " height, sampler, clip_skip, model_name, model_hash, model_arch, device, dtype, params_json, created_at)"
             " VALUES (?, ?, ?, ?, 1, 'p', '', 20, 7, 64, 64, 'Euler a', 1, 'm', 'h', 'sd1', 'cpu', 'float32', ?, 'now')",
-            [row + (str(params_json).replace("'", '"'),) for row in rows],
+            [(*row, params_json) for row in rows],
         )
     started = time.perf_counter()
     report = reconcile(catalog, out)
     elapsed = time.perf_counter() - started
-    assert (report.files_seen, report.images_recorded, report.rows_removed) == (20_000, 0, 0)
-    print(f"reconcile of 20,000 files: {elapsed:.3f} s")
-    assert elapsed < 10, elapsed  # about 0.1 s on a laptop; generous for a shared CI machine
+    assert (report.files_seen, report.images_recorded, report.rows_removed) == (5_000, 0, 0)
+    assert elapsed < 5, elapsed  # about 0.02 s; generous for a loaded shared machine
