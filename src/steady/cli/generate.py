@@ -30,11 +30,25 @@ from steady.params import DEFAULT_MAX_IMAGES, DEVICES, DTYPES, SAMPLERS, Generat
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def generate_command(as_json: bool, quiet: bool, **options) -> None:
     """Generate a small run of images from PROMPT (each PNG carries its parameters)."""
+    from steady.catalog import open_catalog, reconcile
+    from steady.config import settings
     from steady.engine import check_and_plan, iter_request
 
     request = GenerationRequest(**options)
     # Refuse bad input before the progress bar and before any heavy import.
-    plan = check_and_plan(request)
+    cfg = settings()
+    plan = check_and_plan(request, cfg)
+    catalog = open_catalog(cfg.db_path)
+    # Startup check: after a crash, files and rows agree again before anything new is written.
+    for folder in {cfg.outputs_dir, plan.out_dir}:
+        repaired = reconcile(catalog, folder)
+        fixed = repaired.temp_files_removed + repaired.images_recorded + repaired.rows_removed
+        if fixed and not as_json:
+            click.echo(
+                f"catalog repaired in {folder}: {repaired.images_recorded} image(s) recorded, "
+                f"{repaired.rows_removed} row(s) of missing files removed, "
+                f"{repaired.temp_files_removed} temp file(s) deleted", err=True,
+            )
     bar = None if quiet or as_json else _progress_bar(request.n_images * request.steps)
     results = []
     last = [0]
@@ -51,7 +65,7 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
         )
 
     try:
-        for result in iter_request(request, on_progress=on_progress, plan=plan):
+        for result in iter_request(request, on_progress=on_progress, plan=plan, catalog=catalog, cfg=cfg):
             results.append(result)
             if as_json:
                 click.echo(json.dumps(result.to_dict()))
@@ -60,6 +74,7 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
             else:
                 click.echo(result.path)
     finally:
+        catalog.close()
         if bar is not None:
             bar.close()
     if not as_json and not quiet:

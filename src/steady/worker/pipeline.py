@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def _alias_flattened_clip(text_encoder: Any) -> None:
+    """Let diffusers' clip-skip path find `text_encoder.text_model` on transformers >= 5.6.
+
+    transformers 5.6 flattened CLIPTextModel (no `text_model` level) and diffusers <= 0.42
+    still reads `text_encoder.text_model.final_layer_norm` when clip_skip is set
+    (huggingface/diffusers#14124). The alias is set with object.__setattr__ so that it is
+    not registered as a submodule: state_dict(), .to() and offload hooks do not see it.
+    """
+    if hasattr(text_encoder, "final_layer_norm") and "text_model" not in vars(text_encoder) and not hasattr(
+        text_encoder, "text_model"
+    ):
+        object.__setattr__(text_encoder, "text_model", text_encoder)
+
+
 class Interrupted(Exception):
     """The caller asked to stop in the middle of an image; the partial image is discarded."""
 
@@ -111,7 +125,9 @@ def render(
         callback_on_step_end=_callback,
     )
     if params.clip_skip > 1:
-        kwargs["clip_skip"] = params.clip_skip - 1  # diffusers counts skipped layers from 0
+        # A1111 counts layers used from the end (2 = penultimate); diffusers counts layers skipped.
+        kwargs["clip_skip"] = params.clip_skip - 1
+        _alias_flattened_clip(pipe.text_encoder)
     with torch.inference_mode():
         output = pipe(**kwargs)
     if stopped:
