@@ -28,3 +28,14 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests (full-size models, minutes and GBs) run when asked for with `-m slow`, or by
+    default where the CI variable is set; otherwise they are reported as skipped."""
+    if os.environ.get("CI") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow (default when CI is set)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

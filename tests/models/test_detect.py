@@ -140,3 +140,13 @@ def test_folder_with_unsupported_pipeline(tmp_path):
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelError, match="FluxPipeline"):
         inspect_model(folder)
+
+
+def test_models_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, steady.models.detect, steady.models.resolve, steady.models.hashing, steady.models.shipped;"
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'safetensors') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

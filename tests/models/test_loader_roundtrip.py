@@ -176,3 +176,30 @@ class _NetworkEvents:
 
     def recording(self):
         return self._On(self)
+
+
+def test_export_half_precision_streams_a_valid_file(tmp_path):
+    import json
+    import os
+    import stat
+    import struct
+
+    from steady.worker.export import save_single_file
+    from tests.fixtures.tiny_models import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline("sd1")
+    path = save_single_file(pipe, tmp_path / "half.safetensors", "sd1", dtype=torch.float16)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    assert n % 8 == 0 and header.pop("__metadata__") == {"format": "pt"}
+    assert {t["dtype"] for t in header.values()} == {"F16"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+    loaded = load_pipeline(inspect_model(path), "cpu", torch.float32)
+    assert loaded.unet.dtype == torch.float32
+    want = pipe.unet.state_dict()
+    for k, v in loaded.unet.state_dict().items():
+        assert torch.equal(v, want[k].half().float()), k

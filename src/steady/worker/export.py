@@ -22,13 +22,14 @@ Run: python -m steady.worker.export DIFFUSERS_FOLDER OUT.safetensors [--half]
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import struct
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from steady.errors import ModelError
 
@@ -242,22 +243,53 @@ def pipeline_to_original(pipe: Any, arch: str) -> dict[str, torch.Tensor]:
     return sd
 
 
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], f, dtype: torch.dtype | None = None,
+                      metadata: dict[str, str] | None = None) -> None:
+    """Stream `tensors` to the open binary file `f` in the safetensors format, casting floating
+    tensors to `dtype` one at a time: memory stays at one tensor, where safetensors.save_file
+    first copies everything into bytes (2 GB more for an SD 1.5 file)."""
+    header: dict[str, Any] = {}
+    plan = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        out = dtype if dtype is not None and t.is_floating_point() else t.dtype
+        if out not in _ST_DTYPES:
+            raise ModelError("model", name, f"cannot write tensors of type {out}")
+        n = t.numel() * t.new_empty((), dtype=out).element_size()
+        header[name] = {"dtype": _ST_DTYPES[out], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
+        plan.append((name, out))
+        offset += n
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors writes it
+    f.write(struct.pack("<Q", len(raw)))
+    f.write(raw)
+    for name, out in plan:
+        t = tensors[name].detach().to("cpu", out).contiguous().reshape(-1)
+        if t.numel():
+            f.write(memoryview(t.view(torch.uint8).numpy()))
+
+
 def save_single_file(pipe: Any, path: str | os.PathLike, arch: str, dtype: torch.dtype | None = None) -> Path:
     """Write `pipe` (a diffusers SD/SDXL pipeline) to `path` in the original layout, optionally
     cast to `dtype`. Atomic: a temp file in the same folder, fsync, rename."""
     path = Path(path)
     sd = pipeline_to_original(pipe, arch)
-    for k, v in sd.items():
-        v = v.detach()
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        sd[k] = v.contiguous().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # not tempfile.mkstemp: its 0600 mode would stick to the model file; open() honours umask
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        save_file(sd, tmp, metadata={"format": "pt"})
-        with open(tmp, "rb+") as f:
+        with open(tmp, "xb") as f:
+            write_safetensors(sd, f, dtype, metadata={"format": "pt"})
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         try:

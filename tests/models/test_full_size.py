@@ -1,0 +1,123 @@
+"""A full-size SD 1.5 checkpoint (random weights) through export, detection and the loader.
+
+Builds UNet (860M parameters), VAE and CLIP ViT-L from the shipped sd1 configs with fast random
+initialisation, writes them as one fp16 original-layout .safetensors (~2 GiB, like a pruned
+SD 1.5 file), then, in a fresh process so that its memory is measured alone, loads that with
+load_pipeline on CPU in float32 and draws one 256x256 image in 2 steps. Prints timings, file
+size and peak memory. Run alone (about 2-3 minutes on 2 cores, ~6 GiB RAM, 2 GiB of /tmp):
+
+    HF_HUB_OFFLINE=1 python -m pytest tests/models/test_full_size.py -m slow -s
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+_CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import numpy as np, torch
+torch.set_num_threads(2)
+from steady.models.detect import inspect_model
+from steady.worker.loader import load_pipeline
+r = {"import torch+steady": time.perf_counter() - t0}
+t = time.perf_counter(); info = inspect_model(sys.argv[1]); r["inspect_model (header only)"] = time.perf_counter() - t
+assert info.arch == "sd1" and info.native_size == 512, info
+assert info.overrides["unet"]["block_out_channels"] == [320, 640, 1280, 1280]
+assert info.overrides["unet"]["attention_head_dim"] == 8 and info.overrides["text_encoder"]["num_hidden_layers"] == 12
+t = time.perf_counter(); pipe = load_pipeline(info, "cpu", torch.float32); r["load_pipeline (fp16 file -> fp32)"] = time.perf_counter() - t
+r["unet_params"] = sum(p.numel() for p in pipe.unet.parameters())
+r["peak_rss_after_load_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("RssAnon", "RssFile")))
+r["rss_anon_after_load_gib"] = int(status["RssAnon"].split()[0]) / 2**20  # private memory (the fp32 weights)
+r["rss_file_after_load_gib"] = int(status["RssFile"].split()[0]) / 2**20  # mapped checkpoint pages (reclaimable)
+t = time.perf_counter()
+img = pipe("a photo of a cat", num_inference_steps=2, height=256, width=256,
+           generator=torch.Generator().manual_seed(1), output_type="np").images
+r["generate 256x256, 2 steps"] = time.perf_counter() - t
+r["finite"] = bool(np.isfinite(img).all()) and img.shape == (1, 256, 256, 3)
+r["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print("RESULT " + json.dumps(r))
+"""
+
+
+def _random_fill(model, gen, dtype) -> None:
+    """Give every meta parameter random values on the CPU without running the (slow) default
+    initialisers: norms ~1, biases ~0, weights ~N(0, 1/fan_in), embeddings ~N(0, 0.02).
+    Buffers (position ids) were built normally by init_empty_weights."""
+    import torch
+    from accelerate.utils import set_module_tensor_to_device
+
+    for name, p in list(model.named_parameters()):
+        value = torch.randn(p.shape, generator=gen, dtype=dtype)
+        if p.ndim == 1:
+            value.mul_(0.02)
+            if name.endswith("weight") and "norm" in name:
+                value.add_(1.0)
+        else:
+            value.mul_(0.02 if "embedding" in name else 1.0 / math.sqrt(math.prod(p.shape[1:])))
+        set_module_tensor_to_device(model, name, "cpu", value=value)
+
+
+def test_full_size_sd15_random_weights(tmp_path):
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from steady.models import shipped
+    from steady.worker.export import save_single_file
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(shipped.load_component_config("sd1", "unet"))
+        vae = AutoencoderKL.from_config(shipped.load_component_config("sd1", "vae"))
+        te = CLIPTextModel(CLIPTextConfig(**shipped.load_component_config("sd1", "text_encoder")))
+    for m in (unet, vae, te):
+        _random_fill(m, gen, torch.float16)
+    cfg = shipped.materialize("sd1", {}, tmp_path / "cache")
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=te, tokenizer=CLIPTokenizer.from_pretrained(cfg / "tokenizer", local_files_only=True),
+        unet=unet, scheduler=PNDMScheduler.from_config(shipped.load_component_config("sd1", "scheduler")),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    times["build fp16 random components"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    path = save_single_file(pipe, tmp_path / "sd15-random.safetensors", "sd1", dtype=torch.float16)
+    times["export original-layout fp16 file"] = time.perf_counter() - t
+    builder_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    del pipe, unet, vae, te
+    gc.collect()
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
+    t = time.perf_counter()
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env, capture_output=True, text=True, timeout=420)
+    wall = time.perf_counter() - t
+    assert child.returncode == 0, child.stderr[-3000:]
+    r = json.loads(next(line for line in child.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert r["unet_params"] == 859_520_964 and r["finite"]
+
+    print()
+    for k, v in {**times, **{k: v for k, v in r.items() if isinstance(v, float) and "gib" not in k}}.items():  # noqa: B007
+        print(f"  {k:38s} {v:7.1f} s")
+    print(f"  {'loader process, wall':38s} {wall:7.1f} s")
+    print(f"  {'file size':38s} {path.stat().st_size / 2**30:7.2f} GiB")
+    print(f"  {'peak RSS builder+export process':38s} {builder_peak:7.2f} GiB")
+    print(f"  {'peak RSS loader process after load':38s} {r['peak_rss_after_load_gib']:7.2f} GiB")
+    if "rss_anon_after_load_gib" in r:
+        print(f"  {'  of which anonymous / file-mapped':38s} {r['rss_anon_after_load_gib']:7.2f} / {r['rss_file_after_load_gib']:.2f} GiB")
+    print(f"  {'peak RSS loader process overall':38s} {r['peak_rss_gib']:7.2f} GiB")
