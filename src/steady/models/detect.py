@@ -184,7 +184,9 @@ def detect_arch(shapes: Shapes, path: str) -> str:
     in_ch = shapes[UNET + "input_blocks.0.0.weight"][1]
     if in_ch != 4:
         kind = "an inpainting" if in_ch == 9 else "an instruct-pix2pix" if in_ch == 8 else "a non-standard"
-        raise ModelError("model", path, f"UNet takes {in_ch} input channels ({kind} model); only text-to-image models (4) are supported")
+        raise ModelError(
+            "model", path, f"UNet takes {in_ch} input channels ({kind} model); only text-to-image models (4) are supported"
+        )
 
     context = _cross_attention_dim(shapes)
     if CLIP_XL + "embeddings.token_embedding.weight" in shapes and OPENCLIP_XL + "token_embedding.weight" in shapes:
@@ -356,7 +358,6 @@ def prediction_from_keys(shapes: Shapes, arch: str) -> str | None:
 def info_from_shapes(path: Path, fmt: str, shapes: Shapes, size_bytes: int) -> ModelInfo:
     """ModelInfo for a state dict's {name: shape}; used for safetensors headers and, by the
     loader, for pickles once they are loaded."""
-    shapes = {k[len("state_dict."):] if k.startswith("state_dict.") else k: s for k, s in shapes.items()}
     arch = detect_arch(shapes, str(path))
     pred = prediction_from_keys(shapes, arch)
     return ModelInfo(
@@ -395,13 +396,17 @@ def inspect_folder(path: Path) -> ModelInfo:
     index = _read_json(path / "model_index.json", path)
     cls = index.get("_class_name")
     if cls not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
-        raise ModelError("model", str(path), f"pipeline {cls!r} is not supported (need StableDiffusionPipeline or StableDiffusionXLPipeline)")
+        raise ModelError(
+            "model", str(path), f"pipeline {cls!r} is not supported (need StableDiffusionPipeline or StableDiffusionXLPipeline)"
+        )
     unet = _read_json(path / "unet" / "config.json", path)
     vae = _read_json(path / "vae" / "config.json", path)
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched = _read_json(sched_file, path) if sched_file.exists() else {}
     if unet.get("in_channels", 4) != 4:
-        raise ModelError("model", str(path), f"UNet takes {unet.get('in_channels')} input channels; only text-to-image models (4) are supported")
+        raise ModelError(
+            "model", str(path), f"UNet takes {unet.get('in_channels')} input channels; only text-to-image models (4) are supported"
+        )
     if cls == "StableDiffusionXLPipeline":
         arch = "sdxl"
     else:

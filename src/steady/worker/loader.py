@@ -122,7 +122,7 @@ def _load_folder(info: ModelInfo, dtype: torch.dtype) -> Any:
             info.path, local_files_only=True, **{_dtype_kw(): dtype}, safety_checker=None,
             feature_extractor=None, requires_safety_checker=False,
         )
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         raise ModelError("model", str(info.path), f"cannot load diffusers folder: {_first_line(e)}") from e
 
 
@@ -217,7 +217,8 @@ def _load_single_file(
 
         # 3. UNet first: SD2 needs it to tell epsilon from v.
         unet = _component(
-            lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common, **dkw), ckpt, prefixes["unet"], "unet", info, cfg
+            lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common, **dkw),
+            ckpt, prefixes["unet"], "unet", info, cfg,
         )
         if arch == "sd2" and pred is None:
             pred = "v_prediction" if is_v_prediction(unet, device) else "epsilon"
@@ -225,15 +226,22 @@ def _load_single_file(
             if pred == "v_prediction":
                 cfg = shipped.materialize("sd2v", info.overrides, settings.cache_dir)
                 common["config"] = str(cfg)
+                # 768-v config: default size 96 latents; attention in float32 (SD 2.1 overflows
+                # in fp16 otherwise). The UNet is built already, so set both on it.
                 v_unet = shipped.load_component_config("sd2v", "unet")
                 unet.register_to_config(sample_size=v_unet["sample_size"], upcast_attention=v_unet["upcast_attention"])
+                for m in unet.modules():
+                    if hasattr(m, "upcast_attention"):
+                        m.upcast_attention = v_unet["upcast_attention"]
         # 4. VAE and text encoders, each from its own slice of the checkpoint.
         vae = _component(
-            lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **common, **dkw), ckpt, prefixes["vae"], "vae", info, cfg
+            lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **common, **dkw),
+            ckpt, prefixes["vae"], "vae", info, cfg,
         )
-        te_cls = CLIPTextModel
         text_encoder = _component(
-            lambda sd: create_diffusers_clip_model_from_ldm(te_cls, sd, subfolder="text_encoder", torch_dtype=dtype, **common),
+            lambda sd: create_diffusers_clip_model_from_ldm(
+                CLIPTextModel, sd, subfolder="text_encoder", torch_dtype=dtype, **common
+            ),
             ckpt, prefixes["text_encoder"], "text_encoder", info, cfg,
         )
         if arch == "sdxl":
