@@ -147,7 +147,7 @@ def iter_request(
     from steady.catalog.db import open_catalog
     from steady.images.pngmeta import write_png
     from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, Interrupted, render
+    from steady.worker.pipeline import DTYPES, Interrupted, quiet_libraries, render
 
     cfg = cfg or current_settings()
     plan = plan or check_and_plan(request, cfg)
@@ -158,6 +158,7 @@ def iter_request(
     status = "failed"
     try:
         # 3. Load (or reuse) the pipeline on the planned device.
+        quiet_libraries()
         pipe = loaded or load_pipeline(
             plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=request.allow_pickle
         )

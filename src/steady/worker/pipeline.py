@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def quiet_libraries() -> None:
+    """Our progress bar is the one the user sees: silence diffusers'/transformers' own bars and
+    their import-time notes (e.g. "CLIPImageProcessor requires torchvision", which we never use)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def _alias_flattened_clip(text_encoder: Any) -> None:
     """Let diffusers' clip-skip path find `text_encoder.text_model` on transformers >= 5.6.
 
