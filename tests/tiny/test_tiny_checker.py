@@ -39,7 +39,7 @@ def test_checker_accuracy_on_2000_ground_truth_scenes() -> None:
 @pytest.mark.parametrize(("blur", "noise"), [(0.8, 6.0), (1.2, 10.0)])
 def test_checker_is_robust_to_blur_and_noise(blur: float, noise: float) -> None:
     rng = np.random.default_rng(0)
-    data = [(_degrade(s.image, rng, blur, noise), s.scene) for s in dataset(99, 500, holdout=False)]
+    data = [(_degrade(s.image, rng, blur, noise), s.scene) for s in dataset(99, 400, holdout=False)]
     acc = _accuracy(data)
     print(f"\nchecker accuracy, blur {blur} + noise {noise}:", {a: f"{v:.4f}" for a, v in acc.items()})
     assert all(v >= 0.95 for v in acc.values()), acc
