@@ -34,7 +34,7 @@ class NamedColour:
     rgb: tuple[int, int, int]
 
 
-# Chosen so every pair is >= ~90 apart in RGB (the jitter moves a colour <= 17), and so the
+# Chosen so every pair is >= 87 apart in RGB (the jitter moves a colour <= 17), and so the
 # names are ones people use for these values. The checker classifies by nearest canonical RGB.
 COLOURS: tuple[NamedColour, ...] = (
     NamedColour("red", (220, 40, 40)),
