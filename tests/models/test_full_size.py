@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import resource
 import subprocess
@@ -42,70 +41,33 @@ r["peak_rss_after_load_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("RssAnon", "RssFile")))
 r["rss_anon_after_load_gib"] = int(status["RssAnon"].split()[0]) / 2**20  # private memory (the fp32 weights)
 r["rss_file_after_load_gib"] = int(status["RssFile"].split()[0]) / 2**20  # mapped checkpoint pages (reclaimable)
+from PIL import Image
+from steady.engine import run_request
+from steady.params import GenerationRequest
 t = time.perf_counter()
-img = pipe("a photo of a cat", num_inference_steps=2, height=256, width=256,
-           generator=torch.Generator().manual_seed(1), output_type="np").images
-r["generate 256x256, 2 steps"] = time.perf_counter() - t
-r["finite"] = bool(np.isfinite(img).all()) and img.shape == (1, 256, 256, 3)
+[result] = run_request(GenerationRequest(prompt="a photo of a cat", model=sys.argv[1], width=256, height=256,
+                                         steps=2, seed=1, out_dir=sys.argv[2]), loaded=pipe)
+r["steady generate 256x256, 2 steps"] = time.perf_counter() - t
+img = np.asarray(Image.open(result.path))
+r["finite"] = bool(img.shape == (256, 256, 3) and result.params.model_arch == "sd1" and img.std() > 0)
 r["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print("RESULT " + json.dumps(r))
 """
 
 
-def _random_fill(model, gen, dtype) -> None:
-    """Give every meta parameter random values on the CPU without running the (slow) default
-    initialisers: norms ~1, biases ~0, weights ~N(0, 1/fan_in), embeddings ~N(0, 0.02).
-    Buffers (position ids) were built normally by init_empty_weights."""
-    import torch
-    from accelerate.utils import set_module_tensor_to_device
-
-    for name, p in list(model.named_parameters()):
-        value = torch.randn(p.shape, generator=gen, dtype=dtype)
-        if p.ndim == 1:
-            value.mul_(0.02)
-            if name.endswith("weight") and "norm" in name:
-                value.add_(1.0)
-        else:
-            value.mul_(0.02 if "embedding" in name else 1.0 / math.sqrt(math.prod(p.shape[1:])))
-        set_module_tensor_to_device(model, name, "cpu", value=value)
-
-
 def test_full_size_sd15_random_weights(tmp_path):
-    import torch
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from steady.models import shipped
-    from steady.worker.export import save_single_file
+    from steady.worker.random_model import save_random_full_size
 
     times: dict[str, float] = {}
     t = time.perf_counter()
-    gen = torch.Generator().manual_seed(0)
-    with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(shipped.load_component_config("sd1", "unet"))
-        vae = AutoencoderKL.from_config(shipped.load_component_config("sd1", "vae"))
-        te = CLIPTextModel(CLIPTextConfig(**shipped.load_component_config("sd1", "text_encoder")))
-    for m in (unet, vae, te):
-        _random_fill(m, gen, torch.float16)
-    cfg = shipped.materialize("sd1", {}, tmp_path / "cache")
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=te, tokenizer=CLIPTokenizer.from_pretrained(cfg / "tokenizer", local_files_only=True),
-        unet=unet, scheduler=PNDMScheduler.from_config(shipped.load_component_config("sd1", "scheduler")),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    times["build fp16 random components"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    path = save_single_file(pipe, tmp_path / "sd15-random.safetensors", "sd1", dtype=torch.float16)
-    times["export original-layout fp16 file"] = time.perf_counter() - t
+    path = save_random_full_size(tmp_path / "sd15-random.safetensors", seed=0)
+    times["build + export fp16 original-layout file"] = time.perf_counter() - t
     builder_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    del pipe, unet, vae, te
     gc.collect()
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
     t = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env, capture_output=True, text=True, timeout=420)
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=420)
     wall = time.perf_counter() - t
     assert child.returncode == 0, child.stderr[-3000:]
     r = json.loads(next(line for line in child.stdout.splitlines() if line.startswith("RESULT "))[7:])

@@ -6,6 +6,10 @@ Used for two things: the default model until the trained embedded model ships
     make_tiny_components(arch, seed=0, cache_dir) -> {"unet": ..., "vae": ..., "text_encoder": ..., ...}
     assemble(arch, components)                    -> a StableDiffusion(XL)Pipeline
     save_random_folder(dest, arch="sd1", seed=0)  -> dest, a diffusers folder (written atomically)
+    save_random_full_size(path, seed=0)           -> path, a full-size SD 1.5 single file (random, fp16)
+
+The full-size file (860M-parameter UNet, ~2 GiB) is for tests and benchmarks of real-size
+memory and speed; build it with `python -m steady.worker.random_model full OUT.safetensors`.
 
 arch: "sd1", "sd2" (epsilon), "sd2v" (the same tiny SD2 with the v_prediction scheduler), "sdxl".
 
@@ -20,6 +24,8 @@ tensors are equal: a swapped key would show in outputs. Images from these models
 from __future__ import annotations
 
 import copy
+import math
+import sys
 import json
 import os
 import shutil
@@ -159,3 +165,62 @@ def save_random_folder(dest: str | Path, arch: str = "sd1", seed: int = 0) -> Pa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _random_fill(model, gen, dtype) -> None:
+    """Give every meta parameter random values on the CPU without running the (slow) default
+    initialisers: norms ~1, biases ~0, weights ~N(0, 1/fan_in), embeddings ~N(0, 0.02).
+    Buffers (position ids) were built normally by init_empty_weights."""
+    import torch
+    from accelerate.utils import set_module_tensor_to_device
+
+    for name, p in list(model.named_parameters()):
+        value = torch.randn(p.shape, generator=gen, dtype=dtype)
+        if p.ndim == 1:
+            value.mul_(0.02)
+            if name.endswith("weight") and "norm" in name:
+                value.add_(1.0)
+        else:
+            value.mul_(0.02 if "embedding" in name else 1.0 / math.sqrt(math.prod(p.shape[1:])))
+        set_module_tensor_to_device(model, name, "cpu", value=value)
+
+
+
+def save_random_full_size(path: str | Path, seed: int = 0) -> Path:
+    """A random-weight SD 1.5 at full size (shipped configs), saved as ONE fp16 original-layout
+    .safetensors file, like a pruned SD 1.5 download. Fast: weights are filled on the CPU from
+    empty (meta) modules, without running the default initialisers."""
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from steady.worker.export import save_single_file
+
+    gen = torch.Generator().manual_seed(seed)
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(shipped.load_component_config("sd1", "unet"))
+        vae = AutoencoderKL.from_config(shipped.load_component_config("sd1", "vae"))
+        te = CLIPTextModel(CLIPTextConfig(**shipped.load_component_config("sd1", "text_encoder")))
+    for module in (unet, vae, te):
+        _random_fill(module, gen, torch.float16)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=te, tokenizer=CLIPTokenizer.from_pretrained(shipped.tokenizer_dir(), local_files_only=True),
+        unet=unet, scheduler=PNDMScheduler.from_config(shipped.load_component_config("sd1", "scheduler")),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    return save_single_file(pipe, Path(path), "sd1", dtype=torch.float16)
+
+
+def main(argv: list[str]) -> None:
+    """python -m steady.worker.random_model full OUT.safetensors | tiny OUT_FOLDER [ARCH]"""
+    if len(argv) >= 2 and argv[0] == "full":
+        print(save_random_full_size(argv[1]))
+    elif len(argv) >= 2 and argv[0] == "tiny":
+        print(save_random_folder(argv[1], arch=argv[2] if len(argv) > 2 else "sd1"))
+    else:
+        raise SystemExit(main.__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
