@@ -2,8 +2,9 @@
 
 Each side runs in its own child process (so peak RSS is its own): load the same model the
 same way, generate one warm-up image, then N timed images with the same prompt, sampler,
-steps, size and seeds. The plain side calls the pipeline and keeps the PIL image; the steady
-side runs the whole engine (render, atomic PNG with metadata, catalog row, progress).
+steps, size and seeds. The plain side calls the pipeline and saves the PNG with PIL, as a
+plain script would; the steady side runs the whole engine for one run of N+1 images (render,
+atomic PNG with metadata, catalog row, progress callback).
 
 Run as a module for one side: python -m steady.bench plain|steady '<json settings>'
 """
@@ -80,24 +81,31 @@ def run_side(side: str, s: BenchSettings) -> SideResult:
     pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype])
     load_seconds = time.perf_counter() - started
     times = []
-    for i in range(s.images + 1):  # image 0 warms up
-        seed = s.seed + i
-        t0 = time.perf_counter()
-        if side == "plain":
-            import torch
+    if side == "plain":
+        import torch
 
+        for i in range(s.images + 1):  # image 0 warms up
+            seed = s.seed + i
+            t0 = time.perf_counter()
             pipe.scheduler = make_scheduler(s.sampler, pipe.scheduler.config, seed)
             image = pipe(
                 s.prompt, num_inference_steps=s.steps, width=plan.width, height=plan.height,
                 generator=torch.Generator("cpu").manual_seed(seed),
             ).images[0]
+            image.save(Path(request.out_dir) / f"plain-{i}.png")  # what a plain script does
             del image
-        else:
-            request.seed = seed
-            for _ in iter_request(request, cfg=cfg, loaded=pipe, plan=plan):
-                pass
-        if i:
-            times.append(time.perf_counter() - t0)
+            if i:
+                times.append(time.perf_counter() - t0)
+    else:
+        # One run of N+1 images, as `steady generate -n` does; an image's time is the gap
+        # between two finished images (render + PNG with metadata + catalog row + progress).
+        request.n_images = s.images + 1
+        t0 = time.perf_counter()
+        for i, _ in enumerate(iter_request(request, cfg=cfg, loaded=pipe, plan=plan)):
+            now = time.perf_counter()
+            if i:
+                times.append(now - t0)
+            t0 = now
     return SideResult(side, times, statistics.median(times), _peak_rss_bytes(), load_seconds)
 
 

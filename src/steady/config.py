@@ -2,7 +2,8 @@
 
 STEADY_HOME (env) moves everything; otherwise a per-user data folder (platformdirs).
 Layout under home:
-    models/        checkpoints found by `--model NAME`
+    config.toml    optional settings, e.g. `models_dir = "~/stable-diffusion-webui/models/Stable-diffusion"`
+    models/        checkpoints found by `--model NAME` (unless models_dir or STEADY_MODELS says otherwise)
     outputs/       YYYY-MM-DD/ folders of generated PNGs
     catalog.db     SQLite catalog (WAL)
     cache/         derived data (model configs, thumbnails)
@@ -13,6 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from steady.errors import BadInput
+
+CONFIG_KEYS = ("models_dir",)
 
 
 def home() -> Path:
@@ -29,9 +35,17 @@ class Settings:
     home: Path
 
     @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
     def models_dir(self) -> Path:
+        """STEADY_MODELS, else `models_dir` in config.toml, else home/models."""
         env = os.environ.get("STEADY_MODELS")
-        return Path(env).expanduser() if env else self.home / "models"
+        if env:
+            return Path(env).expanduser()
+        configured = read_config(self.config_path).get("models_dir")
+        return Path(configured).expanduser() if configured else self.home / "models"
 
     @property
     def outputs_dir(self) -> Path:
@@ -48,3 +62,23 @@ class Settings:
 
 def settings() -> Settings:
     return Settings(home=home())
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings in config.toml ({} when there is none). Unknown keys or bad TOML: BadInput."""
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput("config", str(path), f"cannot be read as TOML ({exc})") from exc
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise BadInput("config", str(path), f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
+    if "models_dir" in data and not isinstance(data["models_dir"], str):
+        raise BadInput("models_dir", data["models_dir"], f"must be a folder path (text) in {path}")
+    return data
