@@ -53,7 +53,7 @@ class Plan:
 def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> Plan:
     """Steps 1 and 2: everything that can be refused is refused here, before any load."""
     from steady.models.default import resolve_default_model
-    from steady.models.detect import inspect_model
+    from steady.models.detect import inspect_model, pickle_refusal
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
 
@@ -63,14 +63,7 @@ def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> P
     model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
     info = inspect_model(model_path)
     if info.format == "pickle" and not request.allow_pickle:
-        from steady.errors import ModelError
-
-        raise ModelError(
-            "model",
-            str(model_path),
-            "is a pickle (.ckpt/.pt), which can run code when loaded; "
-            "convert it to .safetensors or pass --allow-pickle to load it with weights_only=True",
-        )
+        raise pickle_refusal(info)
     width = request.width or info.native_size
     height = request.height or info.native_size
     # 2. Plan: device and dtype (the full memory planner lives with the worker), output folder.

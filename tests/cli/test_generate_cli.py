@@ -60,3 +60,11 @@ def test_subprocess_generate_and_models(tmp_path):
     assert len(lines) == 2
     history = subprocess.run([sys.executable, "-m", "steady", "history"], env=env, capture_output=True, text=True, timeout=300)
     assert history.returncode == 0 and "a red circle" in history.stdout
+
+
+def test_pickle_refused_before_loading(capsys, tmp_path):
+    ckpt = tmp_path / "old.ckpt"
+    ckpt.write_bytes(bytes(1 << 20))  # never unpickled: refused by format before any load
+    code, out = run_main(["generate", "x", "--model", str(ckpt), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "is a pickle" in out.err and "--allow-pickle" in out.err and f"model='{ckpt}'" in out.err

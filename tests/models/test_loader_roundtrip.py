@@ -100,7 +100,7 @@ def test_pickle_refused_unless_allowed(tiny_files, tmp_path):
     ckpt = tmp_path / "old.ckpt"
     torch.save({"state_dict": load_file(tiny_files["sd1", "file"]), "global_step": 1}, ckpt)
     info = inspect_model(ckpt)
-    with pytest.raises(ModelError, match="is a pickle, which can run code when loaded; convert it to .safetensors or pass --allow-pickle") as e:
+    with pytest.raises(ModelError, match=r"is a pickle \(.ckpt/.pt\), which can run code when loaded; convert it to .safetensors or pass --allow-pickle") as e:
         load_pipeline(info, "cpu", torch.float32)
     assert e.value.argument == "model" and e.value.value == str(ckpt)
     pipe = load_pipeline(info, "cpu", torch.float32, allow_pickle=True)

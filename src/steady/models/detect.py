@@ -104,6 +104,16 @@ def native_size(arch: str, prediction_type: str | None) -> int:
 # ---------------------------------------------------------------------------------------------
 # safetensors header
 # ---------------------------------------------------------------------------------------------
+def pickle_refusal(info: ModelInfo) -> ModelError:
+    """The error for a .ckpt/.pt pickle loaded without --allow-pickle."""
+    return ModelError(
+        "model",
+        str(info.path),
+        "is a pickle (.ckpt/.pt), which can run code when loaded; convert it to .safetensors "
+        "or pass --allow-pickle to load it with torch.load(weights_only=True)",
+    )
+
+
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a .safetensors file, checked against the file size (truncation)."""
     try:

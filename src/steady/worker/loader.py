@@ -35,7 +35,7 @@ from steady.config import Settings
 from steady.config import settings as default_settings
 from steady.errors import BadInput, ModelError
 from steady.models import shipped
-from steady.models.detect import UNET, ModelInfo, info_from_shapes
+from steady.models.detect import UNET, ModelInfo, info_from_shapes, pickle_refusal
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ def _dtype_kw() -> str:
     except ImportError:
         return "torch_dtype"
     return "dtype"
-
-
-def pickle_refusal(info: ModelInfo) -> ModelError:
-    return ModelError(
-        "model",
-        str(info.path),
-        "is a pickle, which can run code when loaded; convert it to .safetensors or pass --allow-pickle",
-    )
 
 
 def load_pipeline(

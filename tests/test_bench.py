@@ -1,0 +1,18 @@
+"""`steady bench` really runs both sides and reports comparable figures."""
+
+import math
+
+from steady.bench import BenchSettings, run_bench
+
+
+def test_bench_runs_both_sides(tmp_path):
+    from tests.fixtures.tiny_models import save_tiny_folder
+
+    model = save_tiny_folder("sd1", tmp_path / "tiny")
+    report = run_bench(BenchSettings(model=str(model), steps=2, width=32, height=32, images=2))
+    for side in (report.plain, report.steady):
+        assert len(side.seconds_per_image) == 2
+        assert all(t > 0 for t in side.seconds_per_image)
+        assert side.peak_rss_bytes > 50 * 2**20  # torch alone is more than this
+    assert math.isfinite(report.time_overhead) and math.isfinite(report.rss_overhead)
+    assert report.to_dict()["settings"]["steps"] == 2
