@@ -149,3 +149,16 @@ def test_json_chunk_has_every_parameter(sd1_folder):
     for key in ("prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed", "sampler",
                 "clip_skip", "model_name", "model_hash", "model_arch", "device", "dtype"):
         assert key in chunk, key
+
+
+def test_run_status_records_how_it_ended(sd1_folder, tmp_path):
+    from steady.engine import iter_request
+
+    done = run_request(request_for(sd1_folder, out_dir=str(tmp_path / "a")))
+    images = iter_request(request_for(sd1_folder, n_images=3, out_dir=str(tmp_path / "b")))
+    first = next(images)
+    images.close()  # the consumer stops after one image (e.g. the page went away)
+    with open_catalog(settings().db_path) as catalog:
+        assert catalog.get_run(done[0].run_id).status == "done"
+        stopped = catalog.get_run(first.run_id)
+    assert (stopped.status, stopped.n_done, stopped.n_requested) == ("cancelled", 1, 3)

@@ -193,6 +193,10 @@ def iter_request(
                 seconds=seconds, peak_rss_bytes=peak_rss,
             )
         status = "done"
+    except (KeyboardInterrupt, GeneratorExit):
+        # Ctrl-C, or the consumer stopped asking for images: the run was cancelled, not failed.
+        status = "cancelled"
+        raise
     finally:
         # 7. Finish the run whatever happened, so the catalog says how it ended.
         if run_id is not None:
