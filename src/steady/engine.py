@@ -4,9 +4,9 @@
     ->  for each image: 4 encode + denoise + decode  ->  5 write the PNG atomically
     ->  6 record the catalog row  ->  7 finish the run
 
-The supervised worker process (jobs/) wraps the same steps; this module holds no torch import
-at module level so that the CLI starts fast and errors in the input are reported before any
-heavy import.
+It runs in the calling process for now; the supervised worker process (jobs/, issue "Hours
+without a hang") is to wrap these same steps. No torch import at module level, so that the CLI
+starts fast and errors in the input are reported before any heavy import.
 """
 
 from __future__ import annotations
