@@ -1,0 +1,58 @@
+"""`steady doctor`: machine, the SD 1.5 / SDXL plans, warnings, --json; always exit 0."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from steady.cli.doctor import register
+from steady.worker import machine as M
+from steady.worker.machine import GIB, Machine
+
+
+def group() -> click.Group:
+    g = click.Group()
+    register(g)
+    return g
+
+
+def small_machine() -> Machine:
+    return Machine(platform="linux", cpu_logical=4, cpu_physical=2, cpu_usable=4, cpu_idle=4, cpu_bf16=False,
+                   ram_total=8 * GIB, ram_available=6 * GIB, swap_total=0, swap_free=0, swappiness=60,
+                   torch_version="2.13.0+cpu", torch_cuda=None, nvidia_driver=True)
+
+
+@pytest.fixture
+def small(monkeypatch):
+    monkeypatch.setattr(M, "probe_machine", lambda **kw: small_machine())
+
+
+def test_doctor_text(small):
+    result = CliRunner().invoke(group(), ["doctor"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "RAM: 8.0 GiB total, 6.0 GiB available" in out and "Swap: none" in out
+    assert "SD 1.5 at 512x512: cpu" in out and "bfloat16" in out
+    assert "SDXL at 1024x1024: refused: " in out and "needs about" in out
+    assert "no swap at all" in out and "CPU-only build" in out
+
+
+def test_doctor_json(small):
+    result = CliRunner().invoke(group(), ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"machine", "plans", "warnings"}
+    sd15, sdxl = data["plans"]
+    assert sd15["plan"]["strategy"] == "cpu" and sd15["refused"] is None
+    assert sdxl["plan"] is None and "GiB of RAM" in sdxl["refused"]
+    assert data["machine"]["ram_total"] == 8 * GIB
+
+
+def test_doctor_on_this_machine():
+    result = CliRunner().invoke(group(), ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [p["model"] for p in data["plans"]] == ["SD 1.5 at 512x512", "SDXL at 1024x1024"]
