@@ -26,7 +26,7 @@ import gc
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -51,16 +51,9 @@ KNOWN_ATTENTION = {"sd1": {"heads": 8, "level": 0}, "sd2": {"heads": 5, "level":
 # ComfyUI's memory_usage_factor per family (comfy/supported_models.py): SD15 1.0, SD20 1.0, SDXL 0.8.
 UNET_FACTOR = {"sd1": 1.0, "sd2": 1.0, "sdxl": 0.8}
 # Where each component's weights live in an original-layout single file.
-_PREFIXES = {
-    "sd1": {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."},
-    "sd2": {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."},
-    "sdxl": {
-        "unet": "model.diffusion_model.",
-        "vae": "first_stage_model.",
-        "text_encoder": "conditioner.embedders.0.",
-        "text_encoder_2": "conditioner.embedders.1.",
-    },
-}
+_SD = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
+_PREFIXES = {"sd1": _SD, "sd2": _SD, "sdxl": {**_SD, "text_encoder": "conditioner.embedders.0.",
+                                              "text_encoder_2": "conditioner.embedders.1."}}
 
 # Activation constants (docs/planner.md, "Estimates"):
 UNET_MIB_PER_LATENT_PIXEL_BYTE = 0.01  # ComfyUI model_base.memory_required, SDPA/xformers branch
@@ -181,15 +174,14 @@ class OomEvent:
     device: str
 
 
-# ---------------------------------------------------------------------------------------------
-# footprints: parameter counts from shapes, never by building a model
-# ---------------------------------------------------------------------------------------------
+# --- footprints: parameter counts from shapes, never by building a model --------------------
 def footprint_for_arch(arch: str, *, params: dict[str, int] | None = None, source: str = "known") -> ModelFootprint:
     if arch not in KNOWN_PARAMS:
         raise BadInput("model", arch, "unknown architecture; expected one of " + ", ".join(KNOWN_PARAMS))
     a = KNOWN_ATTENTION[arch]
     return ModelFootprint(arch=arch, params=dict(params or KNOWN_PARAMS[arch]), attn_heads=a["heads"],
-                          attn_level=a["level"], vae_upcast=arch == "sdxl", unet_factor=UNET_FACTOR[arch], source=source)
+                          attn_level=a["level"], vae_upcast=arch == "sdxl", unet_factor=UNET_FACTOR[arch],
+                          source=source)
 
 
 def params_from_shapes(shapes: dict[str, tuple[int, ...]], arch: str) -> dict[str, int]:
@@ -255,9 +247,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}  # detect.inspect_folder has already refused unreadable folders
 
 
-# ---------------------------------------------------------------------------------------------
-# estimates
-# ---------------------------------------------------------------------------------------------
+# --- estimates ------------------------------------------------------------------------------
 def estimate(fp: ModelFootprint, width: int, height: int, batch: int = 1, dtype: str = "float16", *,
              device_kind: str = "cuda", guidance: bool = True) -> MemoryEstimate:
     """Bytes one job needs, per part. Formulas and sources: docs/planner.md."""
@@ -344,9 +334,7 @@ def cpu_threads(m: Machine) -> int:
     return max(1, min(m.cpu_physical, m.cpu_usable, m.cpu_idle))
 
 
-# ---------------------------------------------------------------------------------------------
-# planning
-# ---------------------------------------------------------------------------------------------
+# --- planning -------------------------------------------------------------------------------
 _DESCRIBE = {
     "gpu": "everything on the GPU",
     "gpu+vae-tiling": "everything on the GPU, VAE decoded in tiles",
@@ -464,14 +452,14 @@ def plan(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch: int 
     kw = dict(device=device, dtype=dtype, guidance=guidance, sdpa=sdpa)
     tried = candidates(fp, m, width=width, height=height, batch=batch, **kw)
     chosen = next((p for p in tried if p.fits), None)
-    if chosen is not None:
-        faster = [p for p in tried[: tried.index(chosen)] if p.strategy != chosen.strategy]
-        if faster:
-            f = faster[-1]
-            chosen = dataclasses.replace(chosen, reason=chosen.reason + f"; '{f.strategy}' would need about "
-                                         + (f"{_gib(f.peak_vram)} VRAM" if f.peak_vram > f.vram_budget else f"{_gib(f.peak_ram)} RAM"))
+    if chosen is None:
+        raise _refusal(fp, m, tried, width, height, batch, kw)
+    faster = [p for p in tried[: tried.index(chosen)] if p.strategy != chosen.strategy]
+    if not faster:
         return chosen
-    raise _refusal(fp, m, tried, width, height, batch, kw)
+    f = faster[-1]
+    short = f"{_gib(f.peak_vram)} VRAM" if f.peak_vram > f.vram_budget else f"{_gib(f.peak_ram)} RAM"
+    return dataclasses.replace(chosen, reason=chosen.reason + f"; '{f.strategy}' would need about {short}")
 
 
 def _fits(fp: ModelFootprint, m: Machine, width: int, height: int, batch: int, kw: dict[str, Any]) -> bool:
@@ -496,8 +484,9 @@ def _refusal(fp: ModelFootprint, m: Machine, tried: list[Plan], width: int, heig
     resource = "RAM" if short_ram else "VRAM"
     need, have = (last.peak_ram, last.ram_budget) if short_ram else (last.peak_vram, last.vram_budget)
     digits = 1 if f"{need / GIB:.1f}" != f"{have / GIB:.1f}" else 2
-    why = (f"{width}x{height}, {batch} per batch, needs about {need / GIB:.{digits}f} GiB of {resource} even with the "
-           f"thriftiest strategy ({last.strategy}, {last.dtype}); this machine has {have / GIB:.{digits}f} GiB available; ")
+    why = (f"{width}x{height}, {batch} per batch, needs about {need / GIB:.{digits}f} GiB of {resource} even "
+           f"with the thriftiest strategy ({last.strategy}, {last.dtype}); this machine has "
+           f"{have / GIB:.{digits}f} GiB available; ")
     fits_batch = next((n for n in range(batch - 1, 0, -1) if _fits(fp, m, width, height, n, kw)), None)
     fits_at = next((z for z in _smaller_sizes(width, height) if _fits(fp, m, z.width, z.height, batch, kw)), None)
     common = dict(need=need, have=have, resource=resource, fits_at=fits_at, fits_batch=fits_batch)
@@ -509,7 +498,8 @@ def _refusal(fp: ModelFootprint, m: Machine, tried: list[Plan], width: int, heig
         common.update(fits_at=fits_at, fits_batch=1 if fits_at else None)
     if fits_at is not None:
         per = " with 1 per batch" if common["fits_batch"] == 1 else ""
-        return InsufficientMemory("width", width, why + f"at {fits_at.width}x{fits_at.height}{per} it would fit", **common)
+        hint = f"at {fits_at.width}x{fits_at.height}{per} it would fit"
+        return InsufficientMemory("width", width, why + hint, **common)
     weights = estimate(fp, 256, 256, 1, last.dtype).weights_total
     cpu = last.device != "cpu" and _fits(fp, m, width, height, batch, {**kw, "device": "cpu"})
     return InsufficientMemory("model", fp.arch, why + f"no smaller size fits: the weights alone are {_gib(weights)} "
@@ -535,9 +525,7 @@ def next_thriftier(p: Plan) -> Plan | None:
     return _make(job, p.device, p.dtype, steps[index + 1], budgets, p.threads)
 
 
-# ---------------------------------------------------------------------------------------------
-# applying a plan and surviving an out-of-memory error (the worker side: torch is there)
-# ---------------------------------------------------------------------------------------------
+# --- applying a plan and surviving an out-of-memory error (the worker side: torch is there) -
 def apply_plan(pipe: Any, p: Plan) -> list[str]:
     """Place a CPU-loaded pipeline and set its memory flags as `p` says; return what was done."""
     import torch
@@ -561,7 +549,10 @@ def apply_plan(pipe: Any, p: Plan) -> list[str]:
     elif any(type(proc).__name__ == "SlicedAttnProcessor" for proc in pipe.unet.attn_processors.values()):
         pipe.disable_attention_slicing()
     vae = pipe.vae
-    vae.enable_slicing() if p.vae_slicing else vae.disable_slicing()
+    if p.vae_slicing:
+        vae.enable_slicing()
+    else:
+        vae.disable_slicing()
     if p.vae_tiling:
         vae.enable_tiling()
         # diffusers tiles at the VAE's sample_size (1024 for SDXL), which would not tile a
@@ -599,45 +590,43 @@ def _release_cached_memory() -> None:
 
 def run_with_oom_retry(fn: Callable[[Plan], T], p: Plan, on_event: Callable[[OomEvent], None] | None = None) -> T:
     """fn(p); on a GPU out-of-memory error, once more with next_thriftier(p), reporting an OomEvent.
-    A second out-of-memory error (or none thriftier) raises OutOfMemory."""
+    `fn` must apply the plan it is given (apply_plan). A second out-of-memory error, or an error
+    on the last rung, raises OutOfMemory; any other error passes through untouched."""
     first = _attempt(fn, p)
-    if not isinstance(first, _Oom):
+    if first.oom is None:
         return first.value
     nxt = next_thriftier(p)
+    where = f"at {p.width}x{p.height}, {p.batch} per batch"
     if nxt is None:
-        raise OutOfMemory(f"out of GPU memory with the thriftiest strategy ({p.strategy}) at {p.width}x{p.height}, "
-                          f"{p.batch} per batch: {first.message}; try a smaller size or close programs using the GPU")
-    # The failed attempt's tensors are freed with its frames (we kept only the message); hand
-    # the cached blocks back before trying again.
+        raise OutOfMemory(f"out of GPU memory with the thriftiest strategy ({p.strategy}) {where}: {first.oom}; "
+                          "try a smaller size or close programs using the GPU")
+    # The failed attempt's tensors went with its frames (only the message was kept); hand the
+    # allocator's cached blocks back before trying again.
     _release_cached_memory()
     if on_event is not None:
-        on_event(OomEvent(from_strategy=p.strategy, to_strategy=nxt.strategy, error=first.message, width=p.width,
+        on_event(OomEvent(from_strategy=p.strategy, to_strategy=nxt.strategy, error=first.oom, width=p.width,
                           height=p.height, batch=p.batch, device=p.device))
     second = _attempt(fn, nxt)
-    if not isinstance(second, _Oom):
+    if second.oom is None:
         return second.value
     _release_cached_memory()
-    raise OutOfMemory(f"out of GPU memory with '{p.strategy}' and again with '{nxt.strategy}' at {p.width}x{p.height}, "
-                      f"{p.batch} per batch (estimated {_gib(nxt.peak_vram)} of {_gib(nxt.vram_budget)} usable): "
-                      f"{second.message}; try a smaller size or close programs using the GPU")
+    raise OutOfMemory(f"out of GPU memory with '{p.strategy}' and again with '{nxt.strategy}' {where} (estimated "
+                      f"{_gib(nxt.peak_vram)} of {_gib(nxt.vram_budget)} usable): {second.oom}; "
+                      "try a smaller size or close programs using the GPU")
 
 
-@dataclass
-class _Ok:
-    value: Any
+@dataclass(frozen=True)
+class _Attempt:
+    value: Any = None
+    oom: str | None = None  # the first line of the out-of-memory message
 
 
-@dataclass
-class _Oom:
-    message: str
-
-
-def _attempt(fn: Callable[[Plan], T], p: Plan) -> _Ok | _Oom:
+def _attempt(fn: Callable[[Plan], Any], p: Plan) -> _Attempt:
     """Run fn(p), turning an out-of-memory error into its message only: holding the exception
     would hold its traceback, whose frames hold the tensors that filled the GPU."""
     try:
-        return _Ok(fn(p))
+        return _Attempt(value=fn(p))
     except Exception as exc:  # noqa: BLE001 - filtered just below, everything else re-raised
         if not is_out_of_memory(exc):
             raise
-        return _Oom((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
+        return _Attempt(oom=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
