@@ -186,6 +186,20 @@ def test_explicit_device_and_dtype_are_checked():
         plan(SD1, machine(0, 16), width=512, height=512, device="cpu", dtype="float16")
     assert err.value.argument == "dtype"
     assert plan(SD1, machine(8, 16), width=512, height=512, dtype="float32").dtype == "float32"
+    with pytest.raises(BadInput) as err:
+        plan(SD1, machine(0, 16), width=512, height=512, dtype="float16")  # auto device, no GPU
+    assert err.value.argument == "dtype"
+    with pytest.raises(BadInput) as err:
+        plan(SD1, machine(0, 16), width=512, height=512, device="mps")
+    assert err.value.argument == "device"
+
+
+def test_apple_mps_uses_unified_memory_and_never_offloads():
+    p = plan(SDXL, machine(0, 32, mps=True), width=1024, height=1024)
+    assert (p.device, p.dtype, p.strategy) == ("mps", "float16", "gpu")
+    assert p.peak_ram > p.peak_vram  # the GPU's share comes out of RAM
+    assert plan(SDXL, machine(0, 16, mps=True), width=1024, height=1024).strategy == "gpu+vae-tiling"
+    assert plan(SD1, machine(0, 8, mps=True), width=512, height=512, device="cpu").device == "cpu"
 
 
 def test_without_sdpa_attention_slicing_is_used():

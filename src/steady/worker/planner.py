@@ -425,8 +425,6 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
     """Every plan considered, in ladder order, each marked fits or not. With device 'auto' the CPU
     is considered only when there is no usable GPU: on a machine with one, a job that the GPU
     cannot take is refused (naming what would fit) rather than run 20-50x slower unasked."""
-    if device == "cpu" and dtype == "float16":
-        raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
     job = _Job(fp, width, height, batch, guidance, sdpa)
     ram = ram_budget(m)
     out: list[Plan] = []
@@ -437,11 +435,15 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
         budgets = _Peaks(vram_budget(gpu, m.platform), ram)
         out += [_make(job, name, accel_dtype, s, budgets, None) for s in _steps(job, accel=True)]
     elif device == "mps" or (device == "auto" and m.mps):
-        # Unified memory: offloading to the CPU frees nothing, so only the first two rungs.
-        out += [_make(job, "mps", accel_dtype, s, _Peaks(ram, ram), None) for s in _steps(job, accel=True)[:2]]
+        if not m.mps:
+            raise BadInput("device", device, "Apple MPS is not available on this machine")
+        # Unified memory: offloading to the CPU frees nothing, so only the all-on-GPU rungs.
+        steps = [s for s in _steps(job, accel=True) if s.strategy in ("gpu", "gpu+vae-tiling")]
+        out += [_make(job, "mps", accel_dtype, s, _Peaks(ram, ram), None) for s in steps]
     if device == "cpu" or (device == "auto" and not out):
-        cpu_dtypes = ["float32", "bfloat16"] if dtype == "auto" else [d for d in [dtype] if d != "float16"]
-        for d in cpu_dtypes:
+        if dtype == "float16":
+            raise BadInput("dtype", dtype, "float16 needs a GPU, and none is usable here; use float32 or bfloat16")
+        for d in ["float32", "bfloat16"] if dtype == "auto" else [dtype]:
             out += [_make(job, "cpu", d, s, _Peaks(0, ram), cpu_threads(m)) for s in _steps(job, accel=False)]
     return out
 
