@@ -444,7 +444,11 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
         if dtype == "float16":
             raise BadInput("dtype", dtype, "float16 needs a GPU, and none is usable here; use float32 or bfloat16")
         for d in ["float32", "bfloat16"] if dtype == "auto" else [dtype]:
-            out += [_make(job, "cpu", d, s, _Peaks(0, ram), cpu_threads(m)) for s in _steps(job, accel=False)]
+            plans = [_make(job, "cpu", d, s, _Peaks(0, ram), cpu_threads(m)) for s in _steps(job, accel=False)]
+            if d == "bfloat16" and not m.cpu_bf16:  # still correct: torch converts inside each op
+                plans = [dataclasses.replace(q, reason=q.reason + "; this CPU has no native bfloat16, so it runs "
+                                             "slower than float32 would") for q in plans]
+            out += plans
     return out
 
 
@@ -503,10 +507,11 @@ def _refusal(fp: ModelFootprint, m: Machine, tried: list[Plan], width: int, heig
         hint = f"at {fits_at.width}x{fits_at.height}{per} it would fit"
         return InsufficientMemory("width", width, why + hint, **common)
     weights = estimate(fp, 256, 256, 1, last.dtype).weights_total
+    what = (f"the weights alone are {_gib(weights)} in {last.dtype}" if short_ram
+            else "not even 256 px with one layer at a time on this GPU")
     cpu = last.device != "cpu" and _fits(fp, m, width, height, batch, {**kw, "device": "cpu"})
-    return InsufficientMemory("model", fp.arch, why + f"no smaller size fits: the weights alone are {_gib(weights)} "
-                              f"in {last.dtype}; " + ("on the CPU (--device cpu, much slower) it would fit" if cpu
-                              else "use a smaller model or free memory"), **common)
+    return InsufficientMemory("model", fp.arch, why + f"no smaller size fits: {what}; " + (
+        "on the CPU (--device cpu, much slower) it would fit" if cpu else "use a smaller model or free memory"), **common)
 
 
 def next_thriftier(p: Plan) -> Plan | None:
