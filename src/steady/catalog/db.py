@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -60,7 +61,7 @@ def open_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
         # WAL: readers never block the writer. synchronous=NORMAL is safe with WAL (no
         # corruption on power loss; the last commits may be lost, and reconcile re-records
         # those images from their files).
-        conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -73,6 +74,21 @@ def open_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
         conn.close()
         raise
     return Catalog(conn, db_path)
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for a concurrent opener. Changing the journal mode of a fresh
+    database needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    the busy handler, while another connection is switching it; so retry until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Catalog:
