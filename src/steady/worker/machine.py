@@ -259,20 +259,21 @@ def _cgroup_cpu_quota() -> int | None:
     return max(1, int(parts[0]) // max(1, int(parts[1])))
 
 
-def _cgroup_memory_limit() -> int | None:
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+def _first_int(*paths: str) -> int | None:
+    """The first of `paths` (cgroup v2, then v1) that holds a plain number ("max" does not)."""
+    for path in paths:
         text = (_read_text(path) or "").strip()
         if text.isdigit():
             return int(text)
     return None
+
+
+def _cgroup_memory_limit() -> int | None:
+    return _first_int("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def _cgroup_memory_current() -> int | None:
-    for path in ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"):
-        text = (_read_text(path) or "").strip()
-        if text.isdigit():
-            return int(text)
-    return None
+    return _first_int("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
 
 
 def _cpu_bf16() -> bool | None:
