@@ -1,0 +1,390 @@
+"""Train the embedded tiny model from a seed, on CPU, and save it as a diffusers folder.
+
+    python -m steady.tiny.train --out build/tiny [--seed 0] [--threads 2]
+    python -m steady.tiny.train --out /tmp/t --quick        (a one-minute smoke run)
+
+Steps (docs/tiny-model.md has the why of each choice):
+ 1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8).
+    Reconstructions of held-out-seed scenes are scored with the checker every ``vae_eval_every``.
+ 2. Latent pool: the posterior means of ``pool`` scenes, kept with their ``Scene`` so each use
+    draws a fresh caption; ``scaling_factor`` = 1 / std of the pool.
+ 3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas, min-SNR-5 weights,
+    10 % empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
+    EMA of the weights. Every ``eval_every`` steps the EMA model samples the fixed evaluation
+    prompts (20 Euler steps, CFG 5) and the checker scores them.
+ 4. Save the EMA weights as float16 safetensors in a StableDiffusionPipeline folder, plus
+    ``training.json`` (config, timings, every logged loss and evaluation) and ``loss.png``.
+
+Everything is seeded: the same seed, thread count and torch build give the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from steady.tiny import arch as A
+from steady.tiny.checker import analyse
+from steady.tiny.data import dataset
+from steady.tiny.evaluate import VARIETY_IMAGES, VARIETY_PROMPT, EvalPrompt, eval_prompts, score
+from steady.tiny.scenes import caption
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    threads: int = 2
+    vae_channels: str = "8,16,32"  # block widths
+    vae_groups: int = 1  # GroupNorm groups: few, so flat colours survive normalisation
+    vae_steps: int = 4500
+    vae_batch: int = 32
+    vae_lr: float = 3e-3
+    vae_kl: float = 1e-6
+    vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
+    vae_eval_every: int = 500
+    pool: int = 24_000
+    unet_steps: int = 7000
+    unet_batch: int = 32
+    unet_lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    ema: float = 0.999
+    empty_caption: float = 0.1
+    drop_prob: float = 0.25
+    min_snr: float = 5.0
+    eval_every: int = 1000
+    eval_per_holdout: int = 6
+    eval_seen: int = 24
+    log_every: int = 25
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = dict(vae_steps=30, vae_eval_every=15, pool=256, unet_steps=30, eval_every=15,
+             eval_per_holdout=1, eval_seen=4, log_every=5)  # fmt: skip
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 5 % of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 64, 64, 3) -> float (N, 3, 64, 64) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class Log:
+    """Training history, written to ``training.json`` at every evaluation (so a killed run
+    still leaves its curve) and at the end."""
+
+    def __init__(self, path: Path, config: TrainConfig, arch: A.Architecture):
+        self.path = path
+        self.data: dict[str, Any] = {
+            "config": config.to_dict(), "architecture": arch.to_dict(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "vae_loss": [], "vae_eval": [], "unet_loss": [], "unet_eval": [], "timings_s": {},
+        }  # fmt: skip
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.t0, 1)
+
+    def add(self, key: str, row: dict[str, Any], echo: bool = False) -> None:
+        row = {"t": self.elapsed(), **row}
+        self.data[key].append(row)
+        if echo:
+            print(key, json.dumps(row), flush=True)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. VAE
+def reconstruction_accuracy(vae: Any, n: int = 300) -> dict[str, float]:
+    """Checker accuracy per attribute on reconstructions of ``n`` unseen scenes."""
+    test = list(dataset(777, n, drop_prob=0.0, holdout=False))
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(to_tensor(np.stack([s.image for s in test]))).latent_dist.mode()).sample
+    out = to_uint8(rec)
+    hits: dict[str, list[bool]] = {}
+    for s, img in zip(test, out, strict=True):
+        got = analyse(img).attributes()
+        for a, v in s.scene.attributes().items():
+            hits.setdefault(a, []).append(got[a] == v)
+    acc = {a: float(np.mean(v)) for a, v in hits.items()}
+    acc["mae"] = float(np.abs(out.astype(np.float32) - np.stack([s.image for s in test])).mean())
+    return acc
+
+
+def shape_mask(image: np.ndarray, scene: Any) -> np.ndarray:
+    """The shape's anti-aliased coverage (64, 64) in [0, 1], read back from the render: the
+    projection of each pixel onto the background -> shape colour segment."""
+    bg = np.asarray(scene.background_rgb, np.float32)
+    d = np.asarray(scene.rgb, np.float32) - bg
+    t = ((image.astype(np.float32) - bg) @ d) / max(float(d @ d), 1.0)
+    return np.clip(t, 0.0, 1.0)
+
+
+def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
+    vae = A.build_vae(arch)
+    with torch.no_grad():
+        vae.quant_conv.bias[4:].fill_(-8.0)  # start with a quiet posterior (docs/tiny-model.md)
+    opt = torch.optim.AdamW(vae.parameters(), lr=c.vae_lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(c.seed)
+    t0, running = time.perf_counter(), []
+    for step in range(c.vae_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c.vae_steps, c.vae_lr, 100)
+        batch = list(dataset(c.seed, c.vae_batch, start=step * c.vae_batch))
+        x = to_tensor(np.stack([s.image for s in batch]))
+        w = 1.0 + c.vae_fg_weight * torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        err = (rec - x).abs() + 0.1 * (rec - x) ** 2
+        loss = (w * err).mean() / w.mean() + c.vae_kl * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % c.log_every == 0:
+            log.add("vae_loss", {"step": step + 1, "loss": float(np.mean(running))})
+            running = []
+        if c.vae_eval_every and ((step + 1) % c.vae_eval_every == 0 or step + 1 == c.vae_steps):
+            vae.eval()
+            log.add("vae_eval", {"step": step + 1, **reconstruction_accuracy(vae)}, echo=True)
+            vae.train()
+            log.save()
+    log.data["timings_s"]["vae"] = round(time.perf_counter() - t0, 1)
+    return vae.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. latent pool
+@dataclass
+class Pool:
+    latents: torch.Tensor  # (N, 4, 16, 16), already multiplied by scaling_factor
+    scenes: list[Any]
+    scaling_factor: float
+
+
+def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
+    t0 = time.perf_counter()
+    samples = list(dataset(c.seed + 1, c.pool, drop_prob=0.0))
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, len(samples), 500):
+            x = to_tensor(np.stack([s.image for s in samples[i : i + 500]]))
+            chunks.append(vae.encode(x).latent_dist.mean)
+    latents = torch.cat(chunks)
+    scale = float(1.0 / latents.std())
+    log.data["timings_s"]["pool"] = round(time.perf_counter() - t0, 1)
+    log.data["latents"] = {"n": len(samples), "mean": float(latents.mean()), "std": float(latents.std()),
+                           "scaling_factor": scale}  # fmt: skip
+    print("pool", json.dumps(log.data["latents"]), flush=True)
+    return Pool(latents * scale, [s.scene for s in samples], scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. UNet + text encoder
+class Tokens:
+    """Caches token ids per caption (the vocabulary of captions is small)."""
+
+    def __init__(self) -> None:
+        self.tok = A.load_tokenizer()
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            ids = self.tok(missing, padding="max_length", max_length=77, truncation=True,
+                           return_tensors="pt").input_ids  # fmt: skip
+            self.cache.update(zip(missing, ids, strict=True))
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def param_groups(models: list[torch.nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+    decay, plain = [], []
+    for m in models:
+        for name, p in m.named_parameters():
+            (plain if p.ndim < 2 or "embedding" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def make_eval_scheduler() -> Any:
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(**A.SCHEDULE, steps_offset=1, timestep_spacing="leading")
+
+
+@torch.no_grad()
+def sample_images(unet: Any, text: Any, vae: Any, tokens: Tokens, prompts: list[str],
+                  seeds: list[int], scale: float, steps: int = 20, cfg: float = 5.0) -> np.ndarray:
+    """Euler, CFG as one batch of (uncond, cond); the training-time twin of the pipeline."""
+    out = []
+    for i in range(0, len(prompts), 32):
+        ps, ss = prompts[i : i + 32], seeds[i : i + 32]
+        sched = make_eval_scheduler()
+        sched.set_timesteps(steps)
+        cond = text(tokens([""] * len(ps) + ps)).last_hidden_state
+        x = torch.cat([torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(s)) for s in ss])
+        x = x * sched.init_noise_sigma
+        for t in sched.timesteps:
+            inp = sched.scale_model_input(torch.cat([x, x]), t)
+            e_u, e_c = unet(inp, t, cond).sample.chunk(2)
+            x = sched.step(e_u + cfg * (e_c - e_u), t, x).prev_sample
+        out.append(to_uint8(vae.decode(x / scale).sample))
+    return np.concatenate(out)
+
+
+def evaluate(unet: Any, text: Any, vae: Any, tokens: Tokens, prompts: list[EvalPrompt],
+             scale: float) -> dict[str, Any]:
+    images = sample_images(unet, text, vae, tokens, [p.prompt for p in prompts],
+                           [p.seed for p in prompts], scale)  # fmt: skip
+    variety = sample_images(unet, text, vae, tokens, [VARIETY_PROMPT] * VARIETY_IMAGES,
+                            list(range(VARIETY_IMAGES)), scale)  # fmt: skip
+    return score(prompts, list(images), list(variety)).to_dict()
+
+
+def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: Log) -> tuple[Any, Any]:
+    from diffusers import DDPMScheduler
+
+    text, unet = A.build_text(arch), A.build_unet(arch)
+    ema_text, ema_unet = copy.deepcopy(text).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
+    train_params = [p for m in (text, unet) for p in m.parameters()]
+    ema_params = [p for m in (ema_text, ema_unet) for p in m.parameters()]
+    opt = torch.optim.AdamW(param_groups([text, unet], c.weight_decay), lr=c.unet_lr)
+    alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
+    snr = alphas / (1 - alphas)
+    weights = torch.clamp(snr, max=c.min_snr) / snr  # min-SNR-gamma for epsilon prediction
+    noise_sched = DDPMScheduler(**A.SCHEDULE)
+    tokens, rng = Tokens(), np.random.default_rng(c.seed + 2)
+    gen = torch.Generator().manual_seed(c.seed + 3)
+    prompts = eval_prompts(c.eval_per_holdout, c.eval_seen)
+    t0, running = time.perf_counter(), []
+    for step in range(c.unet_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c.unet_steps, c.unet_lr, c.warmup)
+        idx = rng.integers(0, len(pool.scenes), c.unet_batch)
+        caps = [caption(pool.scenes[i], rng, c.drop_prob) if rng.random() >= c.empty_caption else ""
+                for i in idx]  # fmt: skip
+        lat = pool.latents[torch.from_numpy(idx)]
+        noise = torch.randn(lat.shape, generator=gen)
+        ts = torch.randint(0, A.SCHEDULE["num_train_timesteps"], (c.unet_batch,), generator=gen)
+        noisy = noise_sched.add_noise(lat, noise, ts)
+        pred = unet(noisy, ts, text(tokens(caps)).last_hidden_state).sample
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weights[ts]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(train_params, 1.0)
+        opt.step()
+        decay = min(c.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, train_params, 1.0 - decay)
+        running.append(loss.item())
+        if (step + 1) % c.log_every == 0:
+            log.add("unet_loss", {"step": step + 1, "loss": float(np.mean(running)),
+                                  "lr": opt.param_groups[0]["lr"]})  # fmt: skip
+            running = []
+        if c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == c.unet_steps):
+            report = evaluate(ema_unet.eval(), ema_text.eval(), vae, tokens, prompts, pool.scaling_factor)
+            log.add("unet_eval", {"step": step + 1, **report}, echo=True)
+            log.save()
+    log.data["timings_s"]["unet"] = round(time.perf_counter() - t0, 1)
+    return ema_text, ema_unet
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. save
+def save_model(out: Path, vae: Any, text: Any, unet: Any, scale: float) -> None:
+    """A StableDiffusionPipeline folder, weights float16 (upcast at load on CPU)."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    from steady.models.shipped import load_component_config
+
+    vae.register_to_config(scaling_factor=scale)
+    sched_cfg = load_component_config("sd1", "scheduler")
+    pipe = StableDiffusionPipeline(
+        vae=vae.half(), text_encoder=text.half(), tokenizer=A.load_tokenizer(), unet=unet.half(),
+        scheduler=PNDMScheduler.from_config(sched_cfg), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(out, safe_serialization=True)
+    prefix_text_encoder(out / "text_encoder" / "model.safetensors")
+
+
+def prefix_text_encoder(path: Path) -> None:
+    """Write CLIP text weights under ``text_model.`` as SD checkpoints (and transformers 4.x)
+    have them; transformers 5.x saves them without the prefix and loads either form."""
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(path)
+    if all(k.startswith("text_model.") for k in sd):
+        return
+    fixed = {k if k.startswith("text_model.") else f"text_model.{k}": v.contiguous() for k, v in sd.items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(fixed, tmp, metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
+def train(c: TrainConfig, out: Path) -> dict[str, Any]:
+    torch.manual_seed(c.seed)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    widths = tuple(int(w) for w in c.vae_channels.split(","))
+    arch = A.Architecture(vae_channels=widths, vae_groups=c.vae_groups)
+    log = Log(out / "training.json", c, arch)
+    print(f"training tiny model: seed {c.seed}, {torch.get_num_threads()} threads, out {out}", flush=True)
+    vae = train_vae(c, arch, log)
+    pool = encode_pool(c, vae, log)
+    text, unet = train_unet(c, arch, vae, pool, log)
+    save_model(out, vae, text, unet, pool.scaling_factor)
+    log.data["timings_s"]["total"] = log.elapsed()
+    log.save()
+    from steady.tiny.plot import plot_training
+
+    plot_training(log.data, out / "loss.png")
+    return log.data
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m steady.tiny.train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="folder for the diffusers model and the log")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes), not a usable model")
+    for f in fields(TrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    args = p.parse_args(argv)
+    c = replace(TrainConfig(), **QUICK) if args.quick else TrainConfig()
+    c = replace(c, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
+    data = train(c, args.out)
+    final = data["unet_eval"][-1] if data["unet_eval"] else {}
+    print("done in", data["timings_s"], "final accuracy", final.get("accuracy"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
