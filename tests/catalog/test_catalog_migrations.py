@@ -19,9 +19,9 @@ def columns(conn, table):
 
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
-    assert migrations.migrate(conn) == ["m001_initial"]
+    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"migrations", "prompts", "runs", "images"}
+    assert tables == {"migrations", "prompts", "runs", "images", "jobs"}
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
     assert columns(conn, "runs") == ["id", "prompt_id", "created_at", "finished_at", "status", "n_requested", "n_done",
                                      "model_name", "model_hash", "request_json"]
@@ -33,9 +33,11 @@ def test_blank_database_gets_the_schema(tmp_path):
         if param.name not in ("steady_version", "extra"):  # kept in params_json
             assert param.name in image_columns, param.name
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
-    assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt"}
-    (name, applied_at), = conn.execute("SELECT name, applied_at FROM migrations").fetchall()
-    assert name == "m001_initial" and applied_at.endswith("+00:00")
+    assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
+                       "jobs_state"}
+    rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
+    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs"] and all(r[1].endswith("+00:00") for r in rows)
+    assert "state" in columns(conn, "jobs") and "plan_json" in columns(conn, "jobs")
     # The gallery's prompt search can use the index.
     plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM images WHERE prompt LIKE 'a li%'"))
     assert "images_prompt" in plan
@@ -105,4 +107,4 @@ def test_concurrent_first_opens_migrate_once(tmp_path):
         thread.join()
     assert errors == []
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM migrations").fetchone()[0] == len(migrations.MIGRATIONS)

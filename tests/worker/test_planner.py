@@ -25,8 +25,9 @@ from steady.worker.planner import (
     footprint_for_arch,
     next_thriftier,
     plan,
-    run_with_oom_retry,
 )
+from steady.worker import strategy as S
+from steady.worker.strategy import run_with_oom_retry
 
 SD1, SDXL = footprint_for_arch("sd1"), footprint_for_arch("sdxl")
 
@@ -279,10 +280,10 @@ def test_other_errors_are_not_retried():
 def test_real_torch_oom_class_is_recognised():
     import torch
 
-    assert P.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert S.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     wrapped = RuntimeError("step failed")
     wrapped.__cause__ = torch.OutOfMemoryError("x")
-    assert P.is_out_of_memory(wrapped) and not P.is_out_of_memory(RuntimeError("other"))
+    assert S.is_out_of_memory(wrapped) and not S.is_out_of_memory(RuntimeError("other"))
 
 
 # --- applying a plan ---------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def test_apply_plan_sets_cpu_flags_on_a_tiny_pipeline():
     threads = torch.get_num_threads()
     p = plan(SD1, machine(0, 64, idle=1), width=1024, height=1024, batch=2, sdpa=False)
     try:
-        done = P.apply_plan(pipe, P.dataclasses.replace(p, vae_tiling=True, vae_slicing=True))
+        done = S.apply_plan(pipe, P.dataclasses.replace(p, vae_tiling=True, vae_slicing=True))
         assert torch.get_num_threads() == 1 and "threads=1" in done
         assert pipe.vae.use_tiling and pipe.vae.use_slicing
         assert pipe.vae.tile_sample_min_size == 512
@@ -303,7 +304,7 @@ def test_apply_plan_sets_cpu_flags_on_a_tiny_pipeline():
         kinds = {type(proc).__name__ for proc in pipe.unet.attn_processors.values()}
         assert kinds == {"SlicedAttnProcessor"}
         plain = P.dataclasses.replace(p, attention_slicing=False, vae_slicing=False, vae_tiling=False, threads=None)
-        P.apply_plan(pipe, plain)  # a reused pipeline drops the earlier plan's flags
+        S.apply_plan(pipe, plain)  # a reused pipeline drops the earlier plan's flags
         assert not pipe.vae.use_tiling and not pipe.vae.use_slicing
         assert "SlicedAttnProcessor" not in {type(x).__name__ for x in pipe.unet.attn_processors.values()}
     finally:
@@ -335,7 +336,7 @@ class FakePipe:
 def test_apply_plan_places_the_pipeline_once(strategy, call):
     p = P.dataclasses.replace(plan(SDXL, machine(8, 16), width=1024, height=1024), strategy=strategy)
     pipe = FakePipe()
-    P.apply_plan(pipe, p)
+    S.apply_plan(pipe, p)
     assert [c[0] for c in pipe.calls] == [call]
     assert pipe.vae.use_tiling == p.vae_tiling and pipe.vae.tile_sample_min_size == 512
 

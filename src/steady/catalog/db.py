@@ -148,13 +148,7 @@ class Catalog:
     def start_run(self, request: GenerationRequest, model_name: str, model_hash: str) -> int:
         """Record a new run (status 'running') for `request`; returns its id."""
         with self.transaction() as conn:
-            prompt_id = prompt_id_for(conn, request.prompt, request.negative_prompt)
-            row = conn.execute(
-                "INSERT INTO runs (prompt_id, created_at, status, n_requested, model_name, model_hash, request_json)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?) RETURNING id",
-                (prompt_id, now_iso(), request.n_images, model_name, model_hash, json.dumps(request.to_dict())),
-            ).fetchone()
-            return int(row[0])
+            return insert_run(conn, request, model_name, model_hash, "running")
 
     def add_image(
         self,
@@ -224,6 +218,17 @@ class Catalog:
 
 
 # -- shared by Catalog and reconcile; call inside a transaction ----------------------------
+
+
+def insert_run(conn: sqlite3.Connection, request: GenerationRequest, model_name: str, model_hash: str,
+               status: str) -> int:
+    prompt_id = prompt_id_for(conn, request.prompt, request.negative_prompt)
+    row = conn.execute(
+        "INSERT INTO runs (prompt_id, created_at, status, n_requested, model_name, model_hash, request_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (prompt_id, now_iso(), status, request.n_images, model_name, model_hash, json.dumps(request.to_dict())),
+    ).fetchone()
+    return int(row[0])
 
 
 def prompt_id_for(conn: sqlite3.Connection, text: str, negative_prompt: str) -> int:

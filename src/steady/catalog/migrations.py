@@ -92,8 +92,35 @@ def m001_initial(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def m002_jobs(conn: sqlite3.Connection) -> None:
+    """Durable generation jobs: one per run, with the plan it was checked against, so a job that
+    was running when its worker (or the whole program) died is picked up again."""
+    conn.execute(
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL UNIQUE REFERENCES runs(id),
+            state TEXT NOT NULL DEFAULT 'queued',
+            base_seed INTEGER NOT NULL,
+            n_images INTEGER NOT NULL,
+            model_path TEXT NOT NULL,
+            out_dir TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            plan_json TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            recycles INTEGER NOT NULL DEFAULT 0,
+            error TEXT NOT NULL DEFAULT '',
+            owner_pid INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX jobs_state ON jobs (state, id)")
+
+
 # Append only. The order here is the order they run in.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs)
 
 
 def applied(conn: sqlite3.Connection) -> list[str]:

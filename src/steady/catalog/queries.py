@@ -15,7 +15,7 @@ from typing import Any
 from steady.errors import BadInput
 from steady.params import ImageParams
 
-RUN_STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 
 
 @dataclass

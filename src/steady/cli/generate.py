@@ -32,10 +32,14 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
     """Generate a small run of images from PROMPT (each PNG carries its parameters)."""
     from steady.catalog import open_catalog, reconcile
     from steady.config import settings
-    from steady.engine import check_and_plan, iter_request
+    from steady.engine import check_and_plan
+    from steady.jobs.protocol import Progress, Recycle
+    from steady.jobs.runner import run_in_worker
+    from steady.jobs.supervisor import WorkerDied, raise_failure
+    from steady.params import GenerationResult
 
     request = GenerationRequest(**options)
-    # Refuse bad input before the progress bar and before any heavy import.
+    # Refuse bad input before the progress bar and before any process starts.
     cfg = settings()
     plan = check_and_plan(request, cfg)
     catalog = open_catalog(cfg.db_path)
@@ -50,38 +54,50 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
                 f"{repaired.temp_files_removed} temp file(s) deleted", err=True,
             )
     bar = None if quiet or as_json else _progress_bar(request.n_images * request.steps)
-    results = []
     last = [0]
 
-    def on_progress(progress) -> None:
-        if bar is None:
-            return
-        done = progress.image_index * progress.steps + progress.step
-        bar.update(done - last[0])
-        last[0] = done
-        bar.set_postfix_str(
-            f"image {progress.image_index + 1}/{progress.n_images}, "
-            f"{progress.seconds_per_step:.2f} s/step, RSS {progress.rss_bytes / 2**30:.2f} GiB"
-        )
+    def on_event(event: object) -> None:
+        if isinstance(event, Progress) and bar is not None:
+            done = event.image_index * event.steps + event.step
+            bar.update(done - last[0])
+            last[0] = done
+            vram = f", VRAM {event.vram_bytes / 2**30:.2f} GiB" if event.vram_bytes else ""
+            bar.set_postfix_str(
+                f"image {event.image_index + 1}/{event.n_images}, "
+                f"{event.seconds_per_step:.2f} s/step, RSS {event.rss_bytes / 2**30:.2f} GiB{vram}"
+            )
+        elif isinstance(event, GenerationResult):
+            if as_json:
+                click.echo(json.dumps(event.to_dict()))
+            elif bar is not None:
+                bar.write(f"{event.path}  seed {event.params.seed}  {event.seconds:.1f} s")
+            else:
+                click.echo(event.path)
+        elif isinstance(event, Recycle):
+            _note(bar, f"steady: worker replaced after {event.images} image(s): {event.reason}")
+        elif isinstance(event, WorkerDied):
+            _note(bar, f"steady: the worker died (exit code {event.exitcode}) making image {event.index + 1}; "
+                       "making it again with the same seed")  # fmt: skip
 
     try:
-        for result in iter_request(request, on_progress=on_progress, plan=plan, catalog=catalog, cfg=cfg):
-            results.append(result)
-            if as_json:
-                click.echo(json.dumps(result.to_dict()))
-            elif bar is not None:
-                bar.write(f"{result.path}  seed {result.params.seed}  {result.seconds:.1f} s")
-            else:
-                click.echo(result.path)
+        outcome = run_in_worker(request, cfg, on_event=on_event, catalog=catalog)
     finally:
         catalog.close()
         if bar is not None:
             bar.close()
+    raise_failure(outcome)
     if not as_json and not quiet:
         click.echo(
-            f"{len(results)} image(s) from {plan.model_name} [{plan.model_hash}] "
+            f"{len(outcome.images)} image(s) from {plan.model_name} [{plan.model_hash}] "
             f"on {plan.device}/{plan.dtype} in {plan.width}x{plan.height}"
         )
+
+
+def _note(bar, text: str) -> None:
+    if bar is not None:
+        bar.write(text)
+    else:
+        click.echo(text, err=True)
 
 
 def _progress_bar(total: int):

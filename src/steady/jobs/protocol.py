@@ -1,18 +1,65 @@
-"""Typed messages that cross the boundary between the generator and whoever listens.
+"""Typed messages between the supervisor (CLI or server process) and the worker process.
 
-Dataclasses only (they pickle across a spawn boundary and serialise to JSON for HTTP);
-never positional tuples.
+Dataclasses only: they pickle across the spawn boundary and serialise to JSON for HTTP
+(``to_dict``); never positional tuples. Direction:
+
+    supervisor -> worker   RenderImage, Cancel, Shutdown
+    worker -> supervisor   Ready, Progress, ImageDone, Failure, Heartbeat
+    supervisor's own       MemorySample (what it measured of the worker and the machine), Recycle
+
+One RenderImage asks for one image, so the supervisor can replace the worker between any two
+images of a run without the worker having to know why.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
+class _Message:
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+
 @dataclass
-class Progress:
+class RenderImage(_Message):
+    """Render image ``index`` of run ``run_id`` and write it to ``path`` (atomically)."""
+
+    job_id: int
+    run_id: int
+    index: int
+    path: str
+    params: dict[str, Any]  # steady.params.ImageParams.to_dict(): prompt, seed, sampler, model...
+    model_path: str
+    n_images: int = 1  # in the run, for progress reports
+    allow_pickle: bool = False
+    plan: dict[str, Any] | None = None  # steady.worker.planner.Plan.to_dict(), or None: defaults
+    fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
+
+
+@dataclass
+class Cancel(_Message):
+    """Stop the image in progress at the next step (its file is not written)."""
+
+    job_id: int
+
+
+@dataclass
+class Shutdown(_Message):
+    """Finish nothing more and exit."""
+
+
+@dataclass
+class Ready(_Message):
+    pid: int
+    torch_threads: int
+    device_count: int = 0
+
+
+@dataclass
+class Progress(_Message):
     run_id: int | None
     image_index: int  # 0-based index of the image in its run
     n_images: int
@@ -22,5 +69,67 @@ class Progress:
     rss_bytes: int = 0
     vram_bytes: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+
+@dataclass
+class ImageDone(_Message):
+    job_id: int
+    run_id: int
+    index: int
+    path: str
+    seconds: float
+    peak_rss_bytes: int
+    peak_vram_bytes: int
+    load_seconds: float = 0.0  # > 0 when this image had to load the model first
+    strategy: str = ""  # the memory strategy it ran with (may be thriftier after an OOM retry)
+    events: list[str] = field(default_factory=list)  # e.g. an out-of-memory retry, reported
+
+
+@dataclass
+class Failure(_Message):
+    """An image could not be made. ``kind``: 'bad-input', 'model', 'oom', 'cancelled', 'error'."""
+
+    job_id: int
+    index: int
+    kind: str
+    message: str
+    argument: str = ""  # for 'bad-input': the argument the message names, its value and why
+    value: Any = None
+    why: str = ""
+
+
+@dataclass
+class Heartbeat(_Message):
+    """Sent by the worker about once a second, busy or idle: its own view of its memory."""
+
+    pid: int
+    rss_bytes: int
+    torch_allocated: int = 0  # torch.cuda.memory_allocated (0 without a GPU)
+    torch_reserved: int = 0
+    busy: bool = False
+
+
+@dataclass
+class MemorySample(_Message):
+    """What the supervisor measured at time ``t`` (seconds since it started)."""
+
+    t: float
+    worker_pid: int
+    rss_bytes: int
+    uss_bytes: int
+    vram_bytes: int  # NVML per-process use, else the worker's torch_reserved, else 0
+    available_bytes: int  # system RAM available
+    swap_used_bytes: int
+    swap_in_per_s: float  # bytes swapped in per second since the previous sample
+    images: int  # images this worker has finished
+
+
+@dataclass
+class Recycle(_Message):
+    """The supervisor replaced the worker between two images."""
+
+    t: float
+    old_pid: int
+    reason: str
+    images: int  # images the old worker made
+    rss_bytes: int
+    baseline_rss_bytes: int

@@ -3,8 +3,8 @@
     fp = footprint_from_info(info)                    # parameter counts from weight shapes
     est = estimate(fp, width, height, batch, dtype)   # bytes: weights, UNet step, VAE decode
     p = plan(fp, machine, width=..., height=..., batch=..., device="auto", dtype="auto")
-    apply_plan(pipe, p)                                # offload / slicing / tiling / threads
-    run_with_oom_retry(lambda p: ..., p, on_event)     # one retry, one rung thriftier
+    next_thriftier(p)                                  # the rung an out-of-memory retry uses
+Applying a plan to a pipeline and the out-of-memory retry live in steady.worker.strategy.
 
 The GPU ladder, fastest first, thriftiest last (docs/planner.md has the formulas and sources):
     gpu                 everything on the GPU
@@ -15,25 +15,21 @@ The GPU ladder, fastest first, thriftiest last (docs/planner.md has the formulas
 On the CPU: float32, then bfloat16 (half the memory) when float32 does not fit.
 A job that fits nowhere without swap raises InsufficientMemory with what would fit.
 
-Pure logic: torch and diffusers are imported only inside apply_plan and the OOM helpers, so this
-module is importable and testable without them.
+Pure logic: no torch or diffusers import, so the supervisor can plan before a worker starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from steady.errors import BadInput, SteadyError
 from steady.worker.machine import GIB, MIB, Gpu, Machine
 
-T = TypeVar("T")
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GPU_LADDER = ("gpu", "gpu+vae-tiling", "model-offload", "sequential-offload")
@@ -530,110 +526,3 @@ def next_thriftier(p: Plan) -> Plan | None:
         return None
     budgets = _Peaks(p.vram_budget, p.ram_budget)
     return _make(job, p.device, p.dtype, steps[index + 1], budgets, p.threads)
-
-
-# --- applying a plan and surviving an out-of-memory error (the worker side: torch is there) -
-def apply_plan(pipe: Any, p: Plan) -> list[str]:
-    """Place a CPU-loaded pipeline and set its memory flags as `p` says; return what was done."""
-    import torch
-
-    done = []
-    if p.threads:
-        torch.set_num_threads(p.threads)
-        done.append(f"threads={p.threads}")
-    # 1. Placement. The offload hooks move components themselves; calling .to() after them is
-    # refused by diffusers, so exactly one of these runs.
-    if p.strategy == "model-offload":
-        pipe.enable_model_cpu_offload(device=p.device)
-    elif p.strategy == "sequential-offload":
-        pipe.enable_sequential_cpu_offload(device=p.device)
-    else:
-        pipe.to(p.device)
-    done.append(p.strategy)
-    # 2. Flags, set both ways, so that a reused pipeline does not keep an earlier plan's.
-    if p.attention_slicing:
-        pipe.enable_attention_slicing()
-    elif any(type(proc).__name__ == "SlicedAttnProcessor" for proc in pipe.unet.attn_processors.values()):
-        pipe.disable_attention_slicing()
-    vae = pipe.vae
-    if p.vae_slicing:
-        vae.enable_slicing()
-    else:
-        vae.disable_slicing()
-    if p.vae_tiling:
-        vae.enable_tiling()
-        # diffusers tiles at the VAE's sample_size (1024 for SDXL), which would not tile a
-        # 1024-px image at all; the planner's estimate assumes VAE_TILE.
-        scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        vae.tile_sample_min_size = p.vae_tile
-        vae.tile_latent_min_size = p.vae_tile // scale
-    else:
-        vae.disable_tiling()
-    done += [n for n in ("attention_slicing", "vae_slicing", "vae_tiling") if getattr(p, n)]
-    return done
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.OutOfMemoryError (torch.cuda.OutOfMemoryError) by class name, so that no torch
-    import is needed; older torch raised RuntimeError('CUDA out of memory'), MPS its own text."""
-    seen = 0
-    e: BaseException | None = exc
-    while e is not None and seen < 4:
-        if any(c.__name__ == "OutOfMemoryError" for c in type(e).__mro__):
-            return True
-        text = str(e)
-        if "CUDA out of memory" in text or "MPS backend out of memory" in text or "CUBLAS_STATUS_ALLOC_FAILED" in text:
-            return True
-        e, seen = e.__cause__, seen + 1
-    return False
-
-
-def _release_cached_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")  # only if the job imported it: no import just for this
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def run_with_oom_retry(fn: Callable[[Plan], T], p: Plan, on_event: Callable[[OomEvent], None] | None = None) -> T:
-    """fn(p); on a GPU out-of-memory error, once more with next_thriftier(p), reporting an OomEvent.
-    `fn` must apply the plan it is given (apply_plan). A second out-of-memory error, or an error
-    on the last rung, raises OutOfMemory; any other error passes through untouched."""
-    first = _attempt(fn, p)
-    if first.oom is None:
-        return first.value
-    nxt = next_thriftier(p)
-    where = f"at {p.width}x{p.height}, {p.batch} per batch"
-    if nxt is None:
-        raise OutOfMemory(f"out of GPU memory with the thriftiest strategy ({p.strategy}) {where}: {first.oom}; "
-                          "try a smaller size or close programs using the GPU")
-    # The failed attempt's tensors went with its frames (only the message was kept); hand the
-    # allocator's cached blocks back before trying again.
-    _release_cached_memory()
-    if on_event is not None:
-        on_event(OomEvent(from_strategy=p.strategy, to_strategy=nxt.strategy, error=first.oom, width=p.width,
-                          height=p.height, batch=p.batch, device=p.device))
-    second = _attempt(fn, nxt)
-    if second.oom is None:
-        return second.value
-    _release_cached_memory()
-    raise OutOfMemory(f"out of GPU memory with '{p.strategy}' and again with '{nxt.strategy}' {where} (estimated "
-                      f"{_gib(nxt.peak_vram)} of {_gib(nxt.vram_budget)} usable): {second.oom}; "
-                      "try a smaller size or close programs using the GPU")
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    value: Any = None
-    oom: str | None = None  # the first line of the out-of-memory message
-
-
-def _attempt(fn: Callable[[Plan], Any], p: Plan) -> _Attempt:
-    """Run fn(p), turning an out-of-memory error into its message only: holding the exception
-    would hold its traceback, whose frames hold the tensors that filled the GPU."""
-    try:
-        return _Attempt(value=fn(p))
-    except Exception as exc:  # noqa: BLE001 - filtered just below, everything else re-raised
-        if not is_out_of_memory(exc):
-            raise
-        return _Attempt(oom=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])

@@ -1,0 +1,171 @@
+"""Durable generation jobs in the catalog database (the ``jobs`` table, migration m002).
+
+A job is one run of ``n_images`` images from one request. It is written (with its run row, status
+'queued') before any work starts, and every image it finishes has its catalog row, so after any
+crash the job knows exactly which images are still to make: ``missing_indices``. Image ``i`` always
+has seed ``base_seed + i`` and the file name ``{run:05d}-{i:02d}-{seed}.png``, so a re-run of an
+interrupted image gives the same pixels under the same name.
+
+States: queued -> running -> done | failed | cancelled. A job left 'running' by a process that
+no longer exists goes back to 'queued' (``recover``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steady.catalog.db import Catalog, insert_run, now_iso
+from steady.errors import BadInput
+from steady.params import GenerationRequest, ImageParams
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobRecord:
+    id: int
+    run_id: int
+    state: str
+    base_seed: int
+    n_images: int
+    model_path: str
+    out_dir: str
+    params: dict[str, Any]  # ImageParams of image 0 (seed = base_seed); other images differ by seed
+    plan: dict[str, Any] | None  # steady.worker.planner.Plan.to_dict()
+    attempts: int
+    recycles: int
+    error: str
+    owner_pid: int
+    created_at: str
+    updated_at: str
+
+    def seed_of(self, index: int) -> int:
+        return (self.base_seed + index) % 2**32
+
+    def image_params(self, index: int) -> ImageParams:
+        return ImageParams.from_dict({**self.params, "seed": self.seed_of(index)})
+
+    def image_path(self, index: int) -> Path:
+        return Path(self.out_dir) / f"{self.run_id:05d}-{index:02d}-{self.seed_of(index)}.png"
+
+    def request(self) -> GenerationRequest:
+        return self.image_params(0).request(n_images=self.n_images)
+
+
+_COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "
+            "recycles, error, owner_pid, created_at, updated_at")  # fmt: skip
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    (id_, run_id, state, seed, n, model_path, out_dir, params, plan, attempts, recycles, error, owner,
+     created, updated) = row  # fmt: skip
+    return JobRecord(id_, run_id, state, seed, n, model_path, out_dir, json.loads(params),
+                     json.loads(plan) if plan else None, attempts, recycles, error, owner, created, updated)  # fmt: skip
+
+
+class JobQueue:
+    """The jobs table, through an open ``Catalog`` (one connection, its lock and transactions)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    def enqueue(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
+                plan: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
+        """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base)."""
+        now = now_iso()
+        with self.catalog.transaction() as conn:
+            run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
+            row = conn.execute(
+                "INSERT INTO jobs (run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json,"
+                " created_at, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (run_id, params.seed, request.n_images, model_path, out_dir, json.dumps(params.to_dict()),
+                 json.dumps(plan) if plan else None, now, now),
+            ).fetchone()  # fmt: skip
+        return self.get(int(row[0]))
+
+    def get(self, job_id: int) -> JobRecord:
+        with self.catalog.reading() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise BadInput("job_id", job_id, "no such job in the catalog")
+        return _record(row)
+
+    def jobs(self, states: tuple[str, ...] = JOB_STATES, limit: int = 100) -> list[JobRecord]:
+        marks = ",".join("?" * len(states))
+        with self.catalog.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*states, limit)
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def claim_next(self) -> JobRecord | None:
+        """The oldest queued job, now 'running' and owned by this process; None when none waits."""
+        with self.catalog.transaction() as conn:
+            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self._set(conn, row[0], "running")
+        return self.get(row[0])
+
+    def claim(self, job_id: int) -> JobRecord:
+        """This queued (or recovered) job, now 'running' and owned by this process."""
+        with self.catalog.transaction() as conn:
+            cur = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if cur is None or cur[0] != "queued":
+                raise BadInput("job_id", job_id, f"cannot be started: it is {cur[0] if cur else 'missing'}")
+            self._set(conn, job_id, "running")
+        return self.get(job_id)
+
+    def finish(self, job_id: int, state: str, error: str = "") -> None:
+        if state not in FINAL_STATES:
+            raise BadInput("state", state, "must be one of " + ", ".join(FINAL_STATES))
+        with self.catalog.transaction() as conn:
+            self._set(conn, job_id, state, error)
+
+    def count(self, job_id: int, column: str) -> None:
+        """Add one to ``attempts`` (a worker died on this job) or ``recycles``."""
+        if column not in ("attempts", "recycles"):
+            raise BadInput("column", column, "must be attempts or recycles")
+        with self.catalog.transaction() as conn:
+            conn.execute(f"UPDATE jobs SET {column} = {column} + 1, updated_at = ? WHERE id = ?", (now_iso(), job_id))
+
+    def done_indices(self, job: JobRecord) -> set[int]:
+        with self.catalog.reading() as conn:
+            rows = conn.execute("SELECT idx FROM images WHERE run_id = ?", (job.run_id,)).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def missing_indices(self, job: JobRecord) -> list[int]:
+        done = self.done_indices(job)
+        return [i for i in range(job.n_images) if i not in done]
+
+    def recover(self, alive: Any = None) -> list[int]:
+        """Put jobs left 'running' by a dead process back in the queue; returns their ids.
+        ``alive(pid) -> bool`` defaults to psutil.pid_exists (this process counts as alive)."""
+        import psutil
+
+        alive = alive or psutil.pid_exists
+        with self.catalog.transaction() as conn:
+            rows = conn.execute("SELECT id, owner_pid FROM jobs WHERE state = 'running'").fetchall()
+            lost = [jid for jid, pid in rows if pid != os.getpid() and not alive(pid)]
+            for jid in lost:
+                conn.execute("UPDATE jobs SET state = 'queued', owner_pid = 0, updated_at = ? WHERE id = ?",
+                             (now_iso(), jid))  # fmt: skip
+                conn.execute(
+                    "UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = (SELECT run_id FROM jobs WHERE id = ?)",
+                    (jid,),
+                )
+        return lost
+
+    @staticmethod
+    def _set(conn: Any, job_id: int, state: str, error: str = "") -> None:
+        owner = os.getpid() if state == "running" else 0
+        conn.execute("UPDATE jobs SET state = ?, error = ?, owner_pid = ?, updated_at = ? WHERE id = ?",
+                     (state, error, owner, now_iso(), job_id))  # fmt: skip
+        finished = now_iso() if state in FINAL_STATES else None
+        conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = (SELECT run_id FROM jobs WHERE id = ?)",
+                     (state, finished, job_id))  # fmt: skip

@@ -1,0 +1,343 @@
+"""The supervisor: owns the worker process, feeds it one image at a time, records what it makes,
+watches its memory and replaces it between images when the recycle policy says so.
+
+    with Supervisor(catalog) as sup:
+        outcome = sup.run(queue.claim(job.id), on_event=print)
+
+What it guarantees:
+- every image a job asks for ends up written and recorded exactly once: a worker that dies (a
+  crash, the OOM killer, SIGKILL) is replaced and the image it was making is made again with the
+  same seed, under the same name (identical pixels); a half-written temp file is removed;
+- the worker is replaced only between images, never in the middle of one;
+- each recycle and each worker death is reported (``Recycle`` / ``WorkerDied`` events) with its
+  reason, and counted on the job row.
+Only this module and steady.worker.main cross the process boundary; only the worker imports torch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steady.catalog.db import Catalog
+from steady.errors import BadInput, SteadyError
+from steady.jobs.memory import MemoryWatch, RecyclePolicy, WorkerStats
+from steady.jobs.protocol import (
+    Cancel,
+    Failure,
+    Heartbeat,
+    ImageDone,
+    MemorySample,
+    Progress,
+    Ready,
+    Recycle,
+    RenderImage,
+    Shutdown,
+)
+from steady.jobs.queue import JobQueue, JobRecord
+from steady.params import GenerationResult
+from steady.worker.main import WorkerOptions, worker_main
+
+
+class WorkerFailed(SteadyError):
+    """The worker died on the same image too many times, or would not start."""
+
+
+@dataclass
+class WorkerDied:
+    """Reported when the worker process ended without being asked to."""
+
+    t: float
+    pid: int
+    exitcode: int | None
+    job_id: int
+    index: int  # the image it was making; it is made again
+    attempt: int
+
+
+@dataclass
+class SupervisorOptions:
+    policy: RecyclePolicy = field(default_factory=RecyclePolicy)
+    sample_interval: float = 0.5
+    start_timeout_s: float = 300.0
+    max_deaths_per_image: int = 2  # the image is tried 1 + this many times
+    worker: WorkerOptions = field(default_factory=WorkerOptions)
+    fault: dict[str, Any] = field(default_factory=dict)  # tests only: passed to every RenderImage
+    threads: int | None = None  # overrides the plan's CPU thread count (reproducible test runs)
+
+
+@dataclass
+class JobOutcome:
+    job_id: int
+    run_id: int
+    state: str  # done / failed / cancelled
+    images: list[GenerationResult]
+    error: str = ""
+    failure: Failure | None = None  # what the worker reported, when it reported a failure
+    recycles: list[Recycle] = field(default_factory=list)
+    deaths: list[WorkerDied] = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    pid: int
+    started: float
+    model_path: str = ""
+    images: int = 0
+    baseline_rss: int | None = None
+
+
+class Supervisor:
+    def __init__(self, catalog: Catalog, options: SupervisorOptions | None = None,
+                 on_sample: Callable[[MemorySample], None] | None = None):  # fmt: skip
+        self.catalog = catalog
+        self.queue = JobQueue(catalog)
+        self.options = options or SupervisorOptions()
+        self.watch = MemoryWatch(self.options.sample_interval, on_sample=on_sample)
+        self.worker: _Worker | None = None
+        self.t0 = time.monotonic()
+        self.recycles: list[Recycle] = []
+        self.deaths: list[WorkerDied] = []
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the worker process ------------------------------------------------------------------
+    def start_worker(self) -> _Worker:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=worker_main, args=(child, self.options.worker), name="steady-worker",
+                              daemon=True)  # fmt: skip
+        process.start()
+        child.close()
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while time.monotonic() < deadline:
+            if parent.poll(0.2):
+                try:
+                    message = parent.recv()
+                except EOFError:
+                    break
+                if isinstance(message, Ready):
+                    self.worker = _Worker(process, parent, message.pid, time.monotonic())
+                    self.watch.watch(message.pid)
+                    return self.worker
+            elif not process.is_alive():
+                break
+        process.kill()
+        process.join(5)
+        raise WorkerFailed(f"the worker process did not start (exit code {process.exitcode})")
+
+    def stop_worker(self, timeout: float = 10.0) -> None:
+        w, self.worker = self.worker, None
+        if w is None:
+            return
+        try:
+            w.conn.send(Shutdown())
+        except (OSError, ValueError):
+            pass  # already gone
+        w.process.join(timeout)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join(5)
+        w.conn.close()
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.watch.stop()
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 3)
+
+    def recycle_reason(self, model_path: str) -> str | None:
+        import psutil
+
+        w = self.worker
+        if w is None:
+            return None
+        if w.model_path and w.model_path != model_path:
+            return f"model switch ({Path(w.model_path).name} -> {Path(model_path).name})"
+        try:
+            rss = psutil.Process(w.pid).memory_info().rss
+        except psutil.Error:
+            return None
+        latest = self.watch.latest()
+        stats = WorkerStats(
+            images=w.images, age_s=time.monotonic() - w.started, rss=rss, baseline_rss=w.baseline_rss,
+            available=psutil.virtual_memory().available,
+            swap_in_per_s=latest.swap_in_per_s if latest and latest.worker_pid == w.pid else 0.0,
+        )  # fmt: skip
+        return self.options.policy.decide(stats, psutil.virtual_memory().total)
+
+    def _recycle(self, reason: str, job: JobRecord, on_event: Callable[[object], None] | None) -> None:
+        import psutil
+
+        w = self.worker
+        assert w is not None
+        try:
+            rss = psutil.Process(w.pid).memory_info().rss
+        except psutil.Error:
+            rss = 0
+        event = Recycle(self.elapsed(), w.pid, reason, w.images, rss, w.baseline_rss or 0)
+        self.stop_worker()
+        self.recycles.append(event)
+        self.queue.count(job.id, "recycles")
+        if on_event is not None:
+            on_event(event)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def run(self, job: JobRecord, on_event: Callable[[object], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> JobOutcome:  # fmt: skip
+        """Make every image of ``job`` that is not recorded yet (it must be 'running': claimed)."""
+        outcome = JobOutcome(job.id, job.run_id, "done", [])
+        recycles0, deaths0 = len(self.recycles), len(self.deaths)
+        try:
+            for index in self.queue.missing_indices(job):
+                if should_stop is not None and should_stop():
+                    outcome.state = "cancelled"
+                    break
+                result = self._make_image(job, index, on_event, should_stop)
+                if isinstance(result, Failure):
+                    outcome.state = "cancelled" if result.kind == "cancelled" else "failed"
+                    outcome.error, outcome.failure = result.message, result
+                    break
+                outcome.images.append(result)
+                if on_event is not None:
+                    on_event(result)
+        except KeyboardInterrupt:
+            outcome.state = "cancelled"
+            self.stop_worker(timeout=2)
+            raise
+        except SteadyError as exc:
+            outcome.state, outcome.error = "failed", str(exc)
+            raise
+        finally:
+            self.queue.finish(job.id, outcome.state, outcome.error)
+            outcome.recycles = self.recycles[recycles0:]
+            outcome.deaths = self.deaths[deaths0:]
+        return outcome
+
+    def _make_image(self, job: JobRecord, index: int, on_event: Callable[[object], None] | None,
+                    should_stop: Callable[[], bool] | None) -> GenerationResult | Failure:  # fmt: skip
+        deaths = 0
+        while True:
+            reason = self.recycle_reason(job.model_path)
+            if reason is not None:
+                self._recycle(reason, job, on_event)
+            if self.worker is None:
+                self.start_worker()
+            w = self.worker
+            assert w is not None
+            w.model_path = job.model_path
+            message = self._render(w, job, index, on_event, should_stop)
+            if message is None:  # the worker died in the middle of this image
+                deaths += 1
+                event = WorkerDied(self.elapsed(), w.pid, w.process.exitcode, job.id, index, deaths)
+                self.deaths.append(event)
+                self.queue.count(job.id, "attempts")
+                _remove_temp_files(job.image_path(index))
+                if on_event is not None:
+                    on_event(event)
+                if deaths > self.options.max_deaths_per_image:
+                    raise WorkerFailed(f"the worker died {deaths} times on image {index} of run {job.run_id} "
+                                       f"(last exit code {w.process.exitcode})")  # fmt: skip
+                continue
+            if isinstance(message, Failure):
+                return message
+            if on_event is not None:
+                on_event(message)  # the ImageDone itself: strategy, load time, OOM retries
+            return self._record(w, job, message)
+
+    def _render(self, w: _Worker, job: JobRecord, index: int, on_event: Callable[[object], None] | None,
+                should_stop: Callable[[], bool] | None) -> ImageDone | Failure | None:  # fmt: skip
+        plan = job.plan
+        if plan is not None and self.options.threads:
+            plan = {**plan, "threads": self.options.threads}
+        request = RenderImage(
+            job_id=job.id, run_id=job.run_id, index=index, path=str(job.image_path(index)),
+            params=job.image_params(index).to_dict(), model_path=job.model_path, n_images=job.n_images,
+            allow_pickle=bool(job.params.get("extra", {}).get("allow_pickle", False)), plan=plan,
+            fault=self.options.fault,
+        )  # fmt: skip
+        try:
+            w.conn.send(request)
+        except (OSError, ValueError):
+            return self._dead(w)
+        cancel_sent = False
+        while True:
+            if should_stop is not None and not cancel_sent and should_stop():
+                try:
+                    w.conn.send(Cancel(job.id))
+                except (OSError, ValueError):
+                    pass
+                cancel_sent = True
+            try:
+                ready = w.conn.poll(0.1)
+                message = w.conn.recv() if ready else None
+            except (EOFError, OSError):
+                return self._dead(w)
+            if message is None:
+                if not w.process.is_alive():
+                    return self._dead(w)
+                continue
+            if isinstance(message, Heartbeat):
+                self.watch.torch_reserved = message.torch_reserved
+            elif isinstance(message, Progress):
+                if on_event is not None:
+                    on_event(message)
+            elif isinstance(message, (ImageDone, Failure)):
+                return message
+
+    def _dead(self, w: _Worker) -> None:
+        w.process.join(5)
+        if self.worker is w:
+            self.worker = None
+        w.conn.close()
+        return None
+
+    def _record(self, w: _Worker, job: JobRecord, done: ImageDone) -> GenerationResult:
+        import psutil
+
+        params = job.image_params(done.index)
+        image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
+                                          peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
+        w.images += 1
+        self.watch.images = w.images
+        if w.baseline_rss is None and w.images >= self.options.policy.warmup_images:
+            try:
+                w.baseline_rss = psutil.Process(w.pid).memory_info().rss
+            except psutil.Error:
+                pass
+        return GenerationResult(path=done.path, params=params, index=done.index, run_id=job.run_id,
+                                image_id=image_id, seconds=done.seconds, peak_rss_bytes=done.peak_rss_bytes)  # fmt: skip
+
+
+def _remove_temp_files(target: Path) -> None:
+    """A worker killed while writing leaves ``.NAME.xxxx.tmp`` beside the target: remove it."""
+    from steady.images.pngmeta import is_temp_name
+
+    for p in target.parent.glob(f".{target.name}.*.tmp"):
+        if is_temp_name(p.name):
+            p.unlink(missing_ok=True)
+
+
+class JobFailed(SteadyError):
+    """The worker could not make an image (the message says why)."""
+
+
+def raise_failure(outcome: JobOutcome) -> None:
+    """Turn a failed outcome into the error the CLI prints (bad input keeps argument and value)."""
+    if outcome.state != "failed":
+        return
+    f = outcome.failure
+    if f is not None and f.kind == "bad-input":
+        raise BadInput(f.argument, f.value, f.why)
+    raise JobFailed(outcome.error)
