@@ -1,0 +1,58 @@
+"""The durable jobs table: states, ownership, recovery after a crash, missing images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from steady.catalog import open_catalog
+from steady.config import settings
+from steady.errors import BadInput
+from steady.jobs.queue import JobQueue
+from steady.params import GenerationRequest, ImageParams
+
+
+def _params(seed: int) -> ImageParams:
+    return ImageParams(prompt="a red circle", negative_prompt="", steps=3, cfg_scale=5.0, width=64, height=64,
+                       seed=seed, sampler="Euler", clip_skip=1, model_name="m", model_hash="abc", model_arch="sd1",
+                       device="cpu", dtype="float32", steady_version="t")  # fmt: skip
+
+
+def test_lifecycle_and_run_status(tmp_path: Path) -> None:
+    with open_catalog(settings().db_path) as cat:
+        q = JobQueue(cat)
+        job = q.enqueue(GenerationRequest(prompt="a red circle", n_images=3), _params(100), "/m", str(tmp_path))
+        assert job.state == "queued" and cat.get_run(job.run_id).status == "queued"
+        assert [job.seed_of(i) for i in range(3)] == [100, 101, 102]
+        assert job.image_path(2).name == f"{job.run_id:05d}-02-102.png"
+        assert job.image_params(1).seed == 101 and job.image_params(1).prompt == "a red circle"
+        claimed = q.claim_next()
+        assert claimed is not None and claimed.id == job.id and claimed.state == "running"
+        assert claimed.owner_pid == os.getpid() and cat.get_run(job.run_id).status == "running"
+        assert q.claim_next() is None
+        with pytest.raises(BadInput, match="job_id"):
+            q.claim(job.id)  # already running
+        q.finish(job.id, "done")
+        assert q.get(job.id).state == "done" and cat.get_run(job.run_id).status == "done"
+        with pytest.raises(BadInput, match="state"):
+            q.finish(job.id, "running")
+        with pytest.raises(BadInput, match="job_id"):
+            q.get(9999)
+
+
+def test_recover_requeues_only_jobs_of_dead_owners(tmp_path: Path) -> None:
+    with open_catalog(settings().db_path) as cat:
+        q = JobQueue(cat)
+        mine = q.enqueue(GenerationRequest(prompt="a", n_images=1), _params(1), "/m", str(tmp_path))
+        theirs = q.enqueue(GenerationRequest(prompt="b", n_images=2), _params(2), "/m", str(tmp_path))
+        q.claim(mine.id)
+        q.claim(theirs.id)
+        with cat.transaction() as conn:
+            conn.execute("UPDATE jobs SET owner_pid = 424242 WHERE id = ?", (theirs.id,))
+        assert q.recover(alive=lambda pid: False) == [theirs.id]  # this process's own job stays
+        assert q.get(theirs.id).state == "queued" and q.get(mine.id).state == "running"
+        assert cat.get_run(theirs.run_id).status == "queued"
+        assert q.missing_indices(q.get(theirs.id)) == [0, 1]
+        assert [j.id for j in q.jobs(("queued",))] == [theirs.id]
