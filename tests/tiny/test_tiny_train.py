@@ -94,3 +94,24 @@ def test_learning_rate_warms_up_then_decays() -> None:
     assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
     assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
     assert lr_at(99, 100, 1.0, 10) == pytest.approx(0.05, abs=0.01)
+
+
+def test_eval_tiny_scores_a_model_through_the_cli(toy_model: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from steady.cli import _register_all, cli
+
+    _register_all()
+    sheet = tmp_path / "sheet.png"
+    result = CliRunner().invoke(cli, ["eval-tiny", "--model", str(toy_model), "--per-holdout", "1", "--seen", "2",
+                                      "--variety", "3", "--steps", "2", "--json", "--sheet", str(sheet)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["n_images"] == 6 and report["variety_images"] == 3
+    assert set(report["accuracy"]) == {"shape", "colour", "size", "position", "background"}
+    assert all(0.0 <= v <= 1.0 for v in report["accuracy"].values())
+    assert report["seconds_per_image"] > 0 and isinstance(report["misses"], list)
+    from PIL import Image
+
+    with Image.open(sheet) as im:
+        assert im.size == (16 * 64, 64)

@@ -82,6 +82,8 @@ class SoakReport:
     orphan_files: int
     orphan_rows: int
     temp_files: int
+    worker_start_seconds: list[float]  # spawn to ready, per worker process
+    load_seconds: list[float]  # model loads (one per worker, and per model switch)
     recycles: list[dict[str, Any]]
     deaths: list[dict[str, Any]]
     config: dict[str, Any]
@@ -170,12 +172,17 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
         peak_rss_bytes=max((s.rss_bytes for s in kept), default=0),
         min_available_bytes=min((s.available_bytes for s in kept), default=0),
         jobs=len(job_ids), jobs_lost=lost, orphan_files=len(on_disk - paths), orphan_rows=len(paths - on_disk),
-        temp_files=len(temps), recycles=[asdict(e) for e in events if isinstance(e, Recycle)],
+        temp_files=len(temps), worker_start_seconds=sup.start_seconds, load_seconds=sup.load_seconds,
+        recycles=[asdict(e) for e in events if isinstance(e, Recycle)],
         deaths=[asdict(e) for e in events if isinstance(e, WorkerDied)],
         config={**asdict(c), "policy": asdict(c.policy)},
     )  # fmt: skip
     _write_outputs(out, report, rows, kept)
     return report
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}" if values else "n/a"
 
 
 def _write_outputs(out: Path, r: SoakReport, rows: list[ImageRow], kept: list[MemorySample]) -> None:
@@ -203,7 +210,9 @@ def _write_outputs(out: Path, r: SoakReport, rows: list[ImageRow], kept: list[Me
         f"- peak worker RSS {r.peak_rss_bytes / MIB:.0f} MiB; lowest available RAM {r.min_available_bytes / MIB:.0f} MiB",
         f"- jobs lost: {r.jobs_lost}; orphan files: {r.orphan_files}; rows without a file: {r.orphan_rows}; "
         f"temp files left: {r.temp_files}",
-        f"- recycles: {len(r.recycles)}; worker deaths: {len(r.deaths)}", "",
+        f"- recycles: {len(r.recycles)}; worker deaths: {len(r.deaths)}",
+        f"- cost of a recycle: worker start (median) {_median(r.worker_start_seconds)} s + model load (median) "
+        f"{_median(r.load_seconds)} s, over {len(r.worker_start_seconds)} starts and {len(r.load_seconds)} loads", "",
     ]  # fmt: skip
     lines += [f"  - at {e['t']:.0f} s after {e['images']} images: {e['reason']}" for e in r.recycles]
     lines += ["", "![memory](memory.png)", ""]

@@ -104,6 +104,8 @@ class Supervisor:
         self.t0 = time.monotonic()
         self.recycles: list[Recycle] = []
         self.deaths: list[WorkerDied] = []
+        self.start_seconds: list[float] = []  # spawn to Ready (interpreter + torch imports), per worker
+        self.load_seconds: list[float] = []  # model loads reported by the workers
 
     def __enter__(self) -> Supervisor:
         return self
@@ -113,6 +115,7 @@ class Supervisor:
 
     # -- the worker process ------------------------------------------------------------------
     def start_worker(self) -> _Worker:
+        t0 = time.monotonic()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(target=worker_main, args=(child, self.options.worker), name="steady-worker",
@@ -127,6 +130,7 @@ class Supervisor:
                 except EOFError:
                     break
                 if isinstance(message, Ready):
+                    self.start_seconds.append(round(time.monotonic() - t0, 3))
                     self.worker = _Worker(process, parent, message.pid, time.monotonic())
                     self.watch.watch(message.pid)
                     return self.worker
@@ -252,6 +256,8 @@ class Supervisor:
                 continue
             if isinstance(message, Failure):
                 return message
+            if message.load_seconds:
+                self.load_seconds.append(round(message.load_seconds, 3))
             if on_event is not None:
                 on_event(message)  # the ImageDone itself: strategy, load time, OOM retries
             return self._record(w, job, message)
