@@ -15,7 +15,7 @@ import torch
 from steady.tiny.train import TrainConfig, lr_at, prefix_text_encoder, train
 
 TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3,
-                  unet_batch=8, eval_every=0, log_every=1)  # fmt: skip
+                  unet_batch=8, eval_every=0, log_every=1, decoder_steps=2)  # fmt: skip
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -37,6 +37,8 @@ def test_saves_a_pipeline_folder_with_log_and_curve(toy_model: Path) -> None:
     assert [r["step"] for r in log["vae_loss"]] == [1, 2, 3]
     assert len(log["unet_loss"]) == 3 and all(np.isfinite(r["loss"]) for r in log["unet_loss"])
     assert log["latents"]["scaling_factor"] > 0
+    assert [r["step"] for r in log["decoder_loss"]] == [1, 2]
+    assert set(log["decoder"]) == {"kept", "before", "after"}
     assert (toy_model / "loss.png").stat().st_size > 1000
     vae_cfg = json.loads((toy_model / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] == pytest.approx(log["latents"]["scaling_factor"])

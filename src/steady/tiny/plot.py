@@ -1,7 +1,8 @@
 """The training curve of the tiny model as a PNG (steady.charts: Pillow, no plotting dependency).
 
-Left: VAE and UNet losses by step (log scale). Right: checker accuracy of the evaluations
-(VAE reconstructions, then the EMA model's samples) by step.
+Left: VAE and UNet losses by step (log scale). Right: checker accuracy of the evaluations by
+step: VAE reconstructions, then the EMA model's samples, then the polished decoder's
+reconstructions (grey lines separate the phases).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from steady.charts import W, canvas, panel, save_atomic
 
-COLOURS = {"vae": (200, 80, 40), "unet": (40, 90, 200), "shape": (40, 150, 60),
+COLOURS = {"vae": (200, 80, 40), "unet": (40, 90, 200), "decoder": (120, 60, 20), "shape": (40, 150, 60),
            "colour": (200, 60, 160), "size": (120, 120, 0), "position": (0, 150, 160)}  # fmt: skip
 
 
@@ -21,6 +22,8 @@ def plot_training(data: dict[str, Any], path: Path) -> Path:
     losses = {
         "vae": [(r["step"], r["loss"]) for r in data["vae_loss"]],
         "unet": [(vae_steps + r["step"], r["loss"]) for r in data["unet_loss"]],
+        "decoder": [(vae_steps + data["config"]["unet_steps"] + r["step"], r["loss"])
+                    for r in data.get("decoder_loss", [])],
     }
     panel(draw, 0, "loss (VAE, then UNet+text; log scale)", losses, log_y=True, colours=COLOURS)
     acc: dict[str, list[tuple[float, float]]] = {a: [] for a in ("shape", "colour", "size", "position")}
@@ -30,6 +33,10 @@ def plot_training(data: dict[str, Any], path: Path) -> Path:
     for r in data["unet_eval"]:
         for a in acc:
             acc[a].append((vae_steps + r["step"], r["accuracy"][a]))
-    panel(draw, W, "checker accuracy (VAE reconstructions, then samples)", acc, y_range=(0.0, 1.0),
-          colours=COLOURS, markers=[vae_steps])  # fmt: skip
+    unet_end = vae_steps + data["config"]["unet_steps"]
+    for r in data.get("decoder_eval", []):
+        for a in acc:
+            acc[a].append((unet_end + r["step"], r[a]))
+    panel(draw, W, "accuracy: VAE recon. | samples | polished-decoder recon.", acc, y_range=(0.0, 1.0),
+          colours=COLOURS, markers=[vae_steps, unet_end])  # fmt: skip
     return save_atomic(img, path)

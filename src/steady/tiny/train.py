@@ -14,6 +14,9 @@ Steps (docs/tiny-model.md has the why of each choice):
     prompts (20 Euler steps, CFG 5) and the checker scores them.
  4. Save the EMA weights as float16 safetensors in a StableDiffusionPipeline folder, plus
     ``training.json`` (config, timings, every logged loss and evaluation) and ``loss.png``.
+ 5. Polish the decoder alone, from the saved folder, with the encoder frozen (so the latents the
+    UNet learned do not move): small shapes' edges are what the VAE learns last. The new decoder
+    is kept only if its reconstructions score better. ``--polish-only`` runs just this step.
 
 Everything is seeded: the same seed, thread count and torch build give the same weights.
 """
@@ -67,13 +70,15 @@ class TrainConfig:
     eval_per_holdout: int = 6
     eval_seen: int = 24
     log_every: int = 25
+    decoder_steps: int = 2000  # 5. decoder-only polish, encoder frozen (0: skip)
+    decoder_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 QUICK = dict(vae_steps=30, vae_eval_every=15, pool=256, unet_steps=30, eval_every=15,
-             eval_per_holdout=1, eval_seen=4, log_every=5)  # fmt: skip
+             eval_per_holdout=1, eval_seen=4, log_every=5, decoder_steps=10)  # fmt: skip
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -365,22 +370,94 @@ def train(c: TrainConfig, out: Path) -> dict[str, Any]:
     save_model(out, vae, text, unet, pool.scaling_factor)
     log.data["timings_s"]["total"] = log.elapsed()
     log.save()
+    if c.decoder_steps:
+        return polish_decoder(c, out)
     from steady.tiny.plot import plot_training
 
     plot_training(log.data, out / "loss.png")
     return log.data
 
 
+def polish_decoder(c: TrainConfig, out: Path) -> dict[str, Any]:
+    """Step 5 on a saved folder; appends ``decoder_loss`` / ``decoder_eval`` to training.json."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(c.seed + 4)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    path = out / "training.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["config"].update({"decoder_steps": c.decoder_steps, "decoder_lr": c.decoder_lr})
+    data["decoder_loss"], data["decoder_eval"] = [], []
+    vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval()
+    t0 = time.perf_counter()
+    before = reconstruction_accuracy(vae)
+    data["decoder_eval"].append({"step": 0, **before})
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=c.decoder_lr, weight_decay=0.0)
+    running = []
+    vae.decoder.train()
+    for step in range(c.decoder_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c.decoder_steps, c.decoder_lr, 100)
+        batch = list(dataset(c.seed + 5, c.vae_batch, start=step * c.vae_batch))
+        x = to_tensor(np.stack([s.image for s in batch]))
+        w = 1.0 + c.vae_fg_weight * torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean  # what the UNet was trained to produce
+        rec = vae.decode(z).sample
+        err = (rec - x).abs() + 0.1 * (rec - x) ** 2
+        loss = (w * err).mean() / w.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % c.log_every == 0:
+            data["decoder_loss"].append({"step": step + 1, "loss": float(np.mean(running))})
+            running = []
+        if c.vae_eval_every and ((step + 1) % c.vae_eval_every == 0 or step + 1 == c.decoder_steps):
+            vae.eval()
+            row = {"step": step + 1, **reconstruction_accuracy(vae)}
+            data["decoder_eval"].append(row)
+            print("decoder_eval", json.dumps(row), flush=True)
+            vae.decoder.train()
+    vae.eval()
+    after = reconstruction_accuracy(vae)
+    keys = ("shape", "colour", "size", "position", "background")
+    kept = sum(after[k] for k in keys) > sum(before[k] for k in keys)
+    if kept:
+        tmp = out / "vae.polished.tmp"
+        vae.half().save_pretrained(tmp, safe_serialization=True)
+        shutil.rmtree(out / "vae")
+        tmp.rename(out / "vae")
+    data["decoder"] = {"kept": kept, "before": before, "after": after}
+    data["timings_s"]["decoder"] = round(time.perf_counter() - t0, 1)
+    print("decoder polish", json.dumps(data["decoder"]), flush=True)
+    tmp_log = path.with_suffix(".tmp")
+    tmp_log.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp_log, path)
+    from steady.tiny.plot import plot_training
+
+    plot_training(data, out / "loss.png")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m steady.tiny.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the diffusers model and the log")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes), not a usable model")
+    p.add_argument("--polish-only", action="store_true", help="only step 5, on the model already in --out")
     for f in fields(TrainConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
     args = p.parse_args(argv)
     c = replace(TrainConfig(), **QUICK) if args.quick else TrainConfig()
     c = replace(c, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
-    data = train(c, args.out)
+    data = polish_decoder(c, args.out) if args.polish_only else train(c, args.out)
     final = data["unet_eval"][-1] if data["unet_eval"] else {}
     print("done in", data["timings_s"], "final accuracy", final.get("accuracy"), flush=True)
     return 0

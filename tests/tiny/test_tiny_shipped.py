@@ -1,0 +1,53 @@
+"""The embedded model as shipped in the package: small, the default, loads offline through the
+user's checkpoint path, and its images follow their prompts (a quick check; `steady eval-tiny`
+is the full evaluation, docs/tiny-model.md has its numbers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from steady.models.default import embedded_model_path
+
+WEIGHTS = embedded_model_path()
+pytestmark = pytest.mark.skipif(not (WEIGHTS / "model_index.json").is_file(), reason="no shipped weights")
+
+
+def test_weights_are_small_fp16_safetensors() -> None:
+    files = list(WEIGHTS.rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"unet", "vae", "text_encoder"}
+    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+    assert not list(WEIGHTS.rglob("*.bin")) and not list(WEIGHTS.rglob("*.ckpt"))
+    index = json.loads((WEIGHTS / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+
+
+def test_it_is_the_default_model() -> None:
+    from steady.engine import check_and_plan
+    from steady.params import GenerationRequest
+
+    plan = check_and_plan(GenerationRequest(prompt="a red circle"))
+    assert plan.model_path == WEIGHTS and (plan.width, plan.height) == (64, 64)
+    assert plan.model_arch == "sd1"
+
+
+def test_images_follow_their_prompts() -> None:
+    from steady.engine import run_request
+    from steady.params import GenerationRequest
+    from steady.tiny.checker import check
+    from PIL import Image
+
+    prompts = ["a large red circle at the center on a black background",
+               "a large blue square at the top left on a white background",
+               "a large yellow cross at the bottom right on a purple background",
+               "a large white triangle at the center on a green background"]  # fmt: skip
+    scores = []
+    for i, p in enumerate(prompts):
+        (r,) = run_request(GenerationRequest(prompt=p, seed=100 + i, steps=20, cfg_scale=5.0, sampler="Euler"))
+        with Image.open(r.path) as im:
+            scores.append(check(np.asarray(im.convert("RGB")), p).correct)
+    colour = np.mean([s["colour"] for s in scores])
+    background = np.mean([s["background"] for s in scores])
+    assert colour >= 0.75 and background >= 0.75, scores
