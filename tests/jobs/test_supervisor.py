@@ -200,3 +200,18 @@ def test_protocol_messages_are_dataclasses_with_a_type_tag() -> None:
         assert dataclasses.is_dataclass(cls)
     d = protocol.Heartbeat(pid=1, rss_bytes=2).to_dict()
     assert d["type"] == "Heartbeat" and d["rss_bytes"] == 2
+
+
+def test_a_worker_that_keeps_dying_fails_the_job_after_three_tries(model_dir: Path) -> None:
+    from steady.jobs.supervisor import WorkerFailed
+
+    cfg = settings()
+    with open_catalog(cfg.db_path) as cat:
+        job = submit(_request(model_dir, 2), cat, cfg)
+        with Supervisor(cat, SupervisorOptions(fault={"die_at": [1]}, threads=1)) as sup:
+            with pytest.raises(WorkerFailed, match="died 3 times on image 1"):
+                sup.run(JobQueue(cat).claim(job.id))
+            assert [d.exitcode for d in sup.deaths] == [3, 3, 3]
+        job = JobQueue(cat).get(job.id)
+    assert job.state == "failed" and job.attempts == 3 and "WorkerFailed" in job.error
+    assert [idx for idx, _ in _rows(job.run_id)] == [0]

@@ -14,7 +14,7 @@ import torch
 
 from steady.tiny.train import TrainConfig, lr_at, prefix_text_encoder, train
 
-TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3,
+TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3, unet_stop=0,
                   unet_batch=8, eval_every=0, log_every=1, decoder_steps=2)  # fmt: skip
 
 

@@ -201,7 +201,7 @@ class Supervisor:
     def run(self, job: JobRecord, on_event: Callable[[object], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> JobOutcome:  # fmt: skip
         """Make every image of ``job`` that is not recorded yet (it must be 'running': claimed)."""
-        outcome = JobOutcome(job.id, job.run_id, "done", [])
+        outcome = JobOutcome(job.id, job.run_id, "running", [])
         recycles0, deaths0 = len(self.recycles), len(self.deaths)
         try:
             for index in self.queue.missing_indices(job):
@@ -216,14 +216,18 @@ class Supervisor:
                 outcome.images.append(result)
                 if on_event is not None:
                     on_event(result)
+            if outcome.state == "running":
+                outcome.state = "done"
         except KeyboardInterrupt:
             outcome.state = "cancelled"
             self.stop_worker(timeout=2)
             raise
-        except SteadyError as exc:
-            outcome.state, outcome.error = "failed", str(exc)
+        except Exception as exc:
+            outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            if outcome.state == "running":  # an error ended it: nothing may call it done
+                outcome.state = "failed"
             self.queue.finish(job.id, outcome.state, outcome.error)
             outcome.recycles = self.recycles[recycles0:]
             outcome.deaths = self.deaths[deaths0:]

@@ -57,7 +57,8 @@ class TrainConfig:
     vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
     vae_eval_every: int = 500
     pool: int = 24_000
-    unet_steps: int = 7000
+    unet_steps: int = 7000  # the learning-rate schedule's length
+    unet_stop: int = 4000  # stop after this many steps (0: all); the shipped run stopped at 4000
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup: int = 200
@@ -70,14 +71,14 @@ class TrainConfig:
     eval_per_holdout: int = 6
     eval_seen: int = 24
     log_every: int = 25
-    decoder_steps: int = 2000  # 5. decoder-only polish, encoder frozen (0: skip)
+    decoder_steps: int = 1500  # 5. decoder-only polish, encoder frozen (0: skip)
     decoder_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-QUICK = dict(vae_steps=30, vae_eval_every=15, pool=256, unet_steps=30, eval_every=15,
+QUICK = dict(vae_steps=30, vae_eval_every=15, pool=256, unet_steps=30, unet_stop=0, eval_every=15,
              eval_per_holdout=1, eval_seen=4, log_every=5, decoder_steps=10)  # fmt: skip
 
 
@@ -290,7 +291,8 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
     gen = torch.Generator().manual_seed(c.seed + 3)
     prompts = eval_prompts(c.eval_per_holdout, c.eval_seen)
     t0, running = time.perf_counter(), []
-    for step in range(c.unet_steps):
+    last = min(c.unet_stop or c.unet_steps, c.unet_steps)
+    for step in range(last):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c.unet_steps, c.unet_lr, c.warmup)
         idx = rng.integers(0, len(pool.scenes), c.unet_batch)
@@ -314,7 +316,7 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
             log.add("unet_loss", {"step": step + 1, "loss": float(np.mean(running)),
                                   "lr": opt.param_groups[0]["lr"]})  # fmt: skip
             running = []
-        if c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == c.unet_steps):
+        if c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == last):
             report = evaluate(ema_unet.eval(), ema_text.eval(), vae, tokens, prompts, pool.scaling_factor)
             log.add("unet_eval", {"step": step + 1, **report}, echo=True)
             log.save()

@@ -228,7 +228,9 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
 
 
 def _inject_faults(job: RenderImage, state: _State, torch: Any) -> None:
-    """Tests only (RenderImage.fault): hold memory per image, or fail once with a GPU OOM."""
+    """Tests only (RenderImage.fault): hold memory per image, die, or fail with a GPU OOM."""
+    if job.index in job.fault.get("die_at", []):
+        os._exit(3)
     leak = int(job.fault.get("leak_mb_per_image", 0))
     if leak:
         block = bytearray(leak * 2**20)
