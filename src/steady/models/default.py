@@ -1,9 +1,10 @@
 """The model used when no --model is given.
 
-The embedded tiny model (steady/tiny/weights, trained by `python -m steady.tiny.train`) is the
-default once it ships. Until then, the default is a tiny random-weight model in the real
-Stable Diffusion 1.x architecture, built once (deterministically, seed 0) under the models
-folder: it exercises every code path offline, but its images are noise.
+The embedded tiny model (steady/tiny/weights, trained by `python -m steady.tiny.train`, shipped
+as package data) is the default. Should the package lack it (a stripped install), the default
+falls back to a tiny random-weight model in the real Stable Diffusion 1.x architecture, built
+once (deterministically, seed 0) under the models folder: every code path runs offline, but its
+images are noise.
 """
 
 from __future__ import annotations

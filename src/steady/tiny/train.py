@@ -71,7 +71,7 @@ class TrainConfig:
     eval_per_holdout: int = 6
     eval_seen: int = 24
     log_every: int = 25
-    decoder_steps: int = 1500  # 5. decoder-only polish, encoder frozen (0: skip)
+    decoder_steps: int = 0  # 5. decoder-only polish, encoder frozen (0: skip)
     decoder_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
