@@ -12,9 +12,10 @@ import pytest
 from steady.models.default import embedded_model_path
 
 WEIGHTS = embedded_model_path()
-pytestmark = pytest.mark.skipif(not (WEIGHTS / "model_index.json").is_file(), reason="no shipped weights")
+shipped = pytest.mark.skipif(not (WEIGHTS / "model_index.json").is_file(), reason="no shipped weights")
 
 
+@shipped
 def test_weights_are_small_fp16_safetensors() -> None:
     files = list(WEIGHTS.rglob("*.safetensors"))
     assert {f.parent.name for f in files} == {"unet", "vae", "text_encoder"}
@@ -24,6 +25,7 @@ def test_weights_are_small_fp16_safetensors() -> None:
     assert index["_class_name"] == "StableDiffusionPipeline"
 
 
+@shipped
 def test_it_is_the_default_model() -> None:
     from steady.engine import check_and_plan
     from steady.params import GenerationRequest
@@ -33,6 +35,7 @@ def test_it_is_the_default_model() -> None:
     assert plan.model_arch == "sd1"
 
 
+@shipped
 def test_images_follow_their_prompts_better_than_chance() -> None:
     """A guard against shipping noise or a broken export, not the evaluation: colour chance is
     1/12 and the shape must be readable. (Position and background are not learned yet.)"""
@@ -52,3 +55,12 @@ def test_images_follow_their_prompts_better_than_chance() -> None:
     found = sum(r.estimate.found for r in results)
     colour = np.mean([bool(r.correct["colour"]) for r in results])
     assert found >= 7 and colour >= 0.5, [(r.estimate.colour, r.expected["colour"]) for r in results]
+
+
+def test_a_stripped_install_falls_back_to_a_random_model(tmp_path, monkeypatch) -> None:
+    from steady.config import settings
+    from steady.models import default
+
+    monkeypatch.setattr(default, "embedded_model_path", lambda: tmp_path / "absent")
+    path = default.resolve_default_model(settings())
+    assert path.name == default.RANDOM_MODEL_NAME and (path / "model_index.json").is_file()

@@ -80,7 +80,7 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
                        "making it again with the same seed")  # fmt: skip
 
     try:
-        outcome = run_in_worker(request, cfg, on_event=on_event, catalog=catalog)
+        outcome = run_in_worker(request, cfg, on_event=on_event, catalog=catalog, plan=plan)
     finally:
         catalog.close()
         if bar is not None:

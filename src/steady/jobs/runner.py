@@ -41,12 +41,13 @@ def memory_plan(plan: Any, request: GenerationRequest) -> dict[str, Any]:
 
 
 def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = None,
-           plan_memory: bool = True) -> JobRecord:  # fmt: skip
-    """Steps 1-3: check, plan, and record a queued job. Raises BadInput before writing anything."""
+           plan_memory: bool = True, plan: Any = None) -> JobRecord:  # fmt: skip
+    """Steps 1-3: check, plan, and record a queued job. Raises BadInput before writing anything.
+    ``plan``: the caller's steady.engine.check_and_plan result for this request, if it has one."""
     from steady.engine import check_and_plan, image_params
 
     cfg = cfg or current_settings()
-    plan = check_and_plan(request, cfg)
+    plan = plan or check_and_plan(request, cfg)
     mem = memory_plan(plan, request) if plan_memory else None
     if mem is not None:
         plan.device, plan.dtype = mem["device"], mem["dtype"]
@@ -64,13 +65,14 @@ def run_in_worker(
     options: SupervisorOptions | None = None,
     catalog: Catalog | None = None,
     supervisor: Supervisor | None = None,
+    plan: Any = None,
 ) -> JobOutcome:
     """Steps 1-5 for one request; reuses ``supervisor`` (and its warm worker) when given."""
     cfg = cfg or current_settings()
     own_catalog = catalog is None and supervisor is None
     catalog = supervisor.catalog if supervisor is not None else (catalog or open_catalog(cfg.db_path))
     try:
-        job = submit(request, catalog, cfg)
+        job = submit(request, catalog, cfg, plan=plan)
         queue = JobQueue(catalog)
         if supervisor is not None:
             return supervisor.run(queue.claim(job.id), on_event, should_stop)

@@ -83,10 +83,7 @@ def eval_prompts(per_holdout: int = 8, seen: int = 32, seed: int = EVAL_SEED) ->
         fixed = dict(h.attributes)
         for _ in range(per_holdout):
             out.append(_prompt_for(rng, fixed, held_out=True))
-    while len(out) < len(HOLDOUTS) * per_holdout + seen:
-        p = _prompt_for(rng, {}, held_out=False)
-        if p is not None:
-            out.append(p)
+    out += [_prompt_for(rng, {}, held_out=False) for _ in range(seen)]
     return out
 
 
