@@ -11,6 +11,8 @@ starts fast and errors in the input are reported before any heavy import.
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as _dt
 import logging
 import os
@@ -52,7 +54,7 @@ class Plan:
 
 def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> Plan:
     """Steps 1 and 2: everything that can be refused is refused here, before any load."""
-    from steady.models.default import resolve_default_model
+    from steady.models.default import EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
     from steady.models.detect import inspect_model, pickle_refusal
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
@@ -62,6 +64,8 @@ def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> P
     request.check()
     model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
     info = inspect_model(model_path)
+    if Path(model_path) == embedded_model_path():
+        info = dataclasses.replace(info, name=EMBEDDED_MODEL_NAME)
     if info.format == "pickle" and not request.allow_pickle:
         raise pickle_refusal(info)
     width = request.width or info.native_size

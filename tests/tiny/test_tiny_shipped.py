@@ -32,7 +32,7 @@ def test_it_is_the_default_model() -> None:
 
     plan = check_and_plan(GenerationRequest(prompt="a red circle"))
     assert plan.model_path == WEIGHTS and (plan.width, plan.height) == (64, 64)
-    assert plan.model_arch == "sd1"
+    assert plan.model_arch == "sd1" and plan.model_name == "steady-tiny"
 
 
 @shipped

@@ -14,6 +14,7 @@ from pathlib import Path
 from steady.config import Settings
 
 RANDOM_MODEL_NAME = "steady-tiny-random"
+EMBEDDED_MODEL_NAME = "steady-tiny"  # the shipped folder is called weights/; users see this name
 
 
 def embedded_model_path() -> Path:
