@@ -4,9 +4,10 @@
     ->  for each image: 4 encode + denoise + decode  ->  5 write the PNG atomically
     ->  6 record the catalog row  ->  7 finish the run
 
-It runs in the calling process for now; the supervised worker process (jobs/, issue "Hours
-without a hang") is to wrap these same steps. No torch import at module level, so that the CLI
-starts fast and errors in the input are reported before any heavy import.
+`steady generate` runs steps 1-2 here and steps 3-7 through the supervised worker
+(steady.jobs.runner, steady.worker.main); `iter_request` runs all of them in the calling process
+(the library API and `steady bench`). No torch import at module level, so that the CLI starts
+fast and errors in the input are reported before any heavy import.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 from steady.config import Settings
 from steady.jobs.memory import MIB, RecyclePolicy
 from steady.jobs.protocol import MemorySample, Recycle
-from steady.jobs.supervisor import Supervisor, SupervisorOptions, WorkerDied
+from steady.jobs.supervisor import Supervisor, SupervisorOptions, WorkerDied, worker_rss
 
 PROMPTS = (
     "a small red circle at the top left on a blue background",
@@ -101,8 +101,6 @@ def rss_drift(rss: list[int]) -> tuple[float | None, int | None, int | None]:
 
 
 def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> SoakReport:
-    import psutil
-
     from steady.catalog import open_catalog
     from steady.jobs.queue import JobQueue
     from steady.jobs.runner import submit
@@ -138,10 +136,7 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
             def on_event(e: object, model: str = model, job_id: int = job.id) -> None:
                 if isinstance(e, GenerationResult):
                     pid = sup.worker.pid if sup.worker else 0
-                    try:
-                        rss = psutil.Process(pid).memory_info().rss
-                    except psutil.Error:
-                        rss = 0
+                    rss = worker_rss(pid) or 0
                     rows.append(ImageRow(len(rows), round(time.monotonic() - t0, 3), job_id, e.index, pid, rss,
                                          round(e.seconds, 4), model or "default"))  # fmt: skip
                 elif isinstance(e, (Recycle, WorkerDied)):

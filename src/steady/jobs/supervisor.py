@@ -169,28 +169,21 @@ class Supervisor:
             return None
         if w.model_path and w.model_path != model_path:
             return f"model switch ({Path(w.model_path).name} -> {Path(model_path).name})"
-        try:
-            rss = psutil.Process(w.pid).memory_info().rss
-        except psutil.Error:
+        rss = worker_rss(w.pid)
+        if rss is None:
             return None
-        latest = self.watch.latest()
+        latest, vm = self.watch.latest(), psutil.virtual_memory()
         stats = WorkerStats(
             images=w.images, age_s=time.monotonic() - w.started, rss=rss, baseline_rss=w.baseline_rss,
-            available=psutil.virtual_memory().available,
+            available=vm.available,
             swap_in_per_s=latest.swap_in_per_s if latest and latest.worker_pid == w.pid else 0.0,
         )  # fmt: skip
-        return self.options.policy.decide(stats, psutil.virtual_memory().total)
+        return self.options.policy.decide(stats, vm.total)
 
     def _recycle(self, reason: str, job: JobRecord, on_event: Callable[[object], None] | None) -> None:
-        import psutil
-
         w = self.worker
         assert w is not None
-        try:
-            rss = psutil.Process(w.pid).memory_info().rss
-        except psutil.Error:
-            rss = 0
-        event = Recycle(self.elapsed(), w.pid, reason, w.images, rss, w.baseline_rss or 0)
+        event = Recycle(self.elapsed(), w.pid, reason, w.images, worker_rss(w.pid) or 0, w.baseline_rss or 0)
         self.stop_worker()
         self.recycles.append(event)
         self.queue.count(job.id, "recycles")
@@ -314,20 +307,25 @@ class Supervisor:
         return None
 
     def _record(self, w: _Worker, job: JobRecord, done: ImageDone) -> GenerationResult:
-        import psutil
-
         params = job.image_params(done.index)
         image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
                                           peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
         w.images += 1
         self.watch.images = w.images
         if w.baseline_rss is None and w.images >= self.options.policy.warmup_images:
-            try:
-                w.baseline_rss = psutil.Process(w.pid).memory_info().rss
-            except psutil.Error:
-                pass
+            w.baseline_rss = worker_rss(w.pid)
         return GenerationResult(path=done.path, params=params, index=done.index, run_id=job.run_id,
                                 image_id=image_id, seconds=done.seconds, peak_rss_bytes=done.peak_rss_bytes)  # fmt: skip
+
+
+def worker_rss(pid: int) -> int | None:
+    """Resident bytes of process ``pid`` now, or None when it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
 
 
 def _remove_temp_files(target: Path) -> None:

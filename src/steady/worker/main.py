@@ -50,6 +50,7 @@ class _State:
 
     pipe: Any = None
     model_key: tuple[Any, ...] | None = None
+    strategy: str = ""  # the planner strategy applied to ``pipe`` ("" before any plan)
     busy: bool = False
     leaked: list[bytearray] = field(default_factory=list)  # fault injection only
     oom_injected: set[int] = field(default_factory=set)
@@ -174,9 +175,9 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
             return not cancel.is_set()
 
         def attempt(plan: Plan | None) -> Any:
-            if plan is not None and plan.strategy != getattr(state.pipe, "_steady_strategy", None):
+            if plan is not None and plan.strategy != state.strategy:
                 apply_plan(state.pipe, plan)
-                state.pipe._steady_strategy = plan.strategy
+                state.strategy = plan.strategy
             _inject_faults(job, state, torch)
             return render(state.pipe, params, params.device, on_step=on_step)
 
@@ -193,7 +194,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
         del image
         peak_vram = torch.cuda.max_memory_allocated() if cuda else 0
         return ImageDone(job.job_id, job.run_id, job.index, job.path, seconds, peak_rss, peak_vram, load_s,
-                         getattr(state.pipe, "_steady_strategy", "") or "", events)  # fmt: skip
+                         state.strategy, events)  # fmt: skip
     except Interrupted:
         return Failure(job.job_id, job.index, "cancelled", "cancelled")
     except BadInput as exc:
@@ -217,7 +218,7 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     key = (job.model_path, params.device, params.dtype, job.allow_pickle)
     if state.pipe is not None and state.model_key == key:
         return 0.0
-    state.pipe, state.model_key = None, None  # one pipeline at most: drop the old one first
+    state.pipe, state.model_key, state.strategy = None, None, ""  # one pipeline at most: drop it first
     gc.collect()
     t0 = time.perf_counter()
     info = inspect_model(job.model_path)
