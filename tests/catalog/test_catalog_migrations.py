@@ -19,7 +19,7 @@ def columns(conn, table):
 
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
-    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs"]
+    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"migrations", "prompts", "runs", "images", "jobs"}
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
@@ -34,10 +34,11 @@ def test_blank_database_gets_the_schema(tmp_path):
             assert param.name in image_columns, param.name
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
-                       "jobs_state"}
+                       "jobs_state", "images_content_hash", "images_model_name"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
-    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs"] and all(r[1].endswith("+00:00") for r in rows)
+    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery"] and all(r[1].endswith("+00:00") for r in rows)
     assert "state" in columns(conn, "jobs") and "plan_json" in columns(conn, "jobs")
+    assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))
     # The gallery's prompt search can use the index.
     plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM images WHERE prompt LIKE 'a li%'"))
     assert "images_prompt" in plan

@@ -119,8 +119,19 @@ def m002_jobs(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_state ON jobs (state, id)")
 
 
+def m003_gallery(conn: sqlite3.Connection) -> None:
+    """What the gallery and `steady import` need: where an image came from, its content hash
+    (re-import is idempotent), and the trash (a trashed image's file lives at trash_path)."""
+    conn.execute("ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT 'steady'")
+    conn.execute("ALTER TABLE images ADD COLUMN content_hash TEXT")
+    conn.execute("ALTER TABLE images ADD COLUMN trash_path TEXT")
+    conn.execute("ALTER TABLE images ADD COLUMN trashed_at TEXT")
+    conn.execute("CREATE INDEX images_content_hash ON images (content_hash)")
+    conn.execute("CREATE INDEX images_model_name ON images (model_name)")
+
+
 # Append only. The order here is the order they run in.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs, m003_gallery)
 
 
 def applied(conn: sqlite3.Connection) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from steady.errors import BadInput
 from steady.params import ImageParams
 
-RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted", "imported")
 
 
 @dataclass
@@ -57,6 +57,10 @@ class ImageRecord:
     favourite: bool
     rejected: bool
     file_size: int
+    source: str = "steady"  # who made it: steady, or a1111/comfyui/invokeai/none when imported
+    content_hash: str | None = None  # sha256 of the file (imported images; re-import skips a known hash)
+    trash_path: str | None = None  # where the file is while it is in the trash (None: not trashed)
+    trashed_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,7 +75,7 @@ _RUN_SELECT = """
 
 _IMAGE_SELECT = """
     SELECT id, run_id, path, file_name, idx, seed, params_json, seconds, peak_rss_bytes, peak_vram_bytes,
-           created_at, favourite, rejected, file_size
+           created_at, favourite, rejected, file_size, source, content_hash, trash_path, trashed_at
     FROM images
 """
 
@@ -137,5 +141,5 @@ def _image(row: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
         id=row[0], run_id=row[1], path=row[2], file_name=row[3], index=row[4], seed=row[5],
         params=ImageParams.from_dict(json.loads(row[6])), seconds=row[7], peak_rss_bytes=row[8],
         peak_vram_bytes=row[9], created_at=row[10], favourite=bool(row[11]), rejected=bool(row[12]),
-        file_size=row[13],
+        file_size=row[13], source=row[14], content_hash=row[15], trash_path=row[16], trashed_at=row[17],
     )
