@@ -59,6 +59,14 @@ class Settings:
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    @property
+    def trash_dir(self) -> Path:
+        return self.home / "trash"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.cache_dir / "thumbs"
+
 
 def settings() -> Settings:
     return Settings(home=home())

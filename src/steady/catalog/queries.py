@@ -124,8 +124,9 @@ def get_image(conn: sqlite3.Connection, image_id: int) -> ImageRecord | None:
 
 
 def image_paths(conn: sqlite3.Connection) -> dict[str, int]:
-    """Every recorded path -> image id, in one query (reconcile compares it with the disk)."""
-    return {path: image_id for image_id, path in conn.execute("SELECT id, path FROM images")}
+    """Where each recorded file is -> image id, in one query (reconcile compares it with the disk):
+    the row's path, or its trash_path while it is in the trash."""
+    return {trash or path: image_id for image_id, path, trash in conn.execute("SELECT id, path, trash_path FROM images")}
 
 
 def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunSummary:

@@ -9,6 +9,7 @@ leave exactly three kinds of disagreement, each repaired here:
        and that run agrees, otherwise under a run with status 'interrupted'
        (a PNG without our chunk is someone else's: left alone and counted)
     c) a row whose file is gone                            -> removed
+    d) a move to or from the trash that a crash cut short  -> finished as the row says
 
 Fast for tens of thousands of files: one query for the known paths, one os.scandir walk, and
 only unrecorded PNGs are opened (their text chunks only; pixels are never decoded).
@@ -47,6 +48,7 @@ class ReconcileReport:
     rows_removed: int = 0  # c) rows whose file was gone
     runs_interrupted: int = 0  # 'running' runs marked 'interrupted' (interrupt_running=True)
     rows_unreachable: int = 0  # rows outside outputs_dir whose folder is missing: kept
+    trash_moves_finished: int = 0  # d) files moved to where their row says (trash or back)
     files_seen: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -81,6 +83,7 @@ def reconcile(
     *,
     temp_min_age_s: float = 60.0,
     interrupt_running: bool = False,
+    trash_dir: str | os.PathLike[str] | None = None,
 ) -> ReconcileReport:
     """Repair the catalog against the files under `outputs_dir` (see the module docstring).
 
@@ -88,10 +91,15 @@ def reconcile(
         be writing them right now; pass 0 when no writer can be running.
     interrupt_running: mark runs still 'running' as 'interrupted'; only the caller knows that
         no worker is alive (e.g. the supervisor at startup), so it is off by default.
+    trash_dir: the trash folder (default: the one beside the catalog's outputs, home/trash).
     """
+    from steady.catalog.gallery import finish_trash_moves
+
     started = time.perf_counter()
     report = ReconcileReport()
     root = Path(outputs_dir).resolve()
+    # 0. Finish trash moves a crash interrupted (d), so every row says where its file is.
+    report.trash_moves_finished = finish_trash_moves(catalog, Path(trash_dir) if trash_dir else root.parent / "trash")
     # 1. Walk the outputs folder once: remove stale temp files, note every PNG.
     walk = _walk(root, temp_min_age_s, report) if root.is_dir() else _Walk()
     if not root.is_dir():

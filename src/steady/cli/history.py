@@ -8,29 +8,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 from datetime import datetime
 from typing import Any
 
 import click
 
-# Words of a prompt: commas separate tags in SD prompts, so they are not words themselves.
-_WORD = re.compile(r"[^\s,]+")
-
-
-def word_diff(old: str, new: str) -> list[str]:
-    """Words removed ('-word') and added ('+word') going from `old` to `new`, in order."""
-    before, after = _WORD.findall(old), _WORD.findall(new)
-    changes: list[str] = []
-    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-    for op, a_start, a_end, b_start, b_end in matcher.get_opcodes():
-        if op in ("delete", "replace"):
-            changes.extend(f"-{word}" for word in before[a_start:a_end])
-        if op in ("insert", "replace"):
-            changes.extend(f"+{word}" for word in after[b_start:b_end])
-    return changes
+from steady.textdiff import word_diff
 
 
 @click.command("history")

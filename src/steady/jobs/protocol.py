@@ -36,6 +36,7 @@ class RenderImage(_Message):
     n_images: int = 1  # in the run, for progress reports
     allow_pickle: bool = False
     plan: dict[str, Any] | None = None  # steady.worker.planner.Plan.to_dict(), or None: defaults
+    preview: bool = False  # send a latent preview with some Progress messages (the web page wants them)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
 
 
@@ -68,6 +69,7 @@ class Progress(_Message):
     seconds_per_step: float
     rss_bytes: int = 0
     vram_bytes: int = 0
+    preview_png: bytes = b""  # on some steps: a small PNG of the current latent (linear approximation)
 
 
 @dataclass

@@ -161,6 +161,11 @@ class JobQueue:
                 )
         return lost
 
+    def requeue(self, job_id: int) -> None:
+        """Put a job that was stopped by a shutdown (not by its user) back in the queue."""
+        with self.catalog.transaction() as conn:
+            self._set(conn, job_id, "queued")
+
     @staticmethod
     def _set(conn: Any, job_id: int, state: str, error: str = "") -> None:
         owner = os.getpid() if state == "running" else 0

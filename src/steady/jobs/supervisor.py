@@ -68,6 +68,7 @@ class SupervisorOptions:
     worker: WorkerOptions = field(default_factory=WorkerOptions)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: passed to every RenderImage
     threads: int | None = None  # overrides the plan's CPU thread count (reproducible test runs)
+    previews: bool = False  # ask the worker for latent previews in its Progress messages
 
 
 @dataclass
@@ -268,7 +269,7 @@ class Supervisor:
             job_id=job.id, run_id=job.run_id, index=index, path=str(job.image_path(index)),
             params=job.image_params(index).to_dict(), model_path=job.model_path, n_images=job.n_images,
             allow_pickle=bool(job.params.get("extra", {}).get("allow_pickle", False)), plan=plan,
-            fault=self.options.fault,
+            preview=self.options.previews, fault=self.options.fault,
         )  # fmt: skip
         try:
             w.conn.send(request)

@@ -51,6 +51,7 @@ class _State:
     pipe: Any = None
     model_key: tuple[Any, ...] | None = None
     strategy: str = ""  # the planner strategy applied to ``pipe`` ("" before any plan)
+    preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
     busy: bool = False
     leaked: list[bytearray] = field(default_factory=list)  # fault injection only
     oom_injected: set[int] = field(default_factory=set)
@@ -171,7 +172,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
             peak_rss = max(peak_rss, rss)
             vram = torch.cuda.memory_allocated() if cuda else 0
             chan.send(Progress(job.run_id, job.index, job.n_images, step.step, step.steps, step.seconds_per_step,
-                               rss, vram))  # fmt: skip
+                               rss, vram, step.preview_png))  # fmt: skip
             return not cancel.is_set()
 
         def attempt(plan: Plan | None) -> Any:
@@ -179,7 +180,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
                 apply_plan(state.pipe, plan)
                 state.strategy = plan.strategy
             _inject_faults(job, state, torch)
-            return render(state.pipe, params, params.device, on_step=on_step)
+            return render(state.pipe, params, params.device, on_step=on_step, preview=_previewer(job, params, state))
 
         # 4-5. Encode, denoise, decode; on a GPU out-of-memory error once more, one rung thriftier.
         plan = Plan.from_dict(job.plan) if job.plan else None
@@ -218,7 +219,7 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     key = (job.model_path, params.device, params.dtype, job.allow_pickle)
     if state.pipe is not None and state.model_key == key:
         return 0.0
-    state.pipe, state.model_key, state.strategy = None, None, ""  # one pipeline at most: drop it first
+    state.pipe, state.model_key, state.strategy, state.preview = None, None, "", None  # one pipeline at most
     gc.collect()
     t0 = time.perf_counter()
     info = inspect_model(job.model_path)
@@ -226,6 +227,17 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     state.pipe = load_pipeline(info, device=device, dtype=DTYPES[params.dtype], allow_pickle=job.allow_pickle)
     state.model_key = key
     return time.perf_counter() - t0
+
+
+def _previewer(job: RenderImage, params: Any, state: _State) -> Any:
+    """The latent preview maker for the loaded pipeline, when the job asks for previews."""
+    if not job.preview:
+        return None
+    if state.preview is None:
+        from steady.worker.preview import PreviewMaker
+
+        state.preview = PreviewMaker.for_pipeline(state.pipe, params.model_arch)
+    return state.preview
 
 
 def _inject_faults(job: RenderImage, state: _State, torch: Any) -> None:

@@ -62,6 +62,7 @@ class StepInfo:
     step: int
     steps: int
     seconds_per_step: float
+    preview_png: bytes = b""  # a cheap RGB preview of the current latent, on some steps
 
 
 def choose_device(device: str) -> str:
@@ -93,11 +94,15 @@ def render(
     params: ImageParams,
     device: str,
     on_step: Callable[[StepInfo], bool] | None = None,
+    preview: Any = None,
+    preview_every_s: float = 0.5,
 ):
     """Run the denoising loop for one image and return it as a PIL image.
 
     Steps: 1 scheduler, 2 initial noise, 3 encode + denoise + decode (diffusers), 4 hand back.
-    `on_step` is called after each step; returning False interrupts the image.
+    `on_step` is called after each step; returning False interrupts the image. With `preview`
+    (a steady.worker.preview.PreviewMaker) a step at least `preview_every_s` after the last
+    preview carries a small PNG of the current latent.
     """
     # 1. A fresh scheduler per image, so no state leaks from one image to the next.
     pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
@@ -114,11 +119,15 @@ def render(
     # callback_on_step_end and interrupt flag.
     started = time.perf_counter()
     stopped = False
+    last_preview = started
 
     def _callback(pipeline, step_index, timestep, tensors):
-        nonlocal stopped
+        nonlocal stopped, last_preview
         done = step_index + 1
-        info = StepInfo(done, params.steps, (time.perf_counter() - started) / done)
+        now = time.perf_counter()
+        info = StepInfo(done, params.steps, (now - started) / done)
+        if preview is not None and done < params.steps and now - last_preview >= preview_every_s:
+            info.preview_png, last_preview = preview.png(tensors["latents"]), now
         if on_step is not None and on_step(info) is False:
             stopped = True
             pipeline._interrupt = True

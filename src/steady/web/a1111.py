@@ -1,0 +1,301 @@
+"""The AUTOMATIC1111 API subset that clients use, with A1111's request and response shapes.
+
+    POST /sdapi/v1/txt2img       images as base64 PNG, `parameters` (the request), `info` (a JSON string)
+    GET  /sdapi/v1/sd-models     [{title, model_name, hash, sha256, filename, config}]
+    GET  /sdapi/v1/options       POST it too: sd_model_checkpoint switches the model
+    GET  /sdapi/v1/samplers      [{name, aliases, options}];  GET /sdapi/v1/schedulers
+    GET  /sdapi/v1/progress      {progress, eta_relative, state, current_image, textinfo}
+    POST /sdapi/v1/interrupt     stop the image in progress
+    POST /sdapi/v1/png-info      {image: base64} -> {info, items, parameters}
+
+A txt2img request becomes one GenerationRequest (batch_size × n_iter images) in the same queue
+as the page's runs, so its images are in the catalog and the gallery like any other. Features
+steady does not have (hires fix, scripts, face restoration, tiling, subseeds) are refused with a
+4xx naming the field rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from steady.errors import BadInput
+from steady.params import (
+    _SAMPLER_ALIASES,
+    SAMPLERS,
+    GenerationRequest,
+    canonical_sampler,
+)
+from steady.web.studio import Studio
+
+_IGNORED_SCHEDULERS = ("", "automatic", "normal", "uniform")
+_SCHEDULERS = ("automatic", "karras")
+
+
+@dataclass
+class ModelEntry:
+    title: str
+    model_name: str
+    hash: str
+    sha256: str
+    filename: str
+    config: str | None = None
+
+
+class Txt2ImgBody(BaseModel):
+    """A1111's StableDiffusionTxt2ImgProcessingAPI, the fields steady reads (others are accepted)."""
+
+    model_config = ConfigDict(extra="allow")
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = None
+    seed: int = -1
+    subseed_strength: float = 0.0
+    sampler_name: str | None = None
+    sampler_index: str | None = None
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    enable_hr: bool = False
+    override_settings: dict[str, Any] | None = None
+    script_name: str | None = None
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] | None = None
+
+
+class PngInfoBody(BaseModel):
+    image: str
+
+
+def model_list(studio: Studio) -> list[ModelEntry]:
+    """The embedded model first, then every model in the models folder."""
+    from steady.models.default import EMBEDDED_MODEL_NAME, embedded_model_path
+    from steady.models.hashing import sha256
+    from steady.models.resolve import list_models
+
+    cfg = studio.cfg
+    entries = []
+    embedded = embedded_model_path()
+    digest = sha256(embedded, cfg)
+    entries.append(ModelEntry(f"{EMBEDDED_MODEL_NAME} [{digest[:10]}]", EMBEDDED_MODEL_NAME, digest[:10], digest,
+                              str(embedded)))  # fmt: skip
+    for info in list_models(cfg):
+        digest = sha256(info.path, cfg)
+        title = f"{info.path.name} [{digest[:10]}]"
+        entries.append(ModelEntry(title, info.name, digest[:10], digest, str(info.path)))
+    return entries
+
+
+def find_entry(studio: Studio, wanted: str) -> ModelEntry:
+    """A model by title, file name, model name or hash, as A1111 clients name them."""
+    for entry in model_list(studio):
+        names = (entry.title, entry.model_name, entry.hash, entry.sha256, entry.filename, entry.title.split(" [")[0])
+        if wanted in names or wanted.split(" [")[0] in names:
+            return entry
+    raise BadInput("sd_model_checkpoint", wanted, "is not a model here (GET /sdapi/v1/sd-models lists them)")
+
+
+def model_name_for(studio: Studio, entry: ModelEntry) -> str:
+    """What GenerationRequest.model should say for this entry ("" is the embedded model)."""
+    from steady.models.default import embedded_model_path
+
+    return "" if entry.filename == str(embedded_model_path()) else entry.filename
+
+
+def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
+    refusals = {
+        "enable_hr": body.enable_hr, "script_name": body.script_name, "restore_faces": body.restore_faces,
+        "tiling": body.tiling, "styles": body.styles, "subseed_strength": body.subseed_strength,
+        "alwayson_scripts": body.alwayson_scripts,
+    }  # fmt: skip
+    for field, value in refusals.items():
+        if value:
+            raise BadInput(field, value, "is not supported by steady's A1111 API")
+    sampler = canonical_sampler(body.sampler_name or body.sampler_index or "Euler a")
+    scheduler = (body.scheduler or "").strip().lower()
+    if scheduler == "karras":
+        if f"{sampler} Karras" not in SAMPLERS and not sampler.endswith("Karras"):
+            raise BadInput("scheduler", body.scheduler, f"Karras is not available with {sampler}")
+        sampler = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
+    elif scheduler not in _IGNORED_SCHEDULERS:
+        raise BadInput("scheduler", body.scheduler, "must be Automatic or Karras")
+    overrides = body.override_settings or {}
+    model = studio.default_model
+    if overrides.get("sd_model_checkpoint"):
+        model = model_name_for(studio, find_entry(studio, str(overrides["sd_model_checkpoint"])))
+    clip_skip = int(overrides.get("CLIP_stop_at_last_layers", studio.options_store.get("CLIP_stop_at_last_layers", 1)))
+    if body.batch_size < 1 or body.n_iter < 1:
+        raise BadInput("batch_size", body.batch_size if body.batch_size < 1 else body.n_iter, "must be at least 1")
+    return GenerationRequest(
+        prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps, cfg_scale=body.cfg_scale,
+        width=body.width, height=body.height, seed=body.seed, sampler=sampler, clip_skip=clip_skip,
+        n_images=body.batch_size * body.n_iter, model=model,
+    )  # fmt: skip
+
+
+def make_router(studio: Studio) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v1")
+
+    @router.post("/txt2img")
+    async def txt2img(body: Txt2ImgBody) -> Any:
+        request = to_request(studio, body)
+        job = await asyncio.to_thread(studio.submit, request)
+        outcome = await asyncio.wrap_future(studio.future(job.id))
+        if outcome.state == "failed":
+            return JSONResponse({"error": "GenerationFailed", "detail": outcome.error, "errors": outcome.error},
+                                status_code=500)  # fmt: skip
+        images = await asyncio.to_thread(_encode_files, [r.path for r in outcome.images]) if body.send_images else []
+        return {"images": images, "parameters": body.model_dump(), "info": json.dumps(_info(outcome, request, body))}
+
+    @router.get("/sd-models")
+    def sd_models() -> list[dict[str, Any]]:
+        return [m.__dict__ for m in model_list(studio)]
+
+    @router.get("/options")
+    def get_options() -> dict[str, Any]:
+        return _options(studio)
+
+    @router.post("/options")
+    def set_options(body: dict[str, Any]) -> Any:
+        if "sd_model_checkpoint" in body:
+            entry = find_entry(studio, str(body["sd_model_checkpoint"]))
+            studio.default_model = model_name_for(studio, entry)
+        if "CLIP_stop_at_last_layers" in body:
+            value = body["CLIP_stop_at_last_layers"]
+            if not isinstance(value, int) or not 1 <= value <= 12:
+                raise BadInput("CLIP_stop_at_last_layers", value, "must be a whole number from 1 to 12")
+        studio.options_store.update({k: v for k, v in body.items() if k != "sd_model_checkpoint"})
+        return None
+
+    @router.get("/samplers")
+    def samplers() -> list[dict[str, Any]]:
+        aliases: dict[str, list[str]] = {name: [] for name in SAMPLERS}
+        for alias, name in _SAMPLER_ALIASES.items():
+            aliases[name].append(alias)
+        return [{"name": name, "aliases": aliases[name], "options": {}} for name in SAMPLERS]
+
+    @router.get("/schedulers")
+    def schedulers() -> list[dict[str, Any]]:
+        return [{"name": n, "label": n.capitalize(), "aliases": None, "default_rho": -1, "need_inner_model": False}
+                for n in _SCHEDULERS]  # fmt: skip
+
+    @router.get("/progress")
+    def progress(skip_current_image: bool = False) -> dict[str, Any]:
+        live = studio.live
+        busy = live.job_id is not None
+        queued = len(studio.queue.jobs(("queued",), limit=1000))
+        current = None
+        if busy and live.preview_png and not skip_current_image:
+            current = base64.b64encode(live.preview_png).decode()
+        fraction = live.fraction()
+        eta = live.eta_s()
+        return {
+            "progress": fraction,
+            "eta_relative": eta,
+            "state": {"skipped": False, "interrupted": live.interrupted, "stopping_generation": False,
+                      "job": f"job {live.job_id}" if busy else "", "job_count": queued + (1 if busy else 0),
+                      "job_timestamp": "", "job_no": live.index, "sampling_step": live.step,
+                      "sampling_steps": live.steps},
+            "current_image": current,
+            "textinfo": None,
+            "current_task": None if not busy else f"job-{live.job_id}",
+        }  # fmt: skip
+
+    @router.post("/interrupt")
+    def interrupt() -> dict[str, Any]:
+        studio.cancel()
+        return {}
+
+    @router.post("/skip")
+    def skip() -> dict[str, Any]:
+        return {}
+
+    @router.post("/png-info")
+    def png_info(body: PngInfoBody) -> dict[str, Any]:
+        return read_png_info_b64(body.image)
+
+    return router
+
+
+def _encode_files(paths: list[str]) -> list[str]:
+    encoded = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            encoded.append(base64.b64encode(handle.read()).decode())
+    return encoded
+
+
+def read_png_info_b64(data: str) -> dict[str, Any]:
+    """A1111's /png-info: the `parameters` text, every text chunk, and the parsed values."""
+    import tempfile
+
+    from PIL import Image
+
+    from steady.images.pngmeta import read_png_info
+
+    payload = data.split(",", 1)[1] if data.startswith("data:") else data
+    try:
+        raw = base64.b64decode(payload, validate=False)
+    except ValueError as exc:
+        raise BadInput("image", data[:40], "is not base64") from exc
+    if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                return {"info": "", "items": {k: str(v) for k, v in image.info.items()}, "parameters": {}}
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise BadInput("image", data[:40], f"is not an image ({exc})") from exc
+    with tempfile.NamedTemporaryFile(suffix=".png") as handle:
+        handle.write(raw)
+        handle.flush()
+        info = read_png_info(handle.name)
+    return {"info": info.parameters_text, "items": dict(info.raw), "parameters": info.params}
+
+
+def _info(outcome: Any, request: GenerationRequest, body: Txt2ImgBody) -> dict[str, Any]:
+    from steady.images.pngmeta import a1111_parameters
+
+    results = outcome.images
+    first = results[0].params if results else None
+    seeds = [r.params.seed for r in results]
+    return {
+        "prompt": request.prompt, "all_prompts": [request.prompt] * len(results),
+        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(results),
+        "seed": seeds[0] if seeds else request.seed, "all_seeds": seeds, "subseed": -1,
+        "all_subseeds": [-1] * len(results), "subseed_strength": 0,
+        "width": first.width if first else body.width, "height": first.height if first else body.height,
+        "sampler_name": request.sampler, "cfg_scale": request.cfg_scale, "steps": request.steps,
+        "batch_size": body.batch_size, "restore_faces": False, "face_restoration_model": None,
+        "sd_model_name": first.model_name if first else None, "sd_model_hash": first.model_hash if first else None,
+        "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "denoising_strength": None, "extra_generation_params": {}, "index_of_first_image": 0,
+        "infotexts": [a1111_parameters(r.params) for r in results], "styles": [], "job_timestamp": "",
+        "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False, "version": "steady",
+        "run_id": outcome.run_id, "image_ids": [r.image_id for r in results], "state": outcome.state,
+    }  # fmt: skip
+
+
+def _options(studio: Studio) -> dict[str, Any]:
+    from steady.models.default import embedded_model_path
+
+    wanted = studio.default_model or str(embedded_model_path())
+    current = next((m for m in model_list(studio) if m.filename == wanted or m.model_name == wanted), None)
+    options = {"CLIP_stop_at_last_layers": 1, "samples_format": "png", "sd_vae": "Automatic",
+               **studio.options_store}  # fmt: skip
+    options["sd_model_checkpoint"] = current.title if current else wanted
+    options["sd_checkpoint_hash"] = current.sha256 if current else None
+    return options

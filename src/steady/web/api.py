@@ -1,0 +1,232 @@
+"""The studio's own JSON API under /api (OpenAPI schema at /openapi.json, docs at /docs).
+
+    POST   /api/generate              queue a run (GenerationRequest fields) -> {job_id, run_id}
+    GET    /api/jobs/{id}             its state and images;  POST /api/jobs/{id}/cancel
+    GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
+    GET    /api/status                what runs now, the queue, the latest memory sample
+    GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash
+    GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
+    PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
+    DELETE /api/trash                 empty the trash
+    GET    /api/history               recent runs with their word diffs and thumbnails (the iterate panel)
+    GET    /api/models, /api/machine  models on disk; memory of the worker, the server and the machine
+
+Files are only ever served by image id, from the path its catalog row records: no request can
+name a path. Bad input is a 4xx with {"error": "...", "argument": ..., "value": ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+
+from steady.catalog import gallery
+from steady.errors import BadInput
+from steady.params import DEFAULT_MAX_IMAGES, GenerationRequest
+from steady.textdiff import word_ops
+from steady.web.studio import Studio
+
+
+class GenerateBody(BaseModel):
+    """A run, as the page's form sends it (the same fields as the CLI's flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int | None = None
+    height: int | None = None
+    seed: int = -1
+    sampler: str = "Euler a"
+    clip_skip: int = 1
+    n_images: int = Field(1, description=f"images in the run (at most {DEFAULT_MAX_IMAGES} unless max_images says more)")
+    max_images: int = DEFAULT_MAX_IMAGES
+    model: str = ""
+
+
+class FlagsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    favourite: bool | None = None
+    rejected: bool | None = None
+
+
+def not_found(what: str, value: Any) -> JSONResponse:
+    return JSONResponse({"error": f"no such {what}: {value}", "argument": what, "value": value}, status_code=404)
+
+
+def image_json(record: Any) -> dict[str, Any]:
+    from steady.images.pngmeta import a1111_parameters
+
+    data = record.to_dict()
+    data["infotext"] = a1111_parameters(record.params) if record.source == "steady" else ""
+    data["file_url"] = f"/api/images/{record.id}/file"
+    data["thumb_url"] = f"/api/images/{record.id}/thumb"
+    return data
+
+
+def make_router(studio: Studio) -> APIRouter:
+    router = APIRouter(prefix="/api")
+    cfg = studio.cfg
+
+    @router.post("/generate", status_code=202)
+    def generate(body: GenerateBody) -> dict[str, Any]:
+        job = studio.submit(GenerationRequest(**body.model_dump()))
+        return {"job_id": job.id, "run_id": job.run_id, "n_images": job.n_images, "seed": job.base_seed}
+
+    @router.get("/jobs/{job_id}")
+    def job_state(job_id: int) -> Any:
+        try:
+            job = studio.queue.get(job_id)
+        except BadInput:
+            return not_found("job", job_id)
+        images = studio.catalog.images_of_run(job.run_id)
+        return {"job_id": job.id, "run_id": job.run_id, "state": job.state, "error": job.error,
+                "n_images": job.n_images, "image_ids": [i.id for i in images]}  # fmt: skip
+
+    @router.post("/jobs/{job_id}/cancel")
+    def cancel(job_id: int) -> Any:
+        try:
+            return {"cancelled": studio.cancel(job_id)}
+        except BadInput:
+            return not_found("job", job_id)
+
+    @router.post("/interrupt")
+    def interrupt() -> dict[str, Any]:
+        return {"cancelled": studio.cancel()}
+
+    @router.get("/status")
+    def status() -> dict[str, Any]:
+        live = studio.live
+        queued = studio.queue.jobs(("queued", "running"), limit=50)
+        return {
+            "running": None if live.job_id is None else {
+                "job_id": live.job_id, "run_id": live.run_id, "index": live.index, "n_images": live.n_images,
+                "step": live.step, "steps": live.steps, "fraction": round(live.fraction(), 4),
+                "eta_s": round(live.eta_s(), 1)},
+            "queue": [{"job_id": j.id, "run_id": j.run_id, "state": j.state, "n_images": j.n_images} for j in queued],
+            "memory": studio.memory,
+            "default_model": studio.default_model,
+        }  # fmt: skip
+
+    @router.get("/events")
+    async def events(request: Request) -> EventSourceResponse:
+        sub = studio.hub.subscribe()
+
+        async def stream() -> Any:
+            try:
+                while not await request.is_disconnected():
+                    event = await sub.get(timeout=1.0)
+                    if event is not None:
+                        yield {"event": event["type"], "data": json.dumps(event)}
+            finally:
+                studio.hub.unsubscribe(sub)
+
+        return EventSourceResponse(stream(), ping=15)
+
+    @router.get("/images")
+    def images(offset: int = 0, limit: int = Query(100, ge=1, le=gallery.MAX_PAGE), q: str = "", model: str = "",
+               since: str = "", until: str = "", favourite: bool = False, run: int | None = None,
+               hide_rejected: bool = False, trash: bool = False) -> dict[str, Any]:  # fmt: skip
+        flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash)
+        return gallery.gallery_page(studio.catalog, flt, offset, limit).to_dict()
+
+    @router.get("/images/{image_id}")
+    def image(image_id: int) -> Any:
+        record = studio.catalog.get_image(image_id)
+        return not_found("image", image_id) if record is None else image_json(record)
+
+    @router.get("/images/{image_id}/file")
+    def image_file(image_id: int) -> Any:
+        record = studio.catalog.get_image(image_id)
+        if record is None:
+            return not_found("image", image_id)
+        path = record.trash_path or record.path
+        if not os.path.isfile(path):
+            return not_found("file", record.file_name)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @router.get("/images/{image_id}/thumb")
+    async def image_thumb(image_id: int, size: int = 256) -> Any:
+        from steady.images.thumbs import thumbnail
+
+        record = studio.catalog.get_image(image_id)
+        if record is None:
+            return not_found("image", image_id)
+        source = record.trash_path or record.path
+        # Decoding is CPU work: off the event loop, so one slow thumbnail never stalls the page.
+        path = await asyncio.to_thread(thumbnail, source, cfg.thumbs_dir, image_id, size)
+        return FileResponse(path, media_type="image/jpeg",
+                            headers={"Cache-Control": "private, max-age=604800"})  # fmt: skip
+
+    @router.patch("/images/{image_id}")
+    def flags(image_id: int, body: FlagsBody) -> Any:
+        gallery.set_flags(studio.catalog, image_id, body.favourite, body.rejected)
+        return image_json(studio.catalog.get_image(image_id))
+
+    @router.delete("/images/{image_id}")
+    def trash(image_id: int) -> Any:
+        if studio.catalog.get_image(image_id) is None:
+            return not_found("image", image_id)
+        gallery.trash_image(studio.catalog, image_id, cfg.trash_dir)
+        return {"trashed": image_id}
+
+    @router.post("/images/{image_id}/restore")
+    def restore(image_id: int) -> Any:
+        if studio.catalog.get_image(image_id) is None:
+            return not_found("image", image_id)
+        gallery.restore_image(studio.catalog, image_id)
+        return {"restored": image_id}
+
+    @router.delete("/trash")
+    def empty_trash() -> dict[str, Any]:
+        return {"deleted": gallery.empty_trash(studio.catalog)}
+
+    @router.get("/runs/{run_id}")
+    def run(run_id: int) -> Any:
+        summary = studio.catalog.get_run(run_id)
+        if summary is None:
+            return not_found("run", run_id)
+        return {**summary.to_dict(), "images": [image_json(r) for r in studio.catalog.images_of_run(run_id)]}
+
+    @router.get("/history")
+    def history(limit: int = Query(20, ge=1, le=200), q: str = "") -> list[dict[str, Any]]:
+        """Runs newest first; each with its words against the run before it (what that edit changed)."""
+        runs = studio.catalog.prompt_iterations(q)[-limit:] if q else studio.catalog.recent_runs(limit + 1)[::-1]
+        thumbs = gallery.run_thumbs(studio.catalog, [r.id for r in runs])
+        rows: list[dict[str, Any]] = []
+        previous = None
+        for summary in runs:
+            row = summary.to_dict()
+            row["diff"] = None if previous is None else [op.__dict__ for op in word_ops(previous.prompt, summary.prompt)]
+            row["negative_diff"] = None if previous is None else [
+                op.__dict__ for op in word_ops(previous.negative_prompt, summary.negative_prompt)]
+            row["image_ids"] = thumbs.get(summary.id, [])
+            row.pop("first_image_path", None)
+            rows.append(row)
+            previous = summary
+        return rows[::-1][:limit]
+
+    @router.get("/models")
+    def models() -> list[dict[str, Any]]:
+        from steady.web.a1111 import model_list
+
+        return [m.__dict__ for m in model_list(studio)]
+
+    @router.get("/machine")
+    def machine() -> dict[str, Any]:
+        import psutil
+
+        vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+        return {"server_rss_bytes": psutil.Process().memory_info().rss, "available_bytes": vm.available,
+                "total_bytes": vm.total, "swap_used_bytes": swap.used, "swap_total_bytes": swap.total,
+                "worker": studio.memory}  # fmt: skip
+
+    return router

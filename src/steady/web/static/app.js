@@ -1,0 +1,422 @@
+// Steady Diffusion studio page. Plain JS, no build step.
+// The gallery is a virtual grid: only the rows in view (plus a small margin) exist in the DOM,
+// page data is kept for a bounded number of windows, and an image leaving the view drops its src,
+// so browsing tens of thousands of images keeps the page's memory flat.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const WINDOW = 120;        // images per fetched page
+const MAX_WINDOWS = 8;     // pages kept in memory (about 1000 items of a few hundred bytes)
+const MARGIN_ROWS = 2;     // rows rendered above and below the view
+
+const state = {
+  view: "generate",
+  models: [],
+  job: null,            // the job this page started and is watching
+  gallery: { total: 0, cols: 1, cell: 168, windows: new Map(), epoch: 0, stale: true },
+  detail: { open: false, index: -1, id: null, record: null, standalone: false },
+};
+
+// ---- helpers -------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const init = { headers: {}, ...options };
+  if (init.body && typeof init.body !== "string") {
+    init.body = JSON.stringify(init.body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, init);
+  const data = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) throw new Error((data && data.error) || `${response.status} ${response.statusText}`);
+  return data;
+}
+const mib = (bytes) => (bytes ? `${Math.round(bytes / 2 ** 20).toLocaleString()} MiB` : "–");
+const gib = (bytes) => (bytes ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : "–");
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value; else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+const thumbUrl = (id, size = 256) => `/api/images/${id}/thumb?size=${size}`;
+
+// ---- views -----------------------------------------------------------------------------------
+function show(view) {
+  state.view = view;
+  for (const name of ["generate", "gallery"]) {
+    $(`view-${name}`).hidden = name !== view;
+    $(`tab-${name}`).setAttribute("aria-selected", String(name === view));
+  }
+  if (view === "gallery") {
+    if (state.gallery.stale) reloadGallery(); else renderGrid();
+    $("grid-scroll").focus();
+  }
+}
+
+// ---- generate --------------------------------------------------------------------------------
+function formRequest() {
+  const body = { prompt: $("prompt").value, negative_prompt: $("negative_prompt").value, sampler: $("sampler").value,
+                 model: $("model").value };
+  for (const name of ["n_images", "seed", "steps", "width", "height"]) {
+    const value = $(name).value.trim();
+    if (value !== "") body[name] = Number.parseInt(value, 10);
+  }
+  const cfg = $("cfg_scale").value.trim();
+  if (cfg !== "") body.cfg_scale = Number.parseFloat(cfg);
+  return body;
+}
+
+async function submitGenerate(event) {
+  event.preventDefault();
+  $("gen-error").textContent = "";
+  try {
+    const job = await api("/api/generate", { method: "POST", body: formRequest() });
+    state.job = { ...job, done: 0 };
+    $("run-strip").replaceChildren();
+    $("progress").hidden = false;
+    $("cancel").disabled = false;
+    $("progress-text").textContent = `queued: run #${job.run_id}, ${job.n_images} image(s)`;
+    $("bar-fill").style.width = "0";
+  } catch (error) {
+    $("gen-error").textContent = error.message;
+  }
+}
+
+async function cancelJob() {
+  if (!state.job) return;
+  await api(`/api/jobs/${state.job.job_id}/cancel`, { method: "POST" });
+}
+
+function onProgress(event) {
+  if (!state.job || event.job_id !== state.job.job_id) return;
+  $("progress").hidden = false;
+  $("bar-fill").style.width = `${(event.fraction * 100).toFixed(1)}%`;
+  $("progress-text").textContent =
+    `image ${event.index + 1}/${event.n_images} · step ${event.step}/${event.steps} · ${event.eta_s.toFixed(1)} s left`;
+  if (event.preview) { $("preview").src = event.preview; $("preview").hidden = false; }
+}
+
+function onImage(event) {
+  state.gallery.stale = true;
+  if (!state.job || event.job_id !== state.job.job_id) return;
+  const img = el("img", { src: thumbUrl(event.image_id, 128), alt: `image ${event.index + 1}`, "data-id": event.image_id,
+                           title: `seed ${event.seed} · ${event.seconds} s` });
+  img.addEventListener("click", () => openStandalone(event.image_id));
+  $("run-strip").append(img);
+}
+
+function onJob(event) {
+  if (["done", "failed", "cancelled"].includes(event.state)) {
+    state.gallery.stale = true;
+    loadHistory();
+    if (state.job && event.job_id === state.job.job_id) {
+      $("cancel").disabled = true;
+      $("preview").hidden = true;
+      $("bar-fill").style.width = event.state === "done" ? "100%" : $("bar-fill").style.width;
+      $("progress-text").textContent = event.state === "done" ? `done: run #${event.run_id}` : `${event.state}: ${event.error || ""}`;
+      if (event.state === "failed") $("gen-error").textContent = event.error;
+    }
+  }
+}
+
+function onMemory(sample) {
+  $("m-rss").textContent = mib(sample.rss_bytes);
+  $("m-vram").textContent = sample.vram_bytes ? mib(sample.vram_bytes) : "–";
+  $("m-avail").textContent = gib(sample.available_bytes);
+  $("m-swap").textContent = mib(sample.swap_used_bytes);
+}
+
+function connectEvents() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("progress", (e) => onProgress(JSON.parse(e.data)));
+  source.addEventListener("image", (e) => onImage(JSON.parse(e.data)));
+  source.addEventListener("job", (e) => onJob(JSON.parse(e.data)));
+  source.addEventListener("memory", (e) => onMemory(JSON.parse(e.data)));
+  source.addEventListener("recycle", (e) => {
+    const r = JSON.parse(e.data);
+    $("notice").textContent = `worker recycled after ${r.images} image(s): ${r.reason}`;
+  });
+  source.addEventListener("notice", (e) => { $("notice").textContent = JSON.parse(e.data).text; });
+}
+
+// ---- iterate: the prompt's history -----------------------------------------------------------
+function words(ops, plain) {
+  const box = el("div", { class: "words" });
+  if (!ops) { box.textContent = plain; return box; }
+  for (const op of ops) box.append(el("span", { class: op.op }, op.text), " ");
+  return box;
+}
+
+async function loadHistory() {
+  const runs = await api("/api/history?limit=15");
+  const list = $("history");
+  for (const img of list.querySelectorAll("img")) img.removeAttribute("src");
+  list.replaceChildren(...runs.map((run) => {
+    const thumbs = el("div", { class: "strip" }, ...run.image_ids.map((id) => {
+      const img = el("img", { src: thumbUrl(id, 128), alt: "", loading: "lazy", "data-id": id });
+      img.addEventListener("click", () => openStandalone(id));
+      return img;
+    }));
+    const reuse = el("button", { type: "button", title: "put this prompt in the form" }, "reuse prompt");
+    reuse.addEventListener("click", () => { $("prompt").value = run.prompt; $("negative_prompt").value = run.negative_prompt; });
+    return el("li", { "data-run": run.id },
+      el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`),
+      words(run.diff, run.prompt), run.negative_prompt ? words(run.negative_diff, run.negative_prompt) : "", thumbs, reuse);
+  }));
+}
+
+// ---- gallery: a virtual grid -------------------------------------------------------------------
+function filterParams() {
+  const p = new URLSearchParams();
+  if ($("f-text").value) p.set("q", $("f-text").value);
+  if ($("f-model").value) p.set("model", $("f-model").value);
+  if ($("f-since").value) p.set("since", $("f-since").value);
+  if ($("f-until").value) p.set("until", $("f-until").value);
+  if ($("f-fav").checked) p.set("favourite", "true");
+  if ($("f-hide-rej").checked) p.set("hide_rejected", "true");
+  if ($("f-trash").checked) p.set("trash", "true");
+  return p;
+}
+
+function reloadGallery() {
+  const g = state.gallery;
+  g.windows.clear();
+  g.epoch += 1;
+  g.stale = false;
+  $("empty-trash").hidden = !$("f-trash").checked;
+  return loadWindow(0).then(() => renderGrid());
+}
+
+function loadWindow(w) {
+  const g = state.gallery;
+  const have = g.windows.get(w);
+  if (have) { have.used = performance.now(); return have.promise; }
+  const epoch = g.epoch;
+  const params = filterParams();
+  params.set("offset", String(w * WINDOW));
+  params.set("limit", String(WINDOW));
+  const entry = { items: null, used: performance.now(), promise: null };
+  entry.promise = api(`/api/images?${params}`).then((page) => {
+    if (epoch !== g.epoch) return;
+    entry.items = page.items;
+    if (page.total !== g.total) { g.total = page.total; }
+    $("g-count").textContent = `${g.total.toLocaleString()} image${g.total === 1 ? "" : "s"}`;
+    trimWindows();
+    if (state.view === "gallery") renderGrid();
+  });
+  g.windows.set(w, entry);
+  return entry.promise;
+}
+
+function trimWindows() {
+  const g = state.gallery;
+  if (g.windows.size <= MAX_WINDOWS) return;
+  const oldest = [...g.windows.entries()].sort((a, b) => a[1].used - b[1].used);
+  for (const [key] of oldest.slice(0, g.windows.size - MAX_WINDOWS)) g.windows.delete(key);
+}
+
+function itemAt(index) {
+  const w = Math.floor(index / WINDOW);
+  const entry = state.gallery.windows.get(w);
+  if (!entry) { loadWindow(w); return null; }
+  entry.used = performance.now();
+  return entry.items ? entry.items[index - w * WINDOW] || null : null;
+}
+
+async function ensureItem(index) {
+  await loadWindow(Math.floor(index / WINDOW));
+  return itemAt(index);
+}
+
+function renderGrid() {
+  const g = state.gallery;
+  const scroll = $("grid-scroll");
+  const grid = $("grid");
+  g.cols = Math.max(1, Math.floor((scroll.clientWidth - 16) / g.cell));
+  const rows = Math.ceil(g.total / g.cols);
+  $("grid-space").style.height = `${rows * g.cell}px`;
+  const first = Math.max(0, Math.floor(scroll.scrollTop / g.cell) - MARGIN_ROWS);
+  const last = Math.min(rows, Math.ceil((scroll.scrollTop + scroll.clientHeight) / g.cell) + MARGIN_ROWS);
+  grid.style.top = `${first * g.cell}px`;
+  grid.style.gridTemplateColumns = `repeat(${g.cols}, var(--cell))`;
+  const start = first * g.cols;
+  const count = Math.max(0, Math.min(g.total, last * g.cols) - start);
+  while (grid.children.length > count) {
+    const cell = grid.lastElementChild;
+    cell.firstElementChild.removeAttribute("src");   // release the decoded image
+    cell.remove();
+  }
+  while (grid.children.length < count) {
+    grid.append(el("div", { class: "cell" }, el("img", { alt: "", decoding: "async" })));
+  }
+  for (let j = 0; j < count; j += 1) {
+    const cell = grid.children[j];
+    const index = start + j;
+    const item = itemAt(index);
+    cell.dataset.index = String(index);
+    const img = cell.firstElementChild;
+    if (!item) { if (img.hasAttribute("src")) img.removeAttribute("src"); cell.dataset.id = ""; continue; }
+    if (cell.dataset.id !== String(item.id)) {
+      cell.dataset.id = String(item.id);
+      img.src = thumbUrl(item.id);
+      img.alt = item.prompt;
+    }
+    cell.classList.toggle("fav", item.favourite);
+    cell.classList.toggle("rej", item.rejected);
+  }
+}
+
+// ---- detail view -------------------------------------------------------------------------------
+async function showDetail(id) {
+  const d = state.detail;
+  d.id = id;
+  const record = await api(`/api/images/${id}`);
+  if (d.id !== id) return;        // the user moved on meanwhile
+  d.record = record;
+  $("d-img").src = record.file_url;
+  $("d-img").alt = record.params.prompt;
+  const p = record.params;
+  $("d-params").textContent = (record.infotext || [
+    p.prompt, p.negative_prompt ? `Negative prompt: ${p.negative_prompt}` : "",
+    `Steps: ${p.steps}, Sampler: ${p.sampler}, CFG scale: ${p.cfg_scale}, Seed: ${p.seed}, Size: ${p.width}x${p.height}, Model: ${p.model_name}`,
+  ].filter(Boolean).join("\n")) + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`;
+  $("d-fav").classList.toggle("on", record.favourite);
+  $("d-fav").textContent = record.favourite ? "★ favourite" : "☆ favourite";
+  $("d-rej").textContent = record.rejected ? "un-reject" : "reject";
+  $("d-delete").hidden = Boolean(record.trash_path);
+  $("d-restore").hidden = !record.trash_path;
+}
+
+async function openDetail(index) {
+  const d = state.detail;
+  const total = state.gallery.total;
+  if (total === 0) return;
+  index = Math.max(0, Math.min(total - 1, index));
+  d.open = true; d.standalone = false; d.index = index;
+  $("detail").hidden = false;
+  $("d-pos").textContent = `${index + 1} / ${total.toLocaleString()}`;
+  const item = await ensureItem(index);
+  if (item && d.index === index) await showDetail(item.id);
+}
+
+async function openStandalone(id) {
+  const d = state.detail;
+  d.open = true; d.standalone = true; d.index = -1;
+  $("detail").hidden = false;
+  $("d-pos").textContent = "";
+  await showDetail(id);
+}
+
+function closeDetail() {
+  state.detail.open = false;
+  $("detail").hidden = true;
+  $("d-img").removeAttribute("src");
+  if (state.view === "gallery") renderGrid();
+}
+
+function step(delta) {
+  const d = state.detail;
+  if (!d.open || d.standalone) return;
+  openDetail(d.index + delta);
+}
+
+async function toggleFlag(name) {
+  const d = state.detail;
+  if (!d.record) return;
+  const record = await api(`/api/images/${d.record.id}`, { method: "PATCH", body: { [name]: !d.record[name] } });
+  d.record = record;
+  for (const entry of state.gallery.windows.values()) {
+    const item = entry.items && entry.items.find((it) => it.id === record.id);
+    if (item) item[name] = record[name];
+  }
+  await showDetail(record.id);
+}
+
+async function trashCurrent(restore = false) {
+  const d = state.detail;
+  if (!d.record) return;
+  if (restore) await api(`/api/images/${d.record.id}/restore`, { method: "POST" });
+  else await api(`/api/images/${d.record.id}`, { method: "DELETE" });
+  state.gallery.stale = true;
+  if (d.standalone) { closeDetail(); return; }
+  await reloadGallery();
+  if (state.gallery.total === 0) closeDetail(); else openDetail(d.index);
+}
+
+function reuseSettings() {
+  const p = state.detail.record && state.detail.record.params;
+  if (!p) return;
+  $("prompt").value = p.prompt;
+  $("negative_prompt").value = p.negative_prompt;
+  $("seed").value = p.seed;
+  $("steps").value = p.steps || 20;
+  $("cfg_scale").value = p.cfg_scale;
+  $("width").value = p.width || "";
+  $("height").value = p.height || "";
+  $("n_images").value = 1;
+  if ([...$("sampler").options].some((o) => o.value === p.sampler)) $("sampler").value = p.sampler;
+  const model = state.models.find((m) => m.model_name === p.model_name || m.hash === p.model_hash);
+  if (model) $("model").value = model.value;
+  closeDetail();
+  show("generate");
+  $("prompt").focus();
+}
+
+// ---- start -----------------------------------------------------------------------------------
+async function loadChoices() {
+  const [samplers, models] = await Promise.all([api("/sdapi/v1/samplers"), api("/api/models")]);
+  $("sampler").replaceChildren(...samplers.map((s) => el("option", { value: s.name }, s.name)));
+  state.models = models.map((m, i) => ({ ...m, value: i === 0 ? "" : m.filename }));
+  $("model").replaceChildren(...state.models.map((m) => el("option", { value: m.value }, m.model_name)));
+  $("f-model").replaceChildren(el("option", { value: "" }, "any model"),
+    ...state.models.map((m) => el("option", { value: m.model_name }, m.model_name)));
+}
+
+function bind() {
+  for (const tab of document.querySelectorAll("nav [data-view]")) tab.addEventListener("click", () => show(tab.dataset.view));
+  $("gen-form").addEventListener("submit", submitGenerate);
+  $("cancel").addEventListener("click", cancelJob);
+  let timer = null;
+  for (const id of ["f-text", "f-model", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash"]) {
+    $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(reloadGallery, 200); });
+  }
+  $("empty-trash").addEventListener("click", async () => { await api("/api/trash", { method: "DELETE" }); reloadGallery(); });
+  let frame = 0;
+  $("grid-scroll").addEventListener("scroll", () => { cancelAnimationFrame(frame); frame = requestAnimationFrame(renderGrid); });
+  window.addEventListener("resize", () => { if (state.view === "gallery") renderGrid(); });
+  $("grid").addEventListener("click", (e) => {
+    const cell = e.target.closest(".cell");
+    if (cell && cell.dataset.index) openDetail(Number(cell.dataset.index));
+  });
+  $("d-prev").addEventListener("click", () => step(-1));
+  $("d-next").addEventListener("click", () => step(1));
+  $("d-close").addEventListener("click", closeDetail);
+  $("d-fav").addEventListener("click", () => toggleFlag("favourite"));
+  $("d-rej").addEventListener("click", () => toggleFlag("rejected"));
+  $("d-delete").addEventListener("click", () => trashCurrent(false));
+  $("d-restore").addEventListener("click", () => trashCurrent(true));
+  $("d-reuse").addEventListener("click", reuseSettings);
+  document.addEventListener("keydown", (e) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (state.detail.open) {
+      const keys = { ArrowLeft: () => step(-1), ArrowRight: () => step(1), Escape: closeDetail,
+                     f: () => toggleFlag("favourite"), x: () => toggleFlag("rejected"), r: reuseSettings,
+                     Delete: () => trashCurrent(false) };
+      if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+      return;
+    }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && state.view === "generate") { e.preventDefault(); $("generate").click(); }
+    else if (e.altKey && e.key === "1") show("generate");
+    else if (e.altKey && e.key === "2") show("gallery");
+    else if (e.key === "/" && !typing) { e.preventDefault(); show("gallery"); $("f-text").focus(); }
+    else if (e.key === "Enter" && state.view === "gallery" && !typing) openDetail(Number($("grid").firstElementChild?.dataset.index || 0));
+  });
+}
+
+bind();
+connectEvents();
+loadChoices().catch((e) => { $("gen-error").textContent = e.message; });
+loadHistory().catch(() => {});
+api("/api/machine").then((m) => m.worker && onMemory(m.worker)).catch(() => {});
