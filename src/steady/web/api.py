@@ -9,6 +9,7 @@
     PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
     DELETE /api/trash                 empty the trash
     GET    /api/history               recent runs with their word diffs and thumbnails (the iterate panel)
+    POST   /api/import                {folder}: index existing PNGs in place (progress as 'import' events)
     GET    /api/models, /api/machine  models on disk; memory of the worker, the server and the machine
 
 Files are only ever served by image id, from the path its catalog row records: no request can
@@ -50,6 +51,11 @@ class GenerateBody(BaseModel):
     n_images: int = Field(1, description=f"images in the run (at most {DEFAULT_MAX_IMAGES} unless max_images says more)")
     max_images: int = DEFAULT_MAX_IMAGES
     model: str = ""
+
+
+class ImportBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
 
 
 class FlagsBody(BaseModel):
@@ -213,6 +219,11 @@ def make_router(studio: Studio) -> APIRouter:
             rows.append(row)
             previous = summary
         return rows[::-1][:limit]
+
+    @router.post("/import", status_code=202)
+    def start_import(body: ImportBody) -> dict[str, Any]:
+        """Index a folder of PNGs in place; 'import' events report progress, then the summary."""
+        return {"folder": str(studio.start_import(body.folder))}
 
     @router.get("/models")
     def models() -> list[dict[str, Any]]:

@@ -20,11 +20,12 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from steady.catalog.db import Catalog, open_catalog
 from steady.config import Settings
-from steady.errors import BadInput
+from steady.errors import BadInput, SteadyError
 from steady.jobs.protocol import ImageDone, MemorySample, Progress, Recycle
 from steady.jobs.queue import JobQueue, JobRecord
 from steady.jobs.supervisor import JobOutcome, Supervisor, SupervisorOptions, WorkerDied
@@ -83,6 +84,7 @@ class Studio:
         self._cancel: set[int] = set()
         self._futures: dict[int, concurrent.futures.Future[JobOutcome]] = {}
         self._thread: threading.Thread | None = None
+        self._import: threading.Thread | None = None
         self.supervisor: Supervisor | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -143,6 +145,30 @@ class Studio:
             self.live.interrupted = True
             cancelled.append(target)
         return cancelled
+
+    def start_import(self, folder: str) -> Path:
+        """Import a folder in a background thread (one at a time); BadInput when it is not a folder."""
+        from steady.catalog.importer import check_folder, import_folder
+
+        path = check_folder(folder)
+        with self._lock:
+            if self._import is not None and self._import.is_alive():
+                raise BadInput("folder", folder, "another import is running; wait for it to finish")
+
+            def progress(done: int, total: int) -> None:
+                if done == total or done % 200 == 0:
+                    self.hub.publish({"type": "import", "folder": str(path), "done": done, "total": total})
+
+            def run() -> None:
+                try:
+                    report = import_folder(self.catalog, path, on_progress=progress)
+                    self.hub.publish({"type": "import", "folder": str(path), "finished": True, **report.to_dict()})
+                except SteadyError as exc:
+                    self.hub.publish({"type": "import", "folder": str(path), "finished": True, "error": str(exc)})
+
+            self._import = threading.Thread(target=run, name="steady-import", daemon=True)
+            self._import.start()
+        return path
 
     # -- the generation thread ---------------------------------------------------------------
     def _loop(self) -> None:

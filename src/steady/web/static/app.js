@@ -138,6 +138,13 @@ function connectEvents() {
     const r = JSON.parse(e.data);
     $("notice").textContent = `worker recycled after ${r.images} image(s): ${r.reason}`;
   });
+  source.addEventListener("import", (e) => {
+    const r = JSON.parse(e.data);
+    $("import-status").textContent = r.error ? r.error : r.finished
+      ? `imported ${r.added} of ${r.files_seen} (${r.already_known + r.duplicates} known, ${r.skipped} skipped)`
+      : `importing ${r.done}/${r.total}…`;
+    if (r.finished) { state.gallery.stale = true; if (state.view === "gallery") reloadGallery(); }
+  });
   source.addEventListener("notice", (e) => { $("notice").textContent = JSON.parse(e.data).text; });
 }
 
@@ -296,7 +303,7 @@ async function openDetail(index) {
   index = Math.max(0, Math.min(total - 1, index));
   d.open = true; d.standalone = false; d.index = index;
   $("detail").hidden = false;
-  $("d-pos").textContent = `${index + 1} / ${total.toLocaleString()}`;
+  $("d-pos").textContent = `${(index + 1).toLocaleString()} / ${total.toLocaleString()}`;
   const item = await ensureItem(index);
   if (item && d.index === index) await showDetail(item.id);
 }
@@ -382,6 +389,12 @@ function bind() {
   for (const id of ["f-text", "f-model", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash"]) {
     $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(reloadGallery, 200); });
   }
+  $("import").addEventListener("click", async () => {
+    const folder = window.prompt("Folder of PNGs to index in place (A1111, ComfyUI, InvokeAI or plain):");
+    if (!folder) return;
+    try { await api("/api/import", { method: "POST", body: { folder } }); $("import-status").textContent = "importing…"; }
+    catch (error) { $("import-status").textContent = error.message; }
+  });
   $("empty-trash").addEventListener("click", async () => { await api("/api/trash", { method: "DELETE" }); reloadGallery(); });
   let frame = 0;
   $("grid-scroll").addEventListener("scroll", () => { cancelAnimationFrame(frame); frame = requestAnimationFrame(renderGrid); });

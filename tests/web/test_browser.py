@@ -1,0 +1,211 @@
+"""The page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+The server is `steady serve` in its own process (its memory is measured from outside). The
+gallery test builds a catalog of 10,000 small PNGs at test time, imports it, scrolls the grid
+from top to bottom and steps through 1,000 images in the detail view with the arrow key, and
+checks that the DOM stays small, the JS heap stays flat and the server's memory stays bounded.
+
+Run only these: python -m pytest -m browser;  skip them: -m "not browser" (CI runs them).
+Screenshots go to STEADY_SCREENSHOT_DIR when set (docs/screenshots for the docs), else a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from steady.catalog import open_catalog
+from steady.catalog.importer import import_folder
+from tests.web.conftest import free_port
+
+pytestmark = pytest.mark.browser
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]  # fmt: skip
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+N_GALLERY = 10_000
+N_STEPS = 1_000
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("STEADY_SCREENSHOT_DIR") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class ServeProcess:
+    def __init__(self, home: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "STEADY_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "steady", "serve", "--port", str(self.port)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/api/status", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+            if self.process.poll() is not None:
+                raise RuntimeError(self.process.stderr.read().decode())
+        raise RuntimeError("steady serve did not start")
+
+    def rss(self) -> int:
+        return psutil.Process(self.process.pid).memory_info().rss
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=FLAGS, headless=True)
+        yield instance
+        instance.close()
+
+
+def make_pngs(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        colour = COLOURS[i % len(COLOURS)]
+        meta = PngInfo()
+        meta.add_text("parameters", f"a {colour} circle number {i}\nSteps: 20, Sampler: Euler a, CFG scale: 5, "
+                                    f"Seed: {i}, Size: 64x64, Model: imported-model")  # fmt: skip
+        shade = (i * 37) % 256
+        Image.new("RGB", (64, 64), (shade, 255 - shade, (i * 11) % 256)).save(folder / f"{i:05d}.png", pnginfo=meta,
+                                                                                compress_level=1)  # fmt: skip
+
+
+def heap_and_nodes(cdp: object) -> tuple[int, int]:
+    cdp.send("HeapProfiler.collectGarbage")
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return int(metrics["JSHeapUsedSize"]), int(metrics["Nodes"])
+
+
+def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path / "home")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url + "/")
+        page.fill("#prompt", "a small red circle at the top left on a blue background")
+        page.fill("#n_images", "3")
+        page.fill("#steps", "8")
+        page.fill("#seed", "42")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#run-strip img').length === 3", timeout=120_000)
+        page.wait_for_function("[...document.querySelectorAll('#run-strip img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert "done" in page.inner_text("#progress-text")
+        # The iterate panel shows the run; a second, edited prompt shows its word diff.
+        page.fill("#prompt", "a large red circle at the top left on a green background")
+        page.fill("#n_images", "2")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#history li').length === 2", timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('#history li:first-child img').length === 2", timeout=60_000)
+        added = page.eval_on_selector_all("#history li:first-child .words .add", "els => els.map(e => e.textContent)")
+        removed = page.eval_on_selector_all("#history li:first-child .words .del", "els => els.map(e => e.textContent)")
+        assert added == ["large", "green"] and removed == ["small", "blue"]
+        # Bad input is shown, not queued.
+        page.fill("#steps", "0")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#gen-error').textContent.includes('steps')")
+        page.fill("#steps", "8")
+        page.screenshot(path=str(shots_dir(tmp_path) / "generate.png"))
+        # "Reuse these settings" from an image puts its seed back in the form.
+        page.click("#run-strip img >> nth=1")
+        page.wait_for_selector("#detail:not([hidden])")
+        page.wait_for_function("document.querySelector('#d-params').textContent.includes('Seed: 43')")
+        page.keyboard.press("r")
+        assert page.input_value("#seed") == "43" and page.input_value("#prompt").startswith("a large red circle")
+        page.close()
+    finally:
+        server.stop()
+
+
+def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    make_pngs(tmp_path / "pngs", N_GALLERY)
+    with open_catalog(home / "catalog.db") as catalog:
+        assert import_folder(catalog, tmp_path / "pngs").added == N_GALLERY
+    server = ServeProcess(home)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        page.goto(server.url + "/")
+        page.keyboard.press("Alt+2")
+        page.wait_for_function(f"document.querySelector('#g-count').textContent.startsWith('{N_GALLERY:,}')")
+        page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.complete && i.naturalWidth).length >= 20")
+        page.screenshot(path=str(shots_dir(tmp_path) / "gallery.png"))
+        heap0, nodes0 = heap_and_nodes(cdp)
+        elements0 = page.evaluate("document.getElementsByTagName('*').length")
+        rss0 = server.rss()
+        # 1. Scroll from top to bottom.
+        height = page.evaluate("document.querySelector('#grid-space').scrollHeight")
+        max_elements, cells = elements0, []
+        for top in range(0, height + 800, max(800, height // 60)):
+            page.evaluate(f"document.querySelector('#grid-scroll').scrollTop = {top}")
+            page.wait_for_timeout(30)
+            cells.append(page.evaluate("document.querySelectorAll('#grid .cell').length"))
+            max_elements = max(max_elements, page.evaluate("document.getElementsByTagName('*').length"))
+        page.wait_for_function("[...document.querySelectorAll('#grid .cell')].every(c => c.dataset.id)")
+        heap_scrolled, _ = heap_and_nodes(cdp)
+        last_index = page.evaluate("Math.max(...[...document.querySelectorAll('#grid .cell')].map(c => +c.dataset.index))")
+        assert last_index == N_GALLERY - 1  # the bottom is reachable: the oldest image
+        # Only the visible rows (+ a margin of 2 above and below) exist: 7 columns x (5 + 4) rows at most.
+        assert max(cells) <= 7 * 9 + 7 and max_elements <= elements0 + 2 * 7 * 4 and max_elements < 1500
+        # 2. Step through 1,000 images with the arrow key in the detail view.
+        page.evaluate("document.querySelector('#grid-scroll').scrollTop = 0")
+        page.wait_for_timeout(100)
+        page.click("#grid .cell >> nth=0")
+        page.wait_for_function("document.querySelector('#d-params').textContent.includes('number 9999')")
+        page.screenshot(path=str(shots_dir(tmp_path) / "detail.png"))
+        heaps = []
+        for i in range(N_STEPS):
+            page.keyboard.press("ArrowRight")
+            if i % 250 == 249:
+                page.wait_for_function("document.querySelector('#d-img').complete")
+                heaps.append(heap_and_nodes(cdp)[0])
+        page.wait_for_function(f"document.querySelector('#d-pos').textContent.startsWith('{N_STEPS + 1:,} /')")
+        page.wait_for_function(f"document.querySelector('#d-params').textContent.includes('number {N_GALLERY - 1 - N_STEPS}')")
+        page.wait_for_function("document.querySelector('#d-img').complete")
+        heap1, nodes1 = heap_and_nodes(cdp)
+        rss1 = server.rss()
+        print(f"browser: heap {heap0 / 2**20:.2f} -> scrolled {heap_scrolled / 2**20:.2f} -> every 250 steps "
+              f"{[round(h / 2**20, 2) for h in heaps]} -> {heap1 / 2**20:.2f} MiB, nodes {nodes0} -> {nodes1} "
+              f"(elements in the DOM: {elements0} on the first screen, at most {max_elements}), server RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB")  # fmt: skip
+        assert heap1 <= 1.5 * heap0, (heap0, heap1)
+        assert max(heaps[1:]) <= 1.1 * heaps[0], heaps  # flat while stepping: no climb per image
+        assert nodes1 <= 1.5 * nodes0 + 200, (nodes0, nodes1)
+        assert rss1 - rss0 < 64 * 2**20 and rss1 < 400 * 2**20, (rss0, rss1)
+        page.close()
+    finally:
+        server.stop()
