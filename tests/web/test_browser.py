@@ -33,7 +33,8 @@ pytestmark = pytest.mark.browser
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]  # fmt: skip
-COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 80, 220), "yellow": (240, 220, 40),
+           "purple": (150, 60, 200), "orange": (245, 140, 30), "white": (245, 245, 245), "black": (15, 15, 15)}
 N_GALLERY = 10_000
 N_STEPS = 1_000
 
@@ -95,14 +96,19 @@ def browser() -> Iterator[object]:
 
 def make_pngs(folder: Path, n: int) -> None:
     folder.mkdir(parents=True)
+    from PIL import ImageDraw
+
+    names = list(COLOURS)
     for i in range(n):
-        colour = COLOURS[i % len(COLOURS)]
+        colour = names[i % len(names)]
         meta = PngInfo()
         meta.add_text("parameters", f"a {colour} circle number {i}\nSteps: 20, Sampler: Euler a, CFG scale: 5, "
                                     f"Seed: {i}, Size: 64x64, Model: imported-model")  # fmt: skip
-        shade = (i * 37) % 256
-        Image.new("RGB", (64, 64), (shade, 255 - shade, (i * 11) % 256)).save(folder / f"{i:05d}.png", pnginfo=meta,
-                                                                                compress_level=1)  # fmt: skip
+        shade = (i * 37) % 160
+        image = Image.new("RGB", (64, 64), (shade, 160 - shade, 96))
+        x, y, r = 8 + (i * 7) % 36, 8 + (i * 13) % 36, 6 + i % 10
+        ImageDraw.Draw(image).ellipse((x, y, x + 2 * r, y + 2 * r), fill=COLOURS[colour])
+        image.save(folder / f"{i:05d}.png", pnginfo=meta, compress_level=1)
 
 
 def heap_and_nodes(cdp: object) -> tuple[int, int]:
