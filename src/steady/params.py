@@ -96,6 +96,7 @@ class GenerationRequest:
     dtype: str = "auto"
     allow_pickle: bool = False
     out_dir: str | None = None
+    until_saturated: bool = False  # n_images is then a cap: stop when the run stops producing new patterns
 
     def check(self) -> "GenerationRequest":
         """Raise BadInput naming the first argument that is out of range; return self."""
@@ -119,6 +120,8 @@ class GenerationRequest:
         _int_range("clip_skip", self.clip_skip, 1, 12)
         _int_range("max_images", self.max_images, 1, 100_000)
         _int_range("n_images", self.n_images, 1, 100_000)
+        if self.until_saturated and self.n_images == 1:
+            self.n_images = self.max_images  # the cap; the run stops itself before when it saturates
         if self.n_images > self.max_images:
             raise BadInput(
                 "n_images",
@@ -199,6 +202,8 @@ class GenerationResult:
     image_id: int | None
     seconds: float
     peak_rss_bytes: int = 0
+    adherence: float | None = None  # prompt adherence (steady.worker.adherence); higher is closer
+    novelty: float | None = None  # distance to the nearest earlier image of the same prompt
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

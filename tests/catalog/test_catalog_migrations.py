@@ -19,12 +19,12 @@ def columns(conn, table):
 
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
-    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery"]
+    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"migrations", "prompts", "runs", "images", "jobs"}
+    assert tables == {"migrations", "prompts", "runs", "images", "jobs", "image_features"}
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
     assert columns(conn, "runs") == ["id", "prompt_id", "created_at", "finished_at", "status", "n_requested", "n_done",
-                                     "model_name", "model_hash", "request_json"]
+                                     "model_name", "model_hash", "request_json", "variety", "stop_reason"]
     image_columns = set(columns(conn, "images"))
     for name in ("id", "run_id", "path", "file_name", "idx", "params_json", "seconds", "peak_rss_bytes",
                  "peak_vram_bytes", "created_at", "favourite", "rejected", "file_size"):
@@ -34,9 +34,9 @@ def test_blank_database_gets_the_schema(tmp_path):
             assert param.name in image_columns, param.name
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
-                       "jobs_state", "images_content_hash", "images_model_name"}
+                       "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
-    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery"] and all(r[1].endswith("+00:00") for r in rows)
+    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores"] and all(r[1].endswith("+00:00") for r in rows)
     assert "state" in columns(conn, "jobs") and "plan_json" in columns(conn, "jobs")
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))
     # The gallery's prompt search can use the index.

@@ -130,8 +130,29 @@ def m003_gallery(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_model_name ON images (model_name)")
 
 
+def m004_scores(conn: sqlite3.Connection) -> None:
+    """Iterate smarter: each image's prompt adherence and novelty, a small feature vector per image
+    (novelty is its distance to earlier images of the same prompt), each run's variety and why it
+    stopped, and a job's stopping rule (--until-saturated)."""
+    conn.execute("ALTER TABLE images ADD COLUMN adherence REAL")
+    conn.execute("ALTER TABLE images ADD COLUMN novelty REAL")
+    conn.execute(
+        """
+        CREATE TABLE image_features (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )
+        """
+    )
+    conn.execute("ALTER TABLE runs ADD COLUMN variety REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE jobs ADD COLUMN stop_rule_json TEXT")
+    conn.execute("CREATE INDEX images_prompt_model ON images (prompt, negative_prompt, model_hash)")
+
+
 # Append only. The order here is the order they run in.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs, m003_gallery)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs, m003_gallery, m004_scores)
 
 
 def applied(conn: sqlite3.Connection) -> list[str]:

@@ -34,6 +34,8 @@ class RunSummary:
     model_name: str
     model_hash: str
     first_image_path: str | None
+    variety: float | None = None  # share of its images that brought a new pattern
+    stop_reason: str = ""  # why it stopped early (--until-saturated), "" otherwise
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,6 +63,8 @@ class ImageRecord:
     content_hash: str | None = None  # sha256 of the file (imported images; re-import skips a known hash)
     trash_path: str | None = None  # where the file is while it is in the trash (None: not trashed)
     trashed_at: str | None = None
+    adherence: float | None = None  # how much better the model denoises it with its prompt (higher: closer)
+    novelty: float | None = None  # distance to the nearest earlier image of the same prompt (None: first)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,13 +73,14 @@ class ImageRecord:
 _RUN_SELECT = """
     SELECT r.id, r.prompt_id, p.text, p.negative_prompt, r.status, r.created_at, r.finished_at,
            r.n_requested, r.n_done, r.model_name, r.model_hash,
-           (SELECT i.path FROM images i WHERE i.run_id = r.id ORDER BY i.idx, i.id LIMIT 1)
+           (SELECT i.path FROM images i WHERE i.run_id = r.id ORDER BY i.idx, i.id LIMIT 1), r.variety, r.stop_reason
     FROM runs r JOIN prompts p ON p.id = r.prompt_id
 """
 
 _IMAGE_SELECT = """
     SELECT id, run_id, path, file_name, idx, seed, params_json, seconds, peak_rss_bytes, peak_vram_bytes,
-           created_at, favourite, rejected, file_size, source, content_hash, trash_path, trashed_at
+           created_at, favourite, rejected, file_size, source, content_hash, trash_path, trashed_at,
+           adherence, novelty
     FROM images
 """
 
@@ -133,7 +138,7 @@ def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunSummary:
     return RunSummary(
         id=row[0], prompt_id=row[1], prompt=row[2], negative_prompt=row[3], status=row[4], created_at=row[5],
         finished_at=row[6], n_requested=row[7], n_done=row[8], model_name=row[9], model_hash=row[10],
-        first_image_path=row[11],
+        first_image_path=row[11], variety=row[12], stop_reason=row[13],
     )
 
 
@@ -143,4 +148,5 @@ def _image(row: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
         params=ImageParams.from_dict(json.loads(row[6])), seconds=row[7], peak_rss_bytes=row[8],
         peak_vram_bytes=row[9], created_at=row[10], favourite=bool(row[11]), rejected=bool(row[12]),
         file_size=row[13], source=row[14], content_hash=row[15], trash_path=row[16], trashed_at=row[17],
+        adherence=row[18], novelty=row[19],
     )

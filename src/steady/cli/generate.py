@@ -6,7 +6,13 @@ import json
 
 import click
 
-from steady.params import DEFAULT_MAX_IMAGES, DEVICES, DTYPES, SAMPLERS, GenerationRequest
+from steady.params import (
+    DEFAULT_MAX_IMAGES,
+    DEVICES,
+    DTYPES,
+    SAMPLERS,
+    GenerationRequest,
+)
 
 
 @click.command("generate")
@@ -25,6 +31,8 @@ from steady.params import DEFAULT_MAX_IMAGES, DEVICES, DTYPES, SAMPLERS, Generat
 @click.option("--dtype", default="auto", show_default=True, help="/".join(DTYPES))
 @click.option("--out", "out_dir", default=None, help="Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).")
 @click.option("--max-images", type=int, default=DEFAULT_MAX_IMAGES, show_default=True, help="Cap on images per prompt.")
+@click.option("--until-saturated", is_flag=True,
+              help="Keep going (up to -n, or --max-images when -n is 1) until the run stops producing new patterns.")
 @click.option("--allow-pickle", is_flag=True, help="Load .ckpt/.pt pickles (with torch.load weights_only=True).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per image instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -70,7 +78,7 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
             if as_json:
                 click.echo(json.dumps(event.to_dict()))
             elif bar is not None:
-                bar.write(f"{event.path}  seed {event.params.seed}  {event.seconds:.1f} s")
+                bar.write(f"{event.path}  seed {event.params.seed}  {event.seconds:.1f} s{_scores(event)}")
             else:
                 click.echo(event.path)
         elif isinstance(event, Recycle):
@@ -86,11 +94,27 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
         if bar is not None:
             bar.close()
     raise_failure(outcome)
+    if outcome.stop_reason and not as_json:
+        click.echo(f"steady: stopped: {outcome.stop_reason}", err=True)
     if not as_json and not quiet:
         click.echo(
             f"{len(outcome.images)} image(s) from {plan.model_name} [{plan.model_hash}] "
             f"on {plan.device}/{plan.dtype} in {plan.width}x{plan.height}"
         )
+        ranked = sorted((r for r in outcome.images if r.adherence is not None), key=lambda r: -r.adherence)
+        if len(ranked) > 1:
+            click.echo("best first (prompt adherence):")
+            for r in ranked:
+                click.echo(f"  {r.adherence:+.4f}  {r.path}")
+
+
+def _scores(result) -> str:
+    parts = []
+    if result.adherence is not None:
+        parts.append(f"adherence {result.adherence:+.4f}")
+    if result.novelty is not None:
+        parts.append(f"novelty {result.novelty:.3f}")
+    return ("  " + ", ".join(parts)) if parts else ""
 
 
 def _note(bar, text: str) -> None:

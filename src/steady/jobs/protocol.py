@@ -37,6 +37,7 @@ class RenderImage(_Message):
     allow_pickle: bool = False
     plan: dict[str, Any] | None = None  # steady.worker.planner.Plan.to_dict(), or None: defaults
     preview: bool = False  # send a latent preview with some Progress messages (the web page wants them)
+    score: bool = True  # score prompt adherence and send the image's novelty feature with ImageDone
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
 
 
@@ -84,6 +85,9 @@ class ImageDone(_Message):
     load_seconds: float = 0.0  # > 0 when this image had to load the model first
     strategy: str = ""  # the memory strategy it ran with (may be thriftier after an OOM retry)
     events: list[str] = field(default_factory=list)  # e.g. an out-of-memory retry, reported
+    adherence: float | None = None  # steady.worker.adherence score (None: not scored / not supported)
+    feature: bytes = b""  # steady.scoring.novelty feature of the image (float16), for novelty
+    score_seconds: float = 0.0  # what scoring cost, next to ``seconds`` for the image itself
 
 
 @dataclass

@@ -43,6 +43,7 @@ class JobRecord:
     owner_pid: int
     created_at: str
     updated_at: str
+    stop_rule: dict[str, Any] | None = None  # steady.scoring.novelty.SaturationRule.to_dict(): --until-saturated
 
     def seed_of(self, index: int) -> int:
         return (self.base_seed + index) % 2**32
@@ -58,14 +59,15 @@ class JobRecord:
 
 
 _COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "
-            "recycles, error, owner_pid, created_at, updated_at")  # fmt: skip
+            "recycles, error, owner_pid, created_at, updated_at, stop_rule_json")  # fmt: skip
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (id_, run_id, state, seed, n, model_path, out_dir, params, plan, attempts, recycles, error, owner,
-     created, updated) = row  # fmt: skip
+     created, updated, stop_rule) = row  # fmt: skip
     return JobRecord(id_, run_id, state, seed, n, model_path, out_dir, json.loads(params),
-                     json.loads(plan) if plan else None, attempts, recycles, error, owner, created, updated)  # fmt: skip
+                     json.loads(plan) if plan else None, attempts, recycles, error, owner, created, updated,
+                     json.loads(stop_rule) if stop_rule else None)  # fmt: skip
 
 
 class JobQueue:
@@ -75,16 +77,16 @@ class JobQueue:
         self.catalog = catalog
 
     def enqueue(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
-                plan: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
+                plan: dict[str, Any] | None = None, stop_rule: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
         """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base)."""
         now = now_iso()
         with self.catalog.transaction() as conn:
             run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
             row = conn.execute(
                 "INSERT INTO jobs (run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json,"
-                " created_at, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " created_at, updated_at, stop_rule_json) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (run_id, params.seed, request.n_images, model_path, out_dir, json.dumps(params.to_dict()),
-                 json.dumps(plan) if plan else None, now, now),
+                 json.dumps(plan) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None),
             ).fetchone()  # fmt: skip
         return self.get(int(row[0]))
 

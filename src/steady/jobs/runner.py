@@ -54,7 +54,10 @@ def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = 
     params = image_params(request, plan, seed=resolve_seed(request.seed))
     if request.allow_pickle:
         params.extra = {**(params.extra or {}), "allow_pickle": True}
-    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem)
+    from steady.scoring.novelty import SaturationRule
+
+    stop_rule = SaturationRule().to_dict() if request.until_saturated else None
+    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem, stop_rule)
 
 
 def run_in_worker(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.catalog.db import Catalog
+from steady.catalog.scores import finish_run_scores, record_scores, run_novelties
 from steady.errors import BadInput, SteadyError
 from steady.jobs.memory import MemoryWatch, RecyclePolicy, WorkerStats
 from steady.jobs.protocol import (
@@ -40,6 +41,7 @@ from steady.jobs.protocol import (
 )
 from steady.jobs.queue import JobQueue, JobRecord
 from steady.params import GenerationResult
+from steady.scoring.novelty import SaturationRule, from_blob
 from steady.worker.main import WorkerOptions, worker_main
 
 
@@ -81,6 +83,7 @@ class JobOutcome:
     failure: Failure | None = None  # what the worker reported, when it reported a failure
     recycles: list[Recycle] = field(default_factory=list)
     deaths: list[WorkerDied] = field(default_factory=list)
+    stop_reason: str = ""  # why a --until-saturated run stopped before its cap
 
 
 @dataclass
@@ -210,8 +213,14 @@ class Supervisor:
                 outcome.images.append(result)
                 if on_event is not None:
                     on_event(result)
+                if job.stop_rule:
+                    outcome.stop_reason = SaturationRule(**job.stop_rule).check(run_novelties(self.catalog, job.run_id)) or ""
+                    if outcome.stop_reason:
+                        break
             if outcome.state == "running":
                 outcome.state = "done"
+                threshold = SaturationRule(**(job.stop_rule or {})).threshold
+                finish_run_scores(self.catalog, job.run_id, threshold, outcome.stop_reason)
         except KeyboardInterrupt:
             outcome.state = "cancelled"
             self.stop_worker(timeout=2)
@@ -305,18 +314,21 @@ class Supervisor:
         if self.worker is w:
             self.worker = None
         w.conn.close()
-        return None
 
     def _record(self, w: _Worker, job: JobRecord, done: ImageDone) -> GenerationResult:
         params = job.image_params(done.index)
         image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
                                           peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
+        value = None
+        if done.feature or done.adherence is not None:
+            value = record_scores(self.catalog, image_id, done.adherence, from_blob(done.feature) if done.feature else None)
         w.images += 1
         self.watch.images = w.images
         if w.baseline_rss is None and w.images >= self.options.policy.warmup_images:
             w.baseline_rss = worker_rss(w.pid)
         return GenerationResult(path=done.path, params=params, index=done.index, run_id=job.run_id,
-                                image_id=image_id, seconds=done.seconds, peak_rss_bytes=done.peak_rss_bytes)  # fmt: skip
+                                image_id=image_id, seconds=done.seconds, peak_rss_bytes=done.peak_rss_bytes,
+                                adherence=done.adherence, novelty=value)  # fmt: skip
 
 
 def worker_rss(pid: int) -> int | None:

@@ -52,6 +52,7 @@ class _State:
     model_key: tuple[Any, ...] | None = None
     strategy: str = ""  # the planner strategy applied to ``pipe`` ("" before any plan)
     preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
+    scorer: Any = None  # steady.worker.adherence.AdherenceScorer for ``pipe``
     busy: bool = False
     leaked: list[bytearray] = field(default_factory=list)  # fault injection only
     oom_injected: set[int] = field(default_factory=set)
@@ -164,7 +165,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
         cuda = params.device.startswith("cuda")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        peak_rss, started, events = me.memory_info().rss, time.perf_counter(), []
+        peak_rss, started, events, final = me.memory_info().rss, time.perf_counter(), [], []
 
         def on_step(step: Any) -> bool:
             nonlocal peak_rss
@@ -180,7 +181,9 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
                 apply_plan(state.pipe, plan)
                 state.strategy = plan.strategy
             _inject_faults(job, state, torch)
-            return render(state.pipe, params, params.device, on_step=on_step, preview=_previewer(job, params, state))
+            final.clear()
+            return render(state.pipe, params, params.device, on_step=on_step, preview=_previewer(job, params, state),
+                          on_final_latents=final.append if job.score else None)  # fmt: skip
 
         # 4-5. Encode, denoise, decode; on a GPU out-of-memory error once more, one rung thriftier.
         plan = Plan.from_dict(job.plan) if job.plan else None
@@ -192,10 +195,13 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
         seconds = time.perf_counter() - started
         # 6. Write atomically; the supervisor records the row (7) when it hears of it.
         write_png(image, job.path, params)
+        # 7. Score: adherence from the model, the feature novelty is measured on.
+        adherence, feature, score_s = _score(job, params, state, image, final)
         del image
+        final.clear()
         peak_vram = torch.cuda.max_memory_allocated() if cuda else 0
         return ImageDone(job.job_id, job.run_id, job.index, job.path, seconds, peak_rss, peak_vram, load_s,
-                         state.strategy, events)  # fmt: skip
+                         state.strategy, events, adherence, feature, score_s)  # fmt: skip
     except Interrupted:
         return Failure(job.job_id, job.index, "cancelled", "cancelled")
     except BadInput as exc:
@@ -219,7 +225,8 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     key = (job.model_path, params.device, params.dtype, job.allow_pickle)
     if state.pipe is not None and state.model_key == key:
         return 0.0
-    state.pipe, state.model_key, state.strategy, state.preview = None, None, "", None  # one pipeline at most
+    state.pipe, state.model_key, state.strategy = None, None, ""  # one pipeline at most: drop it first
+    state.preview = state.scorer = None
     gc.collect()
     t0 = time.perf_counter()
     info = inspect_model(job.model_path)
@@ -227,6 +234,19 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     state.pipe = load_pipeline(info, device=device, dtype=DTYPES[params.dtype], allow_pickle=job.allow_pickle)
     state.model_key = key
     return time.perf_counter() - t0
+
+
+def _score(job: RenderImage, params: Any, state: _State, image: Any, final: list[Any]) -> tuple[Any, bytes, float]:
+    if not job.score:
+        return None, b"", 0.0
+    from steady.scoring.novelty import image_feature, to_blob
+    from steady.worker.adherence import AdherenceScorer
+
+    t0 = time.perf_counter()
+    if state.scorer is None:
+        state.scorer = AdherenceScorer(state.pipe)
+    adherence = state.scorer.score(final[-1], params.prompt) if final else None
+    return adherence, to_blob(image_feature(image)), time.perf_counter() - t0
 
 
 def _previewer(job: RenderImage, params: Any, state: _State) -> Any:

@@ -96,6 +96,7 @@ def render(
     on_step: Callable[[StepInfo], bool] | None = None,
     preview: Any = None,
     preview_every_s: float = 0.5,
+    on_final_latents: Callable[[Any], None] | None = None,
 ):
     """Run the denoising loop for one image and return it as a PIL image.
 
@@ -128,6 +129,8 @@ def render(
         info = StepInfo(done, params.steps, (now - started) / done)
         if preview is not None and done < params.steps and now - last_preview >= preview_every_s:
             info.preview_png, last_preview = preview.png(tensors["latents"]), now
+        if on_final_latents is not None and done == params.steps:
+            on_final_latents(tensors["latents"].detach().clone())
         if on_step is not None and on_step(info) is False:
             stopped = True
             pipeline._interrupt = True

@@ -375,7 +375,7 @@ function reuseSettings() {
 async function loadChoices() {
   const [samplers, models] = await Promise.all([api("/sdapi/v1/samplers"), api("/api/models")]);
   $("sampler").replaceChildren(...samplers.map((s) => el("option", { value: s.name }, s.name)));
-  state.models = models.map((m, i) => ({ ...m, value: i === 0 ? "" : m.filename }));
+  state.models = models.map((m) => ({ ...m, value: m.filename }));
   $("model").replaceChildren(...state.models.map((m) => el("option", { value: m.value }, m.model_name)));
   $("f-model").replaceChildren(el("option", { value: "" }, "any model"),
     ...state.models.map((m) => el("option", { value: m.model_name }, m.model_name)));

@@ -1,0 +1,137 @@
+"""How well ranking and the saturation rule work, measured against the embedded model's ground
+truth (the analytic checker). Pure functions over scores and verdicts: `steady eval-iterate`
+produces the inputs; unit tests pin the logic on synthetic cases.
+
+Ranking: for a run of one prompt, the precision of its top k images by adherence (the share the
+checker finds fully correct) against the run's base rate (the share of all its images).
+Saturation: where SaturationRule would have stopped a run (its novelty sequence), and the share
+of the distinct attribute combinations of the whole run that had appeared by then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from steady.scoring.novelty import SaturationRule
+
+RANKING_TARGET = 2.0  # top-3 precision >= 2x the base rate, where the base rate is <= 50 %
+RANKING_BASE_MAX = 0.5
+COST_TARGET = 0.25  # scoring <= 25 % of generation time
+STOP_BY = 12  # fully specified prompts: stop by the 12th image ...
+STOP_SHARE = 0.9  # ... in at least 9 of 10 runs
+COVERAGE_TARGET = 0.9  # free prompts: combinations at the stop >= 90 % of the full run's
+
+
+def precision_at_k(scores: list[float], correct: list[bool], k: int = 3) -> float:
+    if len(scores) != len(correct) or not scores:
+        raise ValueError("scores and correct must be equally long and not empty")
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+    return sum(correct[i] for i in order) / len(order)
+
+
+def base_rate(correct: list[bool]) -> float:
+    return sum(correct) / len(correct) if correct else 0.0
+
+
+def stop_index(novelties: list[float | None], rule: SaturationRule) -> int | None:
+    """How many images the run would have made before the rule stopped it (None: it never stops)."""
+    for n in range(1, len(novelties) + 1):
+        if rule.check(novelties[:n]) is not None:
+            return n
+    return None
+
+
+def coverage(combos: list[tuple[Any, ...]], n: int) -> float:
+    """Share of the distinct combinations of the whole sequence present in its first n items."""
+    whole = set(combos)
+    return len(set(combos[:n])) / len(whole) if whole else 1.0
+
+
+@dataclass
+class RankingRow:
+    prompt: str
+    images: int
+    base_rate: float
+    top3_precision: float
+
+    @property
+    def counts(self) -> bool:
+        """Whether the 2x target applies (base rate <= 50 % and above 0)."""
+        return 0 < self.base_rate <= RANKING_BASE_MAX
+
+
+@dataclass
+class SaturationRow:
+    prompt: str
+    fully_specified: bool
+    images: int
+    stopped_at: int | None
+    combos_full: int
+    combos_at_stop: int
+    coverage_at_stop: float
+    median_novelty: float | None
+
+
+@dataclass
+class IterateReport:
+    ranking: list[RankingRow] = field(default_factory=list)
+    saturation: list[SaturationRow] = field(default_factory=list)
+    generate_seconds: float = 0.0
+    score_seconds: float = 0.0
+    rule: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "summary": self.summary()}
+
+    def summary(self) -> dict[str, Any]:
+        counted = [r for r in self.ranking if r.counts]
+        lift = [r.top3_precision / r.base_rate for r in counted]
+        full = [r for r in self.saturation if r.fully_specified]
+        free = [r for r in self.saturation if not r.fully_specified]
+        stopped = [r for r in full if r.stopped_at is not None and r.stopped_at <= STOP_BY]
+        return {
+            "ranking_prompts_counted": len(counted),
+            "mean_base_rate": _mean([r.base_rate for r in counted]),
+            "mean_top3_precision": _mean([r.top3_precision for r in counted]),
+            "mean_lift": _mean(lift),
+            "ranking_met": bool(counted) and _mean([r.top3_precision for r in counted]) >= RANKING_TARGET * _mean(
+                [r.base_rate for r in counted]),
+            "score_cost_ratio": self.score_seconds / self.generate_seconds if self.generate_seconds else None,
+            "full_stopped_by_12": f"{len(stopped)}/{len(full)}",
+            "saturation_full_met": bool(full) and len(stopped) >= STOP_SHARE * len(full),
+            "free_min_coverage": min((r.coverage_at_stop for r in free), default=None),
+            "saturation_free_met": bool(free) and all(r.coverage_at_stop >= COVERAGE_TARGET for r in free),
+        }  # fmt: skip
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def format_report(report: IterateReport) -> str:
+    s = report.summary()
+    lines = ["ranking (top 3 by adherence vs the run's base rate; the checker judges every named attribute):"]
+    for r in report.ranking:
+        mark = "" if r.counts else "   (base rate outside (0, 50 %]: not counted)"
+        lines.append(f"  {r.prompt:<44} base {r.base_rate:5.0%}  top-3 {r.top3_precision:5.0%}{mark}")
+    ratio = s["score_cost_ratio"]
+    lines.append(f"  counted prompts: {s['ranking_prompts_counted']}, mean base {_pct(s['mean_base_rate'])}, "
+                 f"mean top-3 {_pct(s['mean_top3_precision'])} (target 2x): {'met' if s['ranking_met'] else 'MISSED'}")
+    lines.append(f"  scoring cost: {_pct(ratio)} of generation time (target <= 25 %)")
+    lines.append(f"saturation (rule: {report.rule}):")
+    for r in report.saturation:
+        kind = "full" if r.fully_specified else "free"
+        stop = "never" if r.stopped_at is None else str(r.stopped_at)
+        lines.append(f"  [{kind}] {r.prompt:<60} stop {stop:>5}  combos {r.combos_at_stop}/{r.combos_full} "
+                     f"({r.coverage_at_stop:.0%})  median novelty {r.median_novelty:.3f}")  # fmt: skip
+    lines.append(f"  fully specified prompts stopped by image {STOP_BY}: {s['full_stopped_by_12']} (target 9/10): "
+                 f"{'met' if s['saturation_full_met'] else 'MISSED'}")
+    lines.append(f"  free prompts, combinations at the stop vs 30 images: min {_pct(s['free_min_coverage'])} "
+                 f"(target >= 90 %): {'met' if s['saturation_free_met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"

@@ -1,0 +1,69 @@
+"""Prompt adherence from the generating model itself (the diffusion-classifier idea:
+Li et al. 2023, "Your Diffusion Model is Secretly a Zero-Shot Classifier").
+
+    scorer = AdherenceScorer(pipe)
+    score = scorer.score(final_latents, "a red circle")     # higher: the prompt explains the image better
+
+The finished image's latent x0 is noised at a few fixed timesteps with fixed noises; the UNet
+predicts the noise once with the prompt and once with the empty prompt. The score is how much
+smaller the prompt-conditioned error is, averaged over the timesteps:
+
+    score = mean_t ( ||target - unet(x_t, t, "")||² - ||target - unet(x_t, t, prompt)||² ) / ||target||²
+
+(target = the noise, or v for v-prediction models). An image that shows what the prompt says is
+denoised better with the prompt than without it. The cost is `len(timesteps)` UNet calls at
+batch 2, the same as that many sampling steps with CFG: 4 timesteps against 20 steps is 20 %.
+The noises come from a fixed seed, so the score of an image is reproducible and comparable across
+images of a run. Needs no weights beyond the checkpoint. SD 1.x/2.x pipelines (and the embedded
+model); for other pipelines `supported` is False and no score is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+DEFAULT_TIMESTEPS = (250, 450, 650, 850)
+NOISE_SEED = 1234
+
+
+class AdherenceScorer:
+    def __init__(self, pipe: Any, timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS):
+        from diffusers import DDPMScheduler
+
+        self.pipe = pipe
+        self.timesteps = timesteps
+        # The training noise schedule (betas) the model was trained with, whatever the sampler.
+        self.schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.prediction = self.schedule.config.prediction_type
+        self.supported = type(pipe).__name__ == "StableDiffusionPipeline"
+        self._uncond: torch.Tensor | None = None
+
+    def _embed(self, prompt: str, device: Any) -> torch.Tensor:
+        embeds, _ = self.pipe.encode_prompt(prompt, device, 1, False)
+        return embeds
+
+    @torch.inference_mode()
+    def score(self, latents: torch.Tensor, prompt: str) -> float | None:
+        if not self.supported:
+            return None
+        unet = self.pipe.unet
+        device, dtype = latents.device, unet.dtype
+        if self._uncond is None:
+            self._uncond = self._embed("", device)
+        cond = self._embed(prompt, device)
+        context = torch.cat([self._uncond.to(device, dtype), cond.to(device, dtype)])
+        x0 = latents.to(device, torch.float32)
+        generator = torch.Generator(device="cpu").manual_seed(NOISE_SEED)
+        gains = []
+        for t in self.timesteps:
+            noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
+            step = torch.tensor([t], device=device, dtype=torch.long)
+            noisy = self.schedule.add_noise(x0, noise, step)
+            target = self.schedule.get_velocity(x0, noise, step) if self.prediction == "v_prediction" else noise
+            model_in = torch.cat([noisy, noisy]).to(dtype)
+            predicted = unet(model_in, torch.cat([step, step]), encoder_hidden_states=context).sample.float()
+            errors = ((predicted - target) ** 2).flatten(1).mean(dim=1)  # [uncond, cond]
+            gains.append(float((errors[0] - errors[1]) / (target ** 2).mean()))
+        return sum(gains) / len(gains)

@@ -1,0 +1,57 @@
+"""Novelty, the saturation rule and the eval-iterate arithmetic on small synthetic cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from steady.scoring.evaluate import IterateReport, RankingRow, SaturationRow, coverage, precision_at_k, stop_index
+from steady.scoring.novelty import SaturationRule, from_blob, image_feature, novelty, to_blob, variety_index
+
+
+def test_feature_is_a_16x16_rgb_thumbnail_and_survives_the_blob_round_trip() -> None:
+    image = Image.new("RGB", (64, 48), (255, 0, 0))
+    feature = image_feature(image)
+    assert feature.shape == (768,) and feature.dtype == np.float32
+    assert np.allclose(feature.reshape(16, 16, 3)[..., 0], 1.0) and np.allclose(feature.reshape(16, 16, 3)[..., 1:], 0)
+    assert np.allclose(from_blob(to_blob(feature)), feature, atol=1e-3)
+
+
+def test_novelty_is_the_rms_distance_to_the_nearest_earlier_image() -> None:
+    red, blue = image_feature(Image.new("RGB", (8, 8), (255, 0, 0))), image_feature(Image.new("RGB", (8, 8), (0, 0, 255)))
+    almost_red = image_feature(Image.new("RGB", (8, 8), (230, 0, 0)))
+    assert novelty(red, []) is None
+    assert novelty(blue, [red]) == pytest.approx(np.sqrt(2 / 3))
+    assert novelty(almost_red, [blue, red]) == pytest.approx(25 / 255 / np.sqrt(3), rel=1e-3)
+
+
+def test_rule_stops_after_window_images_below_the_threshold_and_not_before_min_images() -> None:
+    rule = SaturationRule(window=3, threshold=0.1, min_images=5)
+    assert rule.check([None, 0.01, 0.01, 0.01]) is None  # below min_images
+    reason = rule.check([None, 0.5, 0.01, 0.02, 0.03])
+    assert reason is not None and "after 5 images" in reason and "0.030" in reason
+    assert rule.check([None, 0.5, 0.01, 0.2, 0.03, 0.04]) is None  # a new pattern 3 images ago
+    assert stop_index([None, 0.5, 0.01, 0.2, 0.03, 0.04, 0.05, 0.3], rule) == 7
+    assert stop_index([None] + [0.5] * 29, rule) is None
+
+
+def test_variety_index_counts_the_images_that_were_new() -> None:
+    assert variety_index([None, 0.5, 0.01, 0.2], threshold=0.1) == 0.75
+    assert variety_index([], threshold=0.1) == 0.0
+
+
+def test_precision_coverage_and_the_summary() -> None:
+    assert precision_at_k([0.9, 0.1, 0.8, 0.7, 0.0], [True, True, False, True, False], k=3) == pytest.approx(2 / 3)
+    assert coverage([("a",), ("b",), ("a",), ("c",)], 2) == pytest.approx(2 / 3)
+    report = IterateReport(
+        ranking=[RankingRow("p", 20, 0.25, 0.67), RankingRow("q", 20, 0.8, 1.0), RankingRow("r", 20, 0.3, 0.33)],
+        saturation=[SaturationRow("f", True, 30, 9, 2, 2, 1.0, 0.01), SaturationRow("g", True, 30, None, 5, 5, 1.0, 0.2),
+                    SaturationRow("h", False, 30, None, 12, 12, 1.0, 0.2)],
+        generate_seconds=10.0, score_seconds=2.0)  # fmt: skip
+    summary = report.summary()
+    assert summary["ranking_prompts_counted"] == 2 and summary["mean_base_rate"] == pytest.approx(0.275)
+    assert summary["ranking_met"] is False  # mean top-3 0.5 < 2 x 0.275
+    assert summary["score_cost_ratio"] == pytest.approx(0.2)
+    assert summary["full_stopped_by_12"] == "1/2" and summary["saturation_full_met"] is False
+    assert summary["saturation_free_met"] is True
