@@ -97,6 +97,8 @@ class GenerationRequest:
     allow_pickle: bool = False
     out_dir: str | None = None
     until_saturated: bool = False  # n_images is then a cap: stop when the run stops producing new patterns
+    x_axis: str = ""  # X/Y grid (steady.variants): "Prompt S/R: red, blue" / "Seed: 1, 2" / "CFG: 3, 7" / ...
+    y_axis: str = ""
 
     def check(self) -> "GenerationRequest":
         """Raise BadInput naming the first argument that is out of range; return self."""
@@ -120,6 +122,10 @@ class GenerationRequest:
         _int_range("clip_skip", self.clip_skip, 1, 12)
         _int_range("max_images", self.max_images, 1, 100_000)
         _int_range("n_images", self.n_images, 1, 100_000)
+        if self.y_axis and not self.x_axis:
+            raise BadInput("y", self.y_axis, "needs an x axis too (give --x first)")
+        if (self.x_axis or self.y_axis) and self.until_saturated:
+            raise BadInput("until_saturated", True, "cannot be combined with an X/Y grid (the grid sets the images)")
         if self.until_saturated and self.n_images == 1:
             self.n_images = self.max_images  # the cap; the run stops itself before when it saturates
         if self.n_images > self.max_images:

@@ -205,3 +205,19 @@ def test_trash_moves_cut_short_by_a_crash_are_finished_by_reconcile(tmp_path: Pa
         assert trash_location(trash, ids[0], "0.png").exists() and not (outputs / "0.png").exists()
         assert (outputs / "1.png").exists()
         assert catalog.get_image(ids[0]).trash_path and catalog.get_image(ids[1]).trash_path is None
+
+
+def test_a_run_sorted_by_adherence_and_its_best_of_strip(server: RunningServer) -> None:
+    job = _generate(server, "a green triangle", n=4, seed=3)
+    with server.client() as client:
+        run = client.get(f"/api/runs/{job['run_id']}").json()
+        scores = {i["id"]: i["adherence"] for i in run["images"]}
+        assert all(isinstance(v, float) for v in scores.values())
+        best_first = sorted(scores, key=lambda i: -scores[i])
+        assert run["best"] == best_first[:3]
+        page = client.get("/api/images", params={"run": job["run_id"], "sort": "adherence"}).json()
+        assert [i["id"] for i in page["items"]] == best_first
+        bad = client.get("/api/images", params={"sort": "loudest"})
+        assert bad.status_code == 400 and bad.json()["argument"] == "sort"
+        history = client.get("/api/history", params={"limit": 1}).json()[0]
+        assert history["image_ids"] == best_first and 0 < history["variety"] <= 1

@@ -27,6 +27,7 @@ from steady.catalog.db import Catalog, now_iso, recount_runs
 from steady.errors import BadInput
 
 MAX_PAGE = 500
+SORTS = {"newest": "created_at DESC, id DESC", "adherence": "adherence IS NULL, adherence DESC, created_at DESC, id DESC"}
 
 
 @dataclass
@@ -39,8 +40,11 @@ class GalleryFilter:
     run_id: int | None = None
     hide_rejected: bool = False
     trash: bool = False  # the trash instead of the gallery
+    sort: str = "newest"  # or "adherence": best first (a run sorted by how well it follows its prompt)
 
     def check(self) -> GalleryFilter:
+        if self.sort not in SORTS:
+            raise BadInput("sort", self.sort, "must be one of " + ", ".join(SORTS))
         for name in ("since", "until"):
             value = getattr(self, name)
             if value:
@@ -88,6 +92,7 @@ class Thumb:
     created_at: str
     favourite: bool
     rejected: bool
+    adherence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,11 +117,11 @@ def gallery_page(catalog: Catalog, flt: GalleryFilter, offset: int = 0, limit: i
     with catalog.reading() as conn:
         total = conn.execute(f"SELECT COUNT(*) FROM images WHERE {where}", args).fetchone()[0]
         rows = conn.execute(
-            "SELECT id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected"
-            f" FROM images WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            "SELECT id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected, adherence"
+            f" FROM images WHERE {where} ORDER BY {SORTS[flt.sort]} LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
-    items = [Thumb(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8])) for r in rows]
+    items = [Thumb(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8]), r[9]) for r in rows]
     return GalleryPage(total, offset, items)
 
 
@@ -225,13 +230,13 @@ def _move(source: str | Path, target: Path) -> None:
 
 
 def run_thumbs(catalog: Catalog, run_ids: list[int], per_run: int = 8) -> dict[int, list[int]]:
-    """The first `per_run` image ids (not trashed) of each run, in one query."""
+    """The first `per_run` image ids (not trashed) of each run, best adherence first, in one query."""
     if not run_ids:
         return {}
     marks = ",".join("?" * len(run_ids))
     with catalog.reading() as conn:
         rows = conn.execute(
-            "SELECT run_id, id FROM (SELECT run_id, id, ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY idx, id) AS n"
+            "SELECT run_id, id FROM (SELECT run_id, id, ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY adherence IS NULL, adherence DESC, idx, id) AS n"
             f" FROM images WHERE run_id IN ({marks}) AND trash_path IS NULL) WHERE n <= ? ORDER BY run_id, n",
             (*run_ids, per_run),
         ).fetchall()

@@ -133,7 +133,7 @@ def m003_gallery(conn: sqlite3.Connection) -> None:
 def m004_scores(conn: sqlite3.Connection) -> None:
     """Iterate smarter: each image's prompt adherence and novelty, a small feature vector per image
     (novelty is its distance to earlier images of the same prompt), each run's variety and why it
-    stopped, and a job's stopping rule (--until-saturated)."""
+    stopped, a job's stopping rule (--until-saturated) and its variants (wildcards, X/Y grid)."""
     conn.execute("ALTER TABLE images ADD COLUMN adherence REAL")
     conn.execute("ALTER TABLE images ADD COLUMN novelty REAL")
     conn.execute(
@@ -148,6 +148,7 @@ def m004_scores(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN variety REAL")
     conn.execute("ALTER TABLE runs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT ''")
     conn.execute("ALTER TABLE jobs ADD COLUMN stop_rule_json TEXT")
+    conn.execute("ALTER TABLE jobs ADD COLUMN variants_json TEXT")  # per-image prompts/settings, grid axes
     conn.execute("CREATE INDEX images_prompt_model ON images (prompt, negative_prompt, model_hash)")
 
 

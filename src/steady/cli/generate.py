@@ -31,6 +31,9 @@ from steady.params import (
 @click.option("--dtype", default="auto", show_default=True, help="/".join(DTYPES))
 @click.option("--out", "out_dir", default=None, help="Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).")
 @click.option("--max-images", type=int, default=DEFAULT_MAX_IMAGES, show_default=True, help="Cap on images per prompt.")
+@click.option("--x", "x_axis", default="", metavar="'KIND: v1, v2'",
+              help="X/Y grid axis: Prompt S/R, Seed, CFG, Steps or Sampler, e.g. --x 'Prompt S/R: red, blue'.")
+@click.option("--y", "y_axis", default="", metavar="'KIND: v1, v2'", help="Second grid axis (with --x).")
 @click.option("--until-saturated", is_flag=True,
               help="Keep going (up to -n, or --max-images when -n is 1) until the run stops producing new patterns.")
 @click.option("--allow-pickle", is_flag=True, help="Load .ckpt/.pt pickles (with torch.load weights_only=True).")
@@ -96,6 +99,8 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
     raise_failure(outcome)
     if outcome.stop_reason and not as_json:
         click.echo(f"steady: stopped: {outcome.stop_reason}", err=True)
+    if outcome.grid_path and not as_json:
+        click.echo(f"grid: {outcome.grid_path}")
     if not as_json and not quiet:
         click.echo(
             f"{len(outcome.images)} image(s) from {plan.model_name} [{plan.model_hash}] "

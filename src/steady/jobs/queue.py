@@ -44,30 +44,32 @@ class JobRecord:
     created_at: str
     updated_at: str
     stop_rule: dict[str, Any] | None = None  # steady.scoring.novelty.SaturationRule.to_dict(): --until-saturated
+    variants: dict[str, Any] | None = None  # {"axes": [Axis...], "variants": [Variant...]} (steady.variants)
 
     def seed_of(self, index: int) -> int:
         return (self.base_seed + index) % 2**32
 
     def image_params(self, index: int) -> ImageParams:
-        return ImageParams.from_dict({**self.params, "seed": self.seed_of(index)})
+        overrides = self.variants["variants"][index]["overrides"] if self.variants else {}
+        return ImageParams.from_dict({**self.params, "seed": self.seed_of(index), **overrides})
 
     def image_path(self, index: int) -> Path:
-        return Path(self.out_dir) / f"{self.run_id:05d}-{index:02d}-{self.seed_of(index)}.png"
+        return Path(self.out_dir) / f"{self.run_id:05d}-{index:02d}-{self.image_params(index).seed}.png"
 
     def request(self) -> GenerationRequest:
         return self.image_params(0).request(n_images=self.n_images)
 
 
 _COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "
-            "recycles, error, owner_pid, created_at, updated_at, stop_rule_json")  # fmt: skip
+            "recycles, error, owner_pid, created_at, updated_at, stop_rule_json, variants_json")  # fmt: skip
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (id_, run_id, state, seed, n, model_path, out_dir, params, plan, attempts, recycles, error, owner,
-     created, updated, stop_rule) = row  # fmt: skip
+     created, updated, stop_rule, variants) = row  # fmt: skip
     return JobRecord(id_, run_id, state, seed, n, model_path, out_dir, json.loads(params),
                      json.loads(plan) if plan else None, attempts, recycles, error, owner, created, updated,
-                     json.loads(stop_rule) if stop_rule else None)  # fmt: skip
+                     json.loads(stop_rule) if stop_rule else None, json.loads(variants) if variants else None)  # fmt: skip
 
 
 class JobQueue:
@@ -77,16 +79,19 @@ class JobQueue:
         self.catalog = catalog
 
     def enqueue(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
-                plan: dict[str, Any] | None = None, stop_rule: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
+                plan: dict[str, Any] | None = None, stop_rule: dict[str, Any] | None = None,
+                variants: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
         """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base)."""
         now = now_iso()
         with self.catalog.transaction() as conn:
             run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
             row = conn.execute(
                 "INSERT INTO jobs (run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json,"
-                " created_at, updated_at, stop_rule_json) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " created_at, updated_at, stop_rule_json, variants_json)"
+                " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (run_id, params.seed, request.n_images, model_path, out_dir, json.dumps(params.to_dict()),
-                 json.dumps(plan) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None),
+                 json.dumps(plan) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None,
+                 json.dumps(variants) if variants else None),
             ).fetchone()  # fmt: skip
         return self.get(int(row[0]))
 

@@ -55,9 +55,17 @@ def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = 
     if request.allow_pickle:
         params.extra = {**(params.extra or {}), "allow_pickle": True}
     from steady.scoring.novelty import SaturationRule
+    from steady.variants import axes_of, expand
 
     stop_rule = SaturationRule().to_dict() if request.until_saturated else None
-    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem, stop_rule)
+    # Wildcards and X/Y grids: each image's own prompt/settings (a grid also sets how many images).
+    variants = expand(request, params.seed, cfg.home / "wildcards")
+    stored = None
+    if variants:
+        if request.x_axis:
+            request.n_images = len(variants)
+        stored = {"axes": [a.to_dict() for a in axes_of(request)], "variants": [v.to_dict() for v in variants]}
+    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem, stop_rule, stored)
 
 
 def run_in_worker(

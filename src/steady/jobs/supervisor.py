@@ -26,6 +26,7 @@ from typing import Any
 from steady.catalog.db import Catalog
 from steady.catalog.scores import finish_run_scores, record_scores, run_novelties
 from steady.errors import BadInput, SteadyError
+from steady.images.grid import write_grid
 from steady.jobs.memory import MemoryWatch, RecyclePolicy, WorkerStats
 from steady.jobs.protocol import (
     Cancel,
@@ -84,6 +85,7 @@ class JobOutcome:
     recycles: list[Recycle] = field(default_factory=list)
     deaths: list[WorkerDied] = field(default_factory=list)
     stop_reason: str = ""  # why a --until-saturated run stopped before its cap
+    grid_path: str = ""  # the X/Y grid PNG of a run with axes
 
 
 @dataclass
@@ -221,6 +223,7 @@ class Supervisor:
                 outcome.state = "done"
                 threshold = SaturationRule(**(job.stop_rule or {})).threshold
                 finish_run_scores(self.catalog, job.run_id, threshold, outcome.stop_reason)
+                outcome.grid_path = str(write_grid(job, self.catalog) or "")
         except KeyboardInterrupt:
             outcome.state = "cancelled"
             self.stop_worker(timeout=2)

@@ -4,7 +4,7 @@
     GET    /api/jobs/{id}             its state and images;  POST /api/jobs/{id}/cancel
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
     GET    /api/status                what runs now, the queue, the latest memory sample
-    GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash
+    GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash&sort
     GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
     PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
     DELETE /api/trash                 empty the trash
@@ -51,6 +51,9 @@ class GenerateBody(BaseModel):
     n_images: int = Field(1, description=f"images in the run (at most {DEFAULT_MAX_IMAGES} unless max_images says more)")
     max_images: int = DEFAULT_MAX_IMAGES
     model: str = ""
+    until_saturated: bool = Field(False, description="n_images is a cap: stop when the run stops producing new patterns")
+    x_axis: str = Field("", description="X/Y grid axis, e.g. 'Prompt S/R: red, blue' (Seed, CFG, Steps, Sampler)")
+    y_axis: str = ""
 
 
 class ImportBody(BaseModel):
@@ -140,8 +143,8 @@ def make_router(studio: Studio) -> APIRouter:
     @router.get("/images")
     def images(offset: int = 0, limit: int = Query(100, ge=1, le=gallery.MAX_PAGE), q: str = "", model: str = "",
                since: str = "", until: str = "", favourite: bool = False, run: int | None = None,
-               hide_rejected: bool = False, trash: bool = False) -> dict[str, Any]:  # fmt: skip
-        flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash)
+               hide_rejected: bool = False, trash: bool = False, sort: str = "newest") -> dict[str, Any]:  # fmt: skip
+        flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash, sort)
         return gallery.gallery_page(studio.catalog, flt, offset, limit).to_dict()
 
     @router.get("/images/{image_id}")
@@ -200,7 +203,10 @@ def make_router(studio: Studio) -> APIRouter:
         summary = studio.catalog.get_run(run_id)
         if summary is None:
             return not_found("run", run_id)
-        return {**summary.to_dict(), "images": [image_json(r) for r in studio.catalog.images_of_run(run_id)]}
+        from steady.catalog.scores import best_of_run
+
+        return {**summary.to_dict(), "images": [image_json(r) for r in studio.catalog.images_of_run(run_id)],
+                "best": best_of_run(studio.catalog, run_id, 3)}  # fmt: skip
 
     @router.get("/history")
     def history(limit: int = Query(20, ge=1, le=200), q: str = "") -> list[dict[str, Any]]:

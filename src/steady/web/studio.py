@@ -205,7 +205,7 @@ class Studio:
             self._cancel.discard(job.id)
         self.live = LiveState()
         self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": outcome.state,
-                          "error": outcome.error, "n_images": job.n_images,
+                          "error": outcome.error, "n_images": job.n_images, "stop_reason": outcome.stop_reason,
                           "image_ids": [r.image_id for r in outcome.images]})  # fmt: skip
         self._resolve(outcome)
 
@@ -231,7 +231,8 @@ class Studio:
         elif isinstance(event, GenerationResult):
             live.index, live.step = event.index + 1, 0
             self.hub.publish({"type": "image", "job_id": job.id, "run_id": job.run_id, "image_id": event.image_id,
-                              "index": event.index, "seed": event.params.seed, "seconds": round(event.seconds, 2)})  # fmt: skip
+                              "index": event.index, "seed": event.params.seed, "seconds": round(event.seconds, 2),
+                              "adherence": event.adherence, "novelty": event.novelty})  # fmt: skip
         elif isinstance(event, Recycle):
             self.hub.publish({"type": "recycle", "reason": event.reason, "images": event.images})
         elif isinstance(event, WorkerDied):

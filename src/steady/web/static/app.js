@@ -63,6 +63,7 @@ function formRequest() {
     const value = $(name).value.trim();
     if (value !== "") body[name] = Number.parseInt(value, 10);
   }
+  body.until_saturated = $("until_saturated").checked;
   const cfg = $("cfg_scale").value.trim();
   if (cfg !== "") body.cfg_scale = Number.parseFloat(cfg);
   return body;
@@ -75,6 +76,9 @@ async function submitGenerate(event) {
     const job = await api("/api/generate", { method: "POST", body: formRequest() });
     state.job = { ...job, done: 0 };
     $("run-strip").replaceChildren();
+    $("best-strip").replaceChildren();
+    $("best").hidden = true;
+    $("notice").textContent = "";
     $("progress").hidden = false;
     $("cancel").disabled = false;
     $("progress-text").textContent = `queued: run #${job.run_id}, ${job.n_images} image(s)`;
@@ -101,8 +105,9 @@ function onProgress(event) {
 function onImage(event) {
   state.gallery.stale = true;
   if (!state.job || event.job_id !== state.job.job_id) return;
+  const scores = event.adherence === null ? "" : ` · adherence ${event.adherence.toFixed(4)}`;
   const img = el("img", { src: thumbUrl(event.image_id, 128), alt: `image ${event.index + 1}`, "data-id": event.image_id,
-                           title: `seed ${event.seed} · ${event.seconds} s` });
+                           title: `seed ${event.seed} · ${event.seconds} s${scores}` });
   img.addEventListener("click", () => openStandalone(event.image_id));
   $("run-strip").append(img);
 }
@@ -117,6 +122,11 @@ function onJob(event) {
       $("bar-fill").style.width = event.state === "done" ? "100%" : $("bar-fill").style.width;
       $("progress-text").textContent = event.state === "done" ? `done: run #${event.run_id}` : `${event.state}: ${event.error || ""}`;
       if (event.state === "failed") $("gen-error").textContent = event.error;
+      if (event.stop_reason) {
+        $("notice").textContent = `This prompt has stopped producing new patterns (${event.stop_reason}): change the prompt.`;
+        $("notice").classList.add("saturated");
+      }
+      if (event.state === "done" || event.state === "cancelled") showBest(event.run_id);
     }
   }
 }
@@ -148,6 +158,17 @@ function connectEvents() {
   source.addEventListener("notice", (e) => { $("notice").textContent = JSON.parse(e.data).text; });
 }
 
+async function showBest(runId) {
+  const run = await api(`/api/runs/${runId}`);
+  if (run.images.length < 2 || !run.best.length) return;
+  $("best-strip").replaceChildren(...run.best.map((id) => {
+    const img = el("img", { src: thumbUrl(id, 128), alt: "", "data-id": id });
+    img.addEventListener("click", () => openStandalone(id));
+    return img;
+  }));
+  $("best").hidden = false;
+}
+
 // ---- iterate: the prompt's history -----------------------------------------------------------
 function words(ops, plain) {
   const box = el("div", { class: "words" });
@@ -169,7 +190,9 @@ async function loadHistory() {
     const reuse = el("button", { type: "button", title: "put this prompt in the form" }, "reuse prompt");
     reuse.addEventListener("click", () => { $("prompt").value = run.prompt; $("negative_prompt").value = run.negative_prompt; });
     return el("li", { "data-run": run.id },
-      el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`),
+      el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`
+        + (run.variety === null ? "" : ` · variety ${Math.round(run.variety * 100)}%`)),
+      run.stop_reason ? el("div", { class: "meta saturated" }, `stopped: ${run.stop_reason}`) : "",
       words(run.diff, run.prompt), run.negative_prompt ? words(run.negative_diff, run.negative_prompt) : "", thumbs, reuse);
   }));
 }
@@ -184,6 +207,7 @@ function filterParams() {
   if ($("f-fav").checked) p.set("favourite", "true");
   if ($("f-hide-rej").checked) p.set("hide_rejected", "true");
   if ($("f-trash").checked) p.set("trash", "true");
+  if ($("f-sort").value !== "newest") p.set("sort", $("f-sort").value);
   return p;
 }
 
@@ -288,7 +312,9 @@ async function showDetail(id) {
   $("d-params").textContent = (record.infotext || [
     p.prompt, p.negative_prompt ? `Negative prompt: ${p.negative_prompt}` : "",
     `Steps: ${p.steps}, Sampler: ${p.sampler}, CFG scale: ${p.cfg_scale}, Seed: ${p.seed}, Size: ${p.width}x${p.height}, Model: ${p.model_name}`,
-  ].filter(Boolean).join("\n")) + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`;
+  ].filter(Boolean).join("\n")) + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`
+    + (record.adherence === null ? "" : `\nadherence ${record.adherence.toFixed(4)}`)
+    + (record.novelty === null ? "" : ` · novelty ${record.novelty.toFixed(3)}`);
   $("d-fav").classList.toggle("on", record.favourite);
   $("d-fav").textContent = record.favourite ? "★ favourite" : "☆ favourite";
   $("d-rej").textContent = record.rejected ? "un-reject" : "reject";
@@ -386,7 +412,7 @@ function bind() {
   $("gen-form").addEventListener("submit", submitGenerate);
   $("cancel").addEventListener("click", cancelJob);
   let timer = null;
-  for (const id of ["f-text", "f-model", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash"]) {
+  for (const id of ["f-text", "f-model", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash", "f-sort"]) {
     $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(reloadGallery, 200); });
   }
   $("import").addEventListener("click", async () => {
