@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
+from steady.worker.prompting import encode_pair, needs_weighting
 from steady.worker.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,13 @@ def render(
         output_type="pil",
         callback_on_step_end=_callback,
     )
-    if params.clip_skip > 1:
+    if needs_weighting(pipe, params.prompt, params.negative_prompt):
+        # A1111 emphasis, BREAK or a prompt over 75 tokens: our own chunked, weighted embeddings.
+        _alias_flattened_clip(pipe.text_encoder)
+        embeds = encode_pair(pipe, params.prompt, params.negative_prompt, params.clip_skip)
+        del kwargs["prompt"], kwargs["negative_prompt"]
+        kwargs.update(prompt_embeds=embeds.prompt, negative_prompt_embeds=embeds.negative)
+    elif params.clip_skip > 1:
         # A1111 counts layers used from the end (2 = penultimate); diffusers counts layers skipped.
         kwargs["clip_skip"] = params.clip_skip - 1
         _alias_flattened_clip(pipe.text_encoder)

@@ -1,0 +1,31 @@
+"""A1111 emphasis syntax: the parser, on the cases A1111 documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from steady.prompts import BREAK, Fragment, parse_emphasis, uses_emphasis
+
+
+@pytest.mark.parametrize(("prompt", "expected"), [
+    ("a red circle", [("a red circle", 1.0)]),
+    ("a (red) circle", [("a ", 1.0), ("red", 1.1), (" circle", 1.0)]),
+    ("((red))", [("red", 1.21)]),
+    ("(red:1.5) [blue]", [("red", 1.5), (" ", 1.0), ("blue", 1 / 1.1)]),
+    ("[[faded]]", [("faded", 1 / 1.21)]),
+    ("((a:1.5) b)", [("a", 1.65), (" b", 1.1)]),
+    (r"a \(literal\) \[x\]", [("a (literal) [x]", 1.0)]),
+    ("(open ended", [("open ended", 1.1)]),
+    ("ratio 16:9 (x:0.5)", [("ratio 16:9 ", 1.0), ("x", 0.5)]),
+])  # fmt: skip
+def test_weights(prompt: str, expected: list[tuple[str, float]]) -> None:
+    got = parse_emphasis(prompt)
+    assert [f.text for f in got] == [e[0] for e in expected]
+    assert [f.weight for f in got] == pytest.approx([e[1] for e in expected])
+
+
+def test_break_splits_and_is_only_a_whole_upper_case_word() -> None:
+    assert parse_emphasis("a castle BREAK a (dragon:1.2)") == [Fragment("a castle", 1.0), BREAK, Fragment("a ", 1.0),
+                                                               Fragment("dragon", 1.2)]  # fmt: skip
+    assert parse_emphasis("BREAKFAST break") == [Fragment("BREAKFAST break", 1.0)]
+    assert uses_emphasis("x BREAK y") and uses_emphasis("(x)") and not uses_emphasis("a red circle, 4k")
