@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.catalog.db import Catalog, insert_image, insert_run, now_iso, prompt_id_for
+from steady.catalog.walk import walk_files
 from steady.errors import BadInput
 from steady.images.pngmeta import SOURCES, PngInfo, is_temp_name, read_png_info
 from steady.params import ImageParams
@@ -191,22 +192,15 @@ def import_folder(
 
 
 def _walk_pngs(root: str, report: ImportReport | None) -> Iterator[os.DirEntry[str]]:
-    """PNG files under `root`, as a stream. Symlinks (to folders or files) are not followed:
-    they could loop or lead outside the folder, and what they point at has its own path."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif (entry.name.lower().endswith(".png") and not is_temp_name(entry.name)
-                          and entry.is_file(follow_symlinks=False)):
-                        yield entry
-        except OSError as exc:
-            if report is not None:
-                report.problem(folder, f"cannot list the folder ({exc.strerror or exc}); its files were not imported")
+    """PNG files under `root`, as a stream (steady.catalog.walk: symlinks are not followed)."""
+
+    def unreadable(folder: str, exc: OSError) -> None:
+        if report is not None:
+            report.problem(folder, f"cannot list the folder ({exc.strerror or exc}); its files were not imported")
+
+    for entry in walk_files(root, unreadable):
+        if entry.name.lower().endswith(".png") and not is_temp_name(entry.name):
+            yield entry
 
 
 def _known_paths(conn: sqlite3.Connection, root: str) -> set[str]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from steady.catalog import queries
 from steady.catalog.db import Catalog, insert_image, prompt_id_for, recount_runs
+from steady.catalog.walk import walk_files
 from steady.images.pngmeta import is_temp_name, read_steady_params
 from steady.params import ImageParams
 
@@ -144,26 +145,18 @@ def reconcile(
 def _walk(root: Path, temp_min_age_s: float, report: ReconcileReport) -> _Walk:
     result = _Walk()
     now = time.time()
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    # Symlinked folders are not followed: they could loop, or lead outside.
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif not entry.is_file(follow_symlinks=False):
-                        continue
-                    elif is_temp_name(entry.name):
-                        _remove_temp(entry, now, temp_min_age_s, report)
-                    elif entry.name.lower().endswith(".png"):
-                        result.pngs.add(entry.path)
-                        report.files_seen += 1
-        except OSError as exc:
-            # A folder we cannot list may still hold the files of its rows: keep them.
-            result.unreadable_dirs.append(folder)
-            report.problems.append(f"cannot list {folder}: {exc.strerror or exc}")
+
+    def unreadable(folder: str, exc: OSError) -> None:
+        # A folder we cannot list may still hold the files of its rows: keep them.
+        result.unreadable_dirs.append(folder)
+        report.problems.append(f"cannot list {folder}: {exc.strerror or exc}")
+
+    for entry in walk_files(root, unreadable):
+        if is_temp_name(entry.name):
+            _remove_temp(entry, now, temp_min_age_s, report)
+        elif entry.name.lower().endswith(".png"):
+            result.pngs.add(entry.path)
+            report.files_seen += 1
     return result
 
 
