@@ -56,3 +56,14 @@ def test_recover_requeues_only_jobs_of_dead_owners(tmp_path: Path) -> None:
         assert cat.get_run(theirs.run_id).status == "queued"
         assert q.missing_indices(q.get(theirs.id)) == [0, 1]
         assert [j.id for j in q.jobs(("queued",))] == [theirs.id]
+
+
+def test_a_job_its_caller_runs_is_claimed_as_it_is_written(tmp_path: Path) -> None:
+    """`steady generate` beside `steady serve`: the server's queue never sees the CLI's job queued."""
+    with open_catalog(settings().db_path) as cat:
+        q = JobQueue(cat)
+        job = q.enqueue(GenerationRequest(prompt="a red circle", n_images=2), _params(7), "/m", str(tmp_path),
+                        claim=True)  # fmt: skip
+        assert job.state == "running" and job.owner_pid == os.getpid()
+        assert cat.get_run(job.run_id).status == "running"
+        assert q.claim_next() is None

@@ -80,8 +80,10 @@ class JobQueue:
 
     def enqueue(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
                 plan: dict[str, Any] | None = None, stop_rule: dict[str, Any] | None = None,
-                variants: dict[str, Any] | None = None) -> JobRecord:  # fmt: skip
-        """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base)."""
+                variants: dict[str, Any] | None = None, claim: bool = False) -> JobRecord:  # fmt: skip
+        """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base).
+        ``claim``: the caller runs it itself, so it is 'running' and owned by this process from the
+        start (another process's queue, e.g. `steady serve`, never sees it queued)."""
         now = now_iso()
         with self.catalog.transaction() as conn:
             run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
@@ -93,6 +95,8 @@ class JobQueue:
                  json.dumps(plan) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None,
                  json.dumps(variants) if variants else None),
             ).fetchone()  # fmt: skip
+            if claim:
+                self._set(conn, int(row[0]), "running")
         return self.get(int(row[0]))
 
     def get(self, job_id: int) -> JobRecord:

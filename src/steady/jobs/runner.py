@@ -41,7 +41,7 @@ def memory_plan(plan: Any, request: GenerationRequest) -> dict[str, Any]:
 
 
 def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = None,
-           plan_memory: bool = True, plan: Any = None) -> JobRecord:  # fmt: skip
+           plan_memory: bool = True, plan: Any = None, claim: bool = False) -> JobRecord:  # fmt: skip
     """Steps 1-3: check, plan, and record a queued job. Raises BadInput before writing anything.
     ``plan``: the caller's steady.engine.check_and_plan result for this request, if it has one."""
     from steady.engine import check_and_plan, image_params
@@ -65,7 +65,8 @@ def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = 
         if request.x_axis:
             request.n_images = len(variants)
         stored = {"axes": [a.to_dict() for a in axes_of(request)], "variants": [v.to_dict() for v in variants]}
-    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem, stop_rule, stored)
+    return JobQueue(catalog).enqueue(request, params, str(plan.model_path), str(plan.out_dir), mem, stop_rule, stored,
+                                     claim=claim)  # fmt: skip
 
 
 def run_in_worker(
@@ -83,12 +84,12 @@ def run_in_worker(
     own_catalog = catalog is None and supervisor is None
     catalog = supervisor.catalog if supervisor is not None else (catalog or open_catalog(cfg.db_path))
     try:
-        job = submit(request, catalog, cfg, plan=plan)
-        queue = JobQueue(catalog)
+        # Claimed as it is written: a server sharing this catalog must not pick it up.
+        job = submit(request, catalog, cfg, plan=plan, claim=True)
         if supervisor is not None:
-            return supervisor.run(queue.claim(job.id), on_event, should_stop)
+            return supervisor.run(job, on_event, should_stop)
         with Supervisor(catalog, options) as sup:
-            return sup.run(queue.claim(job.id), on_event, should_stop)
+            return sup.run(job, on_event, should_stop)
     finally:
         if own_catalog:
             catalog.close()

@@ -130,7 +130,7 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
             request = GenerationRequest(prompt=PROMPTS[k % len(PROMPTS)], n_images=n, steps=c.steps,
                                         cfg_scale=c.cfg_scale, sampler=c.sampler, width=c.width, height=c.height,
                                         seed=c.seed + 1000 * k, model=model, out_dir=str(images_dir))  # fmt: skip
-            job = submit(request, catalog, cfg)
+            job = submit(request, catalog, cfg, claim=True)
             job_ids.append(job.id)
 
             def on_event(e: object, model: str = model, job_id: int = job.id) -> None:
@@ -143,7 +143,7 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
                     events.append(e)
                     echo(f"soak: {type(e).__name__} {json.dumps(asdict(e))}")
 
-            sup.run(JobQueue(catalog).claim(job.id), on_event)
+            sup.run(job, on_event)
             k += 1
             if k % 10 == 0:
                 last = rows[-1]
