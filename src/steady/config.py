@@ -18,7 +18,7 @@ from typing import Any
 
 from steady.errors import BadInput
 
-CONFIG_KEYS = ("models_dir",)
+CONFIG_KEYS = ("models_dir", "scorer")
 
 
 def home() -> Path:
@@ -60,6 +60,13 @@ class Settings:
         return self.home / "cache"
 
     @property
+    def scorer(self) -> str:
+        """How images are scored for prompt adherence: "model" (the generating model itself, the
+        default) or the path of a local CLIP model folder (`scorer = "~/models/clip-vit-large"`)."""
+        value = read_config(self.config_path).get("scorer", "model")
+        return value if value == "model" else str(Path(value).expanduser())
+
+    @property
     def trash_dir(self) -> Path:
         return self.home / "trash"
 
@@ -87,6 +94,7 @@ def read_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
         raise BadInput("config", str(path), f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
-    if "models_dir" in data and not isinstance(data["models_dir"], str):
-        raise BadInput("models_dir", data["models_dir"], f"must be a folder path (text) in {path}")
+    for key in ("models_dir", "scorer"):
+        if key in data and not isinstance(data[key], str):
+            raise BadInput(key, data[key], f"must be text in {path}")
     return data

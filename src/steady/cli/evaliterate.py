@@ -95,7 +95,7 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
             t0 = time.perf_counter()
             image = render(pipe, params, plan.device, on_final_latents=finals.append)
             t1 = time.perf_counter()
-            scores.append(scorer.score(finals[-1], prompt))
+            scores.append(scorer.score(finals[-1], image, prompt))
             report.generate_seconds += t1 - t0
             report.score_seconds += time.perf_counter() - t1
             images.append(image)

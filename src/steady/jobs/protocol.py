@@ -38,6 +38,7 @@ class RenderImage(_Message):
     plan: dict[str, Any] | None = None  # steady.worker.planner.Plan.to_dict(), or None: defaults
     preview: bool = False  # send a latent preview with some Progress messages (the web page wants them)
     score: bool = True  # score prompt adherence and send the image's novelty feature with ImageDone
+    scorer: str = "model"  # "model" (the generating model) or a local CLIP model folder (config `scorer`)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from steady.catalog.db import Catalog, open_catalog
@@ -48,6 +49,9 @@ def submit(request: GenerationRequest, catalog: Catalog, cfg: Settings | None = 
 
     cfg = cfg or current_settings()
     plan = plan or check_and_plan(request, cfg)
+    if cfg.scorer != "model" and not Path(cfg.scorer).is_dir():
+        raise BadInput("scorer", cfg.scorer, f"(in {cfg.config_path}) is not a folder; give a local CLIP model "
+                                             "folder, or \"model\" to score with the generating model")  # fmt: skip
     mem = memory_plan(plan, request) if plan_memory else None
     if mem is not None:
         plan.device, plan.dtype = mem["device"], mem["dtype"]

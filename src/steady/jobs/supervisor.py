@@ -72,6 +72,7 @@ class SupervisorOptions:
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: passed to every RenderImage
     threads: int | None = None  # overrides the plan's CPU thread count (reproducible test runs)
     previews: bool = False  # ask the worker for latent previews in its Progress messages
+    scorer: str | None = None  # adherence scorer ("model" or a CLIP folder); None: the settings' `scorer`
 
 
 @dataclass
@@ -112,6 +113,12 @@ class Supervisor:
         self.deaths: list[WorkerDied] = []
         self.start_seconds: list[float] = []  # spawn to Ready (interpreter + torch imports), per worker
         self.load_seconds: list[float] = []  # model loads reported by the workers
+        if self.options.scorer is None:
+            from steady.config import settings
+
+            self.scorer = settings().scorer
+        else:
+            self.scorer = self.options.scorer
 
     def __enter__(self) -> Supervisor:
         return self
@@ -281,7 +288,7 @@ class Supervisor:
             job_id=job.id, run_id=job.run_id, index=index, path=str(job.image_path(index)),
             params=job.image_params(index).to_dict(), model_path=job.model_path, n_images=job.n_images,
             allow_pickle=bool(job.params.get("extra", {}).get("allow_pickle", False)), plan=plan,
-            preview=self.options.previews, fault=self.options.fault,
+            preview=self.options.previews, scorer=self.scorer, fault=self.options.fault,
         )  # fmt: skip
         try:
             w.conn.send(request)

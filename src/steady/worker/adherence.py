@@ -2,7 +2,8 @@
 Li et al. 2023, "Your Diffusion Model is Secretly a Zero-Shot Classifier").
 
     scorer = AdherenceScorer(pipe)
-    score = scorer.score(final_latents, "a red circle")     # higher: the prompt explains the image better
+    score = scorer.score(final_latents, image, "a red circle")   # higher: the prompt explains the image better
+    scorer = make_scorer(pipe, "/models/clip-vit-large")        # or a local CLIP model (config `scorer`)
 
 The finished image's latent x0 is noised at a few fixed timesteps with fixed noises; the UNet
 predicts the noise once with the prompt and once with the empty prompt. The score is how much
@@ -45,7 +46,7 @@ class AdherenceScorer:
         return embeds
 
     @torch.inference_mode()
-    def score(self, latents: torch.Tensor, prompt: str) -> float | None:
+    def score(self, latents: torch.Tensor, image: Any, prompt: str) -> float | None:
         if not self.supported:
             return None
         unet = self.pipe.unet
@@ -67,3 +68,35 @@ class AdherenceScorer:
             errors = ((predicted - target) ** 2).flatten(1).mean(dim=1)  # [uncond, cond]
             gains.append(float((errors[0] - errors[1]) / (target ** 2).mean()))
         return sum(gains) / len(gains)
+
+
+class ClipScorer:
+    """CLIP score (Hessel et al. 2021): 100 × cosine similarity of the image's and the prompt's CLIP
+    embeddings, floored at 0, from a CLIP model folder on disk (never downloaded). Works for every
+    pipeline; costs one CLIP forward pass and the CLIP model's memory in the worker."""
+
+    def __init__(self, path: str):
+        from transformers import CLIPModel, CLIPProcessor
+
+        from steady.errors import ModelError
+
+        try:
+            self.model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
+            self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError("scorer", path, f"is not a CLIP model folder that can be loaded offline ({exc})") from exc
+        self.supported = True
+
+    @torch.inference_mode()
+    def score(self, latents: torch.Tensor, image: Any, prompt: str) -> float | None:
+        inputs = self.processor(text=[prompt], images=[image.convert("RGB")], return_tensors="pt", padding=True,
+                                truncation=True)  # fmt: skip
+        out = self.model(**inputs)
+        text, picture = out.text_embeds[0], out.image_embeds[0]
+        cosine = torch.nn.functional.cosine_similarity(text, picture, dim=0)
+        return max(0.0, 100.0 * float(cosine))
+
+
+def make_scorer(pipe: Any, scorer: str) -> AdherenceScorer | ClipScorer:
+    """The scorer the settings name: "model" (the generating model) or a CLIP model folder."""
+    return AdherenceScorer(pipe) if scorer == "model" else ClipScorer(scorer)

@@ -240,12 +240,12 @@ def _score(job: RenderImage, params: Any, state: _State, image: Any, final: list
     if not job.score:
         return None, b"", 0.0
     from steady.scoring.novelty import image_feature, to_blob
-    from steady.worker.adherence import AdherenceScorer
+    from steady.worker.adherence import make_scorer
 
     t0 = time.perf_counter()
     if state.scorer is None:
-        state.scorer = AdherenceScorer(state.pipe)
-    adherence = state.scorer.score(final[-1], params.prompt) if final else None
+        state.scorer = make_scorer(state.pipe, job.scorer)
+    adherence = state.scorer.score(final[-1], image, params.prompt) if final else None
     return adherence, to_blob(image_feature(image)), time.perf_counter() - t0
 
 
