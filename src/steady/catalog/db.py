@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from steady.catalog import migrations, queries
 from steady.catalog.queries import RUN_STATUSES, ImageRecord, RunSummary
@@ -102,7 +101,7 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
