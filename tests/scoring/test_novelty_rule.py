@@ -55,3 +55,42 @@ def test_precision_coverage_and_the_summary() -> None:
     assert summary["score_cost_ratio"] == pytest.approx(0.2)
     assert summary["full_stopped_by_12"] == "1/2" and summary["saturation_full_met"] is False
     assert summary["saturation_free_met"] is True
+
+
+def _ideal_run(prompt: str, seed: int, n: int = 30) -> tuple[list[Image.Image], list[tuple[str, ...]]]:
+    from steady.tiny.data import render, scene_for
+    from steady.tiny.scenes import parse_prompt
+
+    rng = np.random.default_rng(seed)
+    scenes = [scene_for(parse_prompt(prompt), rng) for _ in range(n)]
+    return [Image.fromarray(render(s)) for s in scenes], [tuple(s.attributes().values()) for s in scenes]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_rule_stops_an_ideal_fully_specified_run_and_not_an_open_one(seed: int) -> None:
+    """Ground-truth scenes (no model): a prompt naming every attribute gives near-copies, which the
+    default rule stops on by image 12; a prompt naming only the shape keeps producing new
+    combinations, and the rule lets all 30 images run."""
+    from steady.scoring.evaluate import saturation_row
+
+    rule = SaturationRule()
+    images, combos = _ideal_run("a small red circle at the top left on a blue background", seed)
+    full = saturation_row("full", True, images, combos, rule)
+    assert full.combos_full == 1 and full.stopped_at is not None and full.stopped_at <= 12
+    images, combos = _ideal_run("a square", seed)
+    free = saturation_row("free", False, images, combos, rule)
+    assert free.stopped_at is None and free.coverage_at_stop == 1.0 and free.combos_full >= 25
+
+
+def test_scene_for_keeps_the_named_attributes_and_draws_the_rest() -> None:
+    from steady.tiny.data import scene_for
+
+    rng = np.random.default_rng(0)
+    scenes = [scene_for({"shape": "cross", "colour": "red"}, rng) for _ in range(40)]
+    assert {s.shape for s in scenes} == {"cross"} and {s.colour for s in scenes} == {"red"}
+    assert len({s.background for s in scenes}) >= 5 and "red" not in {s.background for s in scenes}
+    assert len({s.position for s in scenes}) >= 6 and {s.size for s in scenes} == {"small", "large"}
+    with pytest.raises(ValueError, match="background must differ"):
+        scene_for({"colour": "red", "background": "red"}, rng)
+    with pytest.raises(ValueError, match="unknown attribute"):
+        scene_for({"mood": "happy"}, rng)

@@ -7,7 +7,9 @@ compared with its base rate. Saturation: fully specified prompts (every attribut
 prompts that leave attributes free get 30 images each; where SaturationRule would have stopped
 is read off the novelty sequence (the same rule `--until-saturated` applies after each image),
 and the distinct attribute combinations (as the checker reads them) seen by then are compared
-with those of all 30 images. Images go through the same load/render/score code as the worker;
+with those of all 30 images. The same rule is then applied to ideal images: 30 ground-truth scenes
+per prompt with the named attributes and the rest drawn as in the data set, which separates how
+well the rule works from how well the model follows the prompt. Images go through the same load/render/score code as the worker;
 nothing is written to the gallery.
 
     steady eval-iterate                # about 10 minutes on a 2-core CPU
@@ -17,7 +19,6 @@ nothing is written to the gallery.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import click
@@ -43,6 +44,7 @@ FULL_PROMPTS = (
 FREE_PROMPTS = ("a circle", "a square", "a triangle", "a cross", "a red circle", "a large square", "a blue triangle",
                 "a small cross", "a green cross", "a yellow circle")  # fmt: skip
 SATURATION_IMAGES = 30
+IDEAL_SEED = 7  # ground-truth scenes for the ideal-image check
 
 
 @click.command("eval-iterate")
@@ -55,21 +57,23 @@ SATURATION_IMAGES = 30
 def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, sampler: str, as_json: bool) -> None:
     """Measure ranking by adherence and the saturation rule on the embedded model."""
     import numpy as np
+    from PIL import Image
 
     from steady.engine import check_and_plan, image_params
     from steady.params import GenerationRequest
     from steady.scoring.evaluate import (
         IterateReport,
         RankingRow,
-        SaturationRow,
         base_rate,
-        coverage,
         format_report,
         precision_at_k,
-        stop_index,
+        saturation_row,
     )
-    from steady.scoring.novelty import SaturationRule, image_feature, novelty
+    from steady.scoring.novelty import SaturationRule
     from steady.tiny.checker import check
+    from steady.tiny.data import render as render_scene
+    from steady.tiny.data import scene_for
+    from steady.tiny.scenes import parse_prompt
     from steady.worker.adherence import AdherenceScorer
     from steady.worker.loader import load_pipeline
     from steady.worker.pipeline import DTYPES, quiet_libraries, render
@@ -109,19 +113,19 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
             correct = [check(np.asarray(im.convert("RGB")), prompt).score == 1.0 for im in images]
             report.ranking.append(RankingRow(prompt, n_rank, base_rate(correct), precision_at_k(scores, correct, 3)))
             bar.update(1)
-        # 4. Saturation.
+        # 4. Saturation on the model's images (attribute combinations as the checker reads them).
         for prompt in FULL_PROMPTS + FREE_PROMPTS:
             images, _, _ = run(prompt, SATURATION_IMAGES)
-            features = [image_feature(im) for im in images]
-            novelties = [novelty(f, features[:i]) for i, f in enumerate(features)]
             combos = [tuple(check(np.asarray(im.convert("RGB")), prompt).estimate.attributes().values()) for im in images]
-            stopped = stop_index(novelties, rule)
-            at = stopped or SATURATION_IMAGES
-            known = [v for v in novelties if v is not None]
-            report.saturation.append(SaturationRow(
-                prompt, prompt in FULL_PROMPTS, SATURATION_IMAGES, stopped, len(set(combos)), len(set(combos[:at])),
-                coverage(combos, at), statistics.median(known) if known else None))  # fmt: skip
+            report.saturation.append(saturation_row(prompt, prompt in FULL_PROMPTS, images, combos, rule))
             bar.update(1)
+    # 5. The same rule on ideal images: ground-truth scenes drawn for each prompt (seconds, no model).
+    for index, prompt in enumerate(FULL_PROMPTS + FREE_PROMPTS):
+        rng = np.random.default_rng([IDEAL_SEED, index])
+        scenes = [scene_for(parse_prompt(prompt), rng) for _ in range(SATURATION_IMAGES)]
+        images = [Image.fromarray(render_scene(sc)) for sc in scenes]
+        combos = [tuple(sc.attributes().values()) for sc in scenes]
+        report.ideal.append(saturation_row(prompt, prompt in FULL_PROMPTS, images, combos, rule))
     if as_json:
         click.echo(json.dumps({"model": plan.model_name, "model_hash": plan.model_hash, "steps": steps,
                                "cfg_scale": cfg_scale, "sampler": base.sampler, **report.to_dict()}, indent=2))  # fmt: skip

@@ -74,10 +74,28 @@ class SaturationRow:
     median_novelty: float | None
 
 
+def saturation_row(prompt: str, fully_specified: bool, images: list[Any], combos: list[tuple[Any, ...]],
+                   rule: SaturationRule) -> SaturationRow:
+    """Where `rule` stops a run of `images` (PIL, in order) and how many of the run's distinct
+    attribute `combos` (one per image) it had seen by then."""  # fmt: skip
+    import statistics
+
+    from steady.scoring.novelty import image_feature, novelty
+
+    features = [image_feature(im) for im in images]
+    novelties = [novelty(f, features[:i]) for i, f in enumerate(features)]
+    stopped = stop_index(novelties, rule)
+    at = stopped or len(images)
+    known = [v for v in novelties if v is not None]
+    return SaturationRow(prompt, fully_specified, len(images), stopped, len(set(combos)), len(set(combos[:at])),
+                         coverage(combos, at), statistics.median(known) if known else None)  # fmt: skip
+
+
 @dataclass
 class IterateReport:
     ranking: list[RankingRow] = field(default_factory=list)
     saturation: list[SaturationRow] = field(default_factory=list)
+    ideal: list[SaturationRow] = field(default_factory=list)  # the same rule on ground-truth scenes
     generate_seconds: float = 0.0
     score_seconds: float = 0.0
     rule: dict[str, Any] = field(default_factory=dict)
@@ -88,9 +106,8 @@ class IterateReport:
     def summary(self) -> dict[str, Any]:
         counted = [r for r in self.ranking if r.counts]
         lift = [r.top3_precision / r.base_rate for r in counted]
-        full = [r for r in self.saturation if r.fully_specified]
-        free = [r for r in self.saturation if not r.fully_specified]
-        stopped = [r for r in full if r.stopped_at is not None and r.stopped_at <= STOP_BY]
+        full, free, stopped = _split(self.saturation)
+        ideal_full, ideal_free, ideal_stopped = _split(self.ideal)
         return {
             "ranking_prompts_counted": len(counted),
             "mean_base_rate": _mean([r.base_rate for r in counted]),
@@ -103,7 +120,16 @@ class IterateReport:
             "saturation_full_met": bool(full) and len(stopped) >= STOP_SHARE * len(full),
             "free_min_coverage": min((r.coverage_at_stop for r in free), default=None),
             "saturation_free_met": bool(free) and all(r.coverage_at_stop >= COVERAGE_TARGET for r in free),
+            "ideal_full_stopped_by_12": f"{len(ideal_stopped)}/{len(ideal_full)}",
+            "ideal_free_min_coverage": min((r.coverage_at_stop for r in ideal_free), default=None),
         }  # fmt: skip
+
+
+def _split(rows: list[SaturationRow]) -> tuple[list[SaturationRow], list[SaturationRow], list[SaturationRow]]:
+    full = [r for r in rows if r.fully_specified]
+    free = [r for r in rows if not r.fully_specified]
+    stopped = [r for r in full if r.stopped_at is not None and r.stopped_at <= STOP_BY]
+    return full, free, stopped
 
 
 def _mean(values: list[float]) -> float | None:
@@ -120,17 +146,30 @@ def format_report(report: IterateReport) -> str:
     lines.append(f"  counted prompts: {s['ranking_prompts_counted']}, mean base {_pct(s['mean_base_rate'])}, "
                  f"mean top-3 {_pct(s['mean_top3_precision'])} (target 2x): {'met' if s['ranking_met'] else 'MISSED'}")
     lines.append(f"  scoring cost: {_pct(ratio)} of generation time (target <= 25 %)")
-    lines.append(f"saturation (rule: {report.rule}):")
-    for r in report.saturation:
-        kind = "full" if r.fully_specified else "free"
-        stop = "never" if r.stopped_at is None else str(r.stopped_at)
-        lines.append(f"  [{kind}] {r.prompt:<60} stop {stop:>5}  combos {r.combos_at_stop}/{r.combos_full} "
-                     f"({r.coverage_at_stop:.0%})  median novelty {r.median_novelty:.3f}")  # fmt: skip
+    lines.append(f"saturation on the model's images (rule: {report.rule}):")
+    lines.extend(_saturation_lines(report.saturation))
     lines.append(f"  fully specified prompts stopped by image {STOP_BY}: {s['full_stopped_by_12']} (target 9/10): "
                  f"{'met' if s['saturation_full_met'] else 'MISSED'}")
     lines.append(f"  free prompts, combinations at the stop vs 30 images: min {_pct(s['free_min_coverage'])} "
                  f"(target >= 90 %): {'met' if s['saturation_free_met'] else 'MISSED'}")
+    if report.ideal:
+        lines.append("the same rule on ideal images (ground-truth scenes drawn for each prompt: what a model that "
+                     "follows every named attribute would show):")  # fmt: skip
+        lines.extend(_saturation_lines(report.ideal))
+        lines.append(f"  fully specified prompts stopped by image {STOP_BY}: {s['ideal_full_stopped_by_12']}; "
+                     f"free prompts, min coverage at the stop: {_pct(s['ideal_free_min_coverage'])}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _saturation_lines(rows: list[SaturationRow]) -> list[str]:
+    lines = []
+    for r in rows:
+        kind = "full" if r.fully_specified else "free"
+        stop = "never" if r.stopped_at is None else str(r.stopped_at)
+        median = "n/a" if r.median_novelty is None else f"{r.median_novelty:.3f}"
+        lines.append(f"  [{kind}] {r.prompt:<66} stop {stop:>5}  combos {r.combos_at_stop}/{r.combos_full} "
+                     f"({r.coverage_at_stop:.0%})  median novelty {median}")  # fmt: skip
+    return lines
 
 
 def _pct(value: float | None) -> str:

@@ -9,9 +9,11 @@ Why a 16×16 thumbnail of the pixels: it is free (the image is in memory when it
 needs no model, works the same for every checkpoint, and keeps exactly what a person flicking
 through a run calls "the same picture again": layout, colours and large shapes, while detail
 and noise (which differ between any two seeds) are averaged away. The distance is the root mean
-square difference per value, so it reads as "how different on average, on a 0..1 scale": two
-seeds of a fully specified prompt on the embedded model differ by about 0.02–0.05, a different
-colour or position of the subject by 0.1 and more (docs/iterate.md has the measured spread).
+square difference per value, so it reads as "how different on average, on a 0..1 scale". On
+ground-truth scenes of the embedded model's world (`steady eval-iterate`, ideal images), images of
+a fully specified prompt are 0.017–0.058 from their nearest earlier one (5th–95th percentile,
+median 0.032), images of prompts that leave attributes free 0.05–0.42 (median 0.137): the default
+threshold 0.06 sits between the two (docs/iterate.md).
 """
 
 from __future__ import annotations

@@ -153,6 +153,28 @@ def render(scene: Scene) -> np.ndarray:
     return np.rint(bg + c * (fg - bg)).astype(np.uint8)
 
 
+def scene_for(named: dict[str, str], rng: np.random.Generator) -> Scene:
+    """A scene that shows the attributes ``named`` (as ``parse_prompt`` reads a prompt) and draws
+    every other attribute uniformly, as the data set does (background != colour; no hold-out).
+    It is what an ideal model of the data would draw for that prompt: the reference against
+    which variety and saturation are judged (``steady eval-iterate``)."""
+    for key in named:
+        if key not in ("shape", "colour", "size", "position", "background"):
+            raise ValueError(f"named={named!r}: unknown attribute {key!r}")
+    while True:
+        attrs = {
+            "shape": named.get("shape") or str(rng.choice(SHAPES)),
+            "colour": named.get("colour") or str(rng.choice(COLOUR_NAMES)),
+            "size": named.get("size") or str(rng.choice(SIZES)),
+            "position": named.get("position") or str(rng.choice([p.name for p in POSITIONS])),
+            "background": named.get("background") or str(rng.choice(BACKGROUNDS)),
+        }
+        if attrs["background"] != attrs["colour"]:
+            return make_scene(rng, **attrs)
+        if "colour" in named and "background" in named:
+            raise ValueError(f"named={named!r}: background must differ from colour")
+
+
 def sample(
     seed: int, index: int, drop_prob: float = DEFAULT_DROP_PROB, holdout: bool = True
 ) -> Sample:
