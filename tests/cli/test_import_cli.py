@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo as PilPngInfo
 
-from steady.cli import main
+from tests.fixtures.cli import run_main
 
 A1111_TEXT = ("a cat\nNegative prompt: blurry\n"
               "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 123, Size: 512x512, Model hash: abc, Model: foo")
@@ -18,15 +18,6 @@ A1111_TEXT = ("a cat\nNegative prompt: blurry\n"
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("STEADY_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-def run_main(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
 
 
 def folder_of_pngs(tmp_path):

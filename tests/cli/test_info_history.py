@@ -13,10 +13,11 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo as PilPngInfo
 
 from steady.catalog import open_catalog
-from steady.cli import _register_all, cli, main
+from steady.cli import _register_all, cli
 from steady.cli.history import word_diff
 from steady.images.pngmeta import a1111_parameters, write_png
 from steady.params import GenerationRequest, ImageParams
+from tests.fixtures.cli import run_main
 
 A1111_TEXT = (
     "a cozy cabin in the woods\nNegative prompt: lowres\n"
@@ -36,15 +37,6 @@ def params(**overrides) -> ImageParams:
                 model_arch="sd1", device="cpu", dtype="float32", steady_version="0.1.0")
     base.update(overrides)
     return ImageParams(**base)
-
-
-def run_main(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
 
 
 def invoke(args):
