@@ -71,8 +71,9 @@ def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> P
         raise pickle_refusal(info)
     width = request.width or info.native_size
     height = request.height or info.native_size
-    # 2. Plan: device and dtype (the full memory planner lives with the worker), output folder.
-    from steady.worker.pipeline import choose_device, choose_dtype
+    # 2. Plan: device and dtype, decided without torch (the full memory planner lives with the
+    #    worker), output folder.
+    from steady.devices import choose_device, choose_dtype
 
     device = choose_device(request.device)
     dtype = choose_dtype(request.dtype, device)

@@ -220,7 +220,7 @@ def _plain(value: Any) -> Any:
 def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     from steady.models.detect import inspect_model
     from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES
+    from steady.worker.pipeline import DTYPES, confirm_device
 
     key = (job.model_path, params.device, params.dtype, job.allow_pickle)
     if state.pipe is not None and state.model_key == key:
@@ -229,6 +229,7 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
     state.preview = state.scorer = None
     gc.collect()
     t0 = time.perf_counter()
+    confirm_device(params.device)
     info = inspect_model(job.model_path)
     device = "cpu" if job.plan else params.device  # a plan places the pipeline itself
     state.pipe = load_pipeline(info, device=device, dtype=DTYPES[params.dtype], allow_pickle=job.allow_pickle)

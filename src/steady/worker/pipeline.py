@@ -67,28 +67,12 @@ class StepInfo:
     preview_png: bytes = b""  # a cheap RGB preview of the current latent, on some steps
 
 
-def choose_device(device: str) -> str:
-    """'auto' picks CUDA, then Apple MPS, then the CPU. An explicit device must exist."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+def confirm_device(device: str) -> None:
+    """The supervisor chose `device` without torch (steady.devices); confirm torch can use it."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device", device, "no CUDA device is available to this torch build")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise BadInput("device", device, "Apple MPS is not available on this machine")
-    return device
-
-
-def choose_dtype(dtype: str, device: str) -> str:
-    """'auto': half precision on GPUs (half the memory), float32 on the CPU (fp16 is slow there)."""
-    if dtype == "auto":
-        return "float32" if device == "cpu" else "float16"
-    if dtype == "float16" and device == "cpu":
-        raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
-    return dtype
 
 
 def render(

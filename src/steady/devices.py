@@ -1,0 +1,108 @@
+"""Which device and dtype a job runs on, decided without importing torch.
+
+The supervising process (CLI, server) must stay free of torch: importing it costs hundreds of MiB
+of RSS and, with CUDA, a driver context that is never given back. So "auto" is resolved from
+what torch was built for (read from `torch/version.py` as text, not imported) and what the
+machine has (device files on Linux; a short child process elsewhere), and the worker, which
+imports torch anyway, confirms the device when it loads the model (`confirm_device`).
+
+    device = choose_device("auto")            # "cuda", "mps" or "cpu"
+    dtype = choose_dtype("auto", device)      # "float16" on GPUs, "float32" on the CPU
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from steady.errors import BadInput
+
+GPU_PROBE_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    """What the installed torch was built for, from its version file."""
+
+    version: str | None  # None: torch is not installed
+    cuda: str | None = None  # CUDA version of the build; None on CPU-only and ROCm builds
+    hip: str | None = None  # ROCm/HIP version of a ROCm build
+
+    @property
+    def gpu(self) -> bool:
+        return bool(self.cuda or self.hip)
+
+
+def torch_build(version_file: Path | None = None) -> TorchBuild:
+    """Read `torch/version.py` (plain assignments) without importing torch."""
+    path = version_file
+    if path is None:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.submodule_search_locations:
+            return TorchBuild(version=None)
+        path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return TorchBuild(version="unknown")
+    values: dict[str, object] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+            values[target.id] = value.value
+    text = {k: v if isinstance(v, str) else None for k, v in values.items()}
+    return TorchBuild(version=text.get("__version__") or "unknown", cuda=text.get("cuda"), hip=text.get("hip"))
+
+
+def _gpu_present(build: TorchBuild) -> bool:
+    """Whether a GPU this torch build can drive is there. Linux: the driver's device files.
+    Elsewhere: ask torch in a short child process (the parent stays free of it)."""
+    if sys.platform.startswith("linux"):
+        if build.hip:
+            return Path("/dev/kfd").exists()
+        gpus = Path("/proc/driver/nvidia/gpus")
+        return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()
+    code = "import torch, sys; sys.stdout.write('1' if torch.cuda.is_available() else '0')"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=GPU_PROBE_TIMEOUT_S, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "1"
+
+
+def _mps_possible() -> bool:
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def choose_device(device: str) -> str:
+    """'auto' picks CUDA (or ROCm, which torch also calls "cuda"), then Apple MPS, then the CPU.
+    An explicit device must be one this torch build can drive."""
+    build = torch_build()
+    if device == "auto":
+        if build.gpu and _gpu_present(build):
+            return "cuda"
+        return "mps" if _mps_possible() else "cpu"
+    if device.startswith("cuda"):
+        if not build.gpu:
+            raise BadInput("device", device, f"this torch build ({build.version}) has no CUDA support")
+        if not _gpu_present(build):
+            raise BadInput("device", device, "no CUDA device is available to this torch build")
+    if device == "mps" and not _mps_possible():
+        raise BadInput("device", device, "Apple MPS is not available on this machine")
+    return device
+
+
+def choose_dtype(dtype: str, device: str) -> str:
+    """'auto': half precision on GPUs (half the memory), float32 on the CPU (fp16 is slow there)."""
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "float16"
+    if dtype == "float16" and device == "cpu":
+        raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
+    return dtype
