@@ -139,12 +139,12 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         added = page.eval_on_selector_all("#history li:first-child .words .add", "els => els.map(e => e.textContent)")
         removed = page.eval_on_selector_all("#history li:first-child .words .del", "els => els.map(e => e.textContent)")
         assert added == ["large", "green"] and removed == ["small", "blue"]
+        page.screenshot(path=str(shots_dir(tmp_path) / "generate.png"))
         # Bad input is shown, not queued.
         page.fill("#steps", "0")
         page.click("#generate")
         page.wait_for_function("document.querySelector('#gen-error').textContent.includes('steps')")
         page.fill("#steps", "8")
-        page.screenshot(path=str(shots_dir(tmp_path) / "generate.png"))
         # "Reuse these settings" from an image puts its seed back in the form.
         page.click("#run-strip img >> nth=1")
         page.wait_for_selector("#detail:not([hidden])")
@@ -170,6 +170,13 @@ def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_pat
         page.keyboard.press("Alt+2")
         page.wait_for_function(f"document.querySelector('#g-count').textContent.startsWith('{N_GALLERY:,}')")
         page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.complete && i.naturalWidth).length >= 20")
+        # Every control of the filter bar is on screen, above the grid (the bar wraps on narrow windows).
+        bar_bottom = page.locator("#grid-scroll").bounding_box()["y"]
+        for control in ("#import", "#f-sort", "#f-text"):
+            box = page.locator(control).bounding_box()
+            assert box and box["y"] + box["height"] <= bar_bottom, control
+        page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => "
+                               "i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth)")
         page.screenshot(path=str(shots_dir(tmp_path) / "gallery.png"))
         heap0, nodes0 = heap_and_nodes(cdp)
         elements0 = page.evaluate("document.getElementsByTagName('*').length")
