@@ -117,3 +117,33 @@ def test_eval_tiny_scores_a_model_through_the_cli(toy_model: Path, tmp_path: Pat
 
     with Image.open(sheet) as im:
         assert im.size == (16 * 64, 64)
+
+
+def test_offset_noise_hides_the_signal_in_the_noise_mean() -> None:
+    """The background colour must come from the prompt, not from the starting noise's mean."""
+    from steady.tiny.train import training_noise
+
+    gen = torch.Generator().manual_seed(0)
+    plain = training_noise((512, 4, 16, 16), 0.0, gen)
+    offset = training_noise((512, 4, 16, 16), 0.15, gen)
+    assert plain.mean(dim=(2, 3)).std().item() == pytest.approx(1 / 16, rel=0.1)
+    assert offset.mean(dim=(2, 3)).std().item() == pytest.approx((1 / 256 + 0.15**2) ** 0.5, rel=0.1)
+    assert offset.std().item() == pytest.approx(1.0, abs=0.03)  # per pixel still ~N(0, 1)
+
+
+def test_vae_from_reuses_a_trained_vae_and_skips_step_1(toy_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reused"
+    log = train(replace(TOY, vae_from=str(toy_model), decoder_steps=0), out)
+    assert log["vae_loss"] == [] and log["vae_from"] == str(toy_model)
+    assert "_name_or_path" not in json.loads((out / "vae" / "config.json").read_text())
+    assert _digest(out)["vae/diffusion_pytorch_model.safetensors"] == _digest(toy_model)[
+        "vae/diffusion_pytorch_model.safetensors"
+    ]
+
+
+def test_a_run_on_a_saved_vae_trains_the_same_unet_as_the_full_run(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    train(replace(TOY, decoder_steps=0), full)
+    reused = tmp_path / "reused"
+    train(replace(TOY, decoder_steps=0, vae_from=str(full)), reused)
+    assert _digest(reused) == _digest(full)

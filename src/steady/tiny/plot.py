@@ -18,7 +18,7 @@ COLOURS = {"vae": (200, 80, 40), "unet": (40, 90, 200), "decoder": (120, 60, 20)
 
 def plot_training(data: dict[str, Any], path: Path) -> Path:
     img, draw = canvas(2)
-    vae_steps = data["config"]["vae_steps"]
+    vae_steps = 0 if data.get("vae_from") else data["config"]["vae_steps"]  # --vae-from: no VAE phase
     losses = {
         "vae": [(r["step"], r["loss"]) for r in data["vae_loss"]],
         "unet": [(vae_steps + r["step"], r["loss"]) for r in data["unet_loss"]],

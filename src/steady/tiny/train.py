@@ -2,13 +2,15 @@
 
     python -m steady.tiny.train --out build/tiny [--seed 0] [--threads 2]
     python -m steady.tiny.train --out /tmp/t --quick        (a one-minute smoke run)
+    python -m steady.tiny.train --out build/tiny --vae-from src/steady/tiny/weights
+                                                  (steps 2-4 only, on an already trained VAE)
 
 Steps (docs/tiny-model.md has the why of each choice):
  1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8).
     Reconstructions of held-out-seed scenes are scored with the checker every ``vae_eval_every``.
  2. Latent pool: the posterior means of ``pool`` scenes, kept with their ``Scene`` so each use
     draws a fresh caption; ``scaling_factor`` = 1 / std of the pool.
- 3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas, min-SNR-5 weights,
+ 3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas and offset noise, min-SNR-5 weights,
     10 % empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
     EMA of the weights. Every ``eval_every`` steps the EMA model samples the fixed evaluation
     prompts (20 Euler steps, CFG 5) and the checker scores them.
@@ -56,9 +58,10 @@ class TrainConfig:
     vae_kl: float = 1e-6
     vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
     vae_eval_every: int = 500
+    vae_from: str = ""  # a model folder whose VAE is used as is (skips step 1)
     pool: int = 24_000
-    unet_steps: int = 7000  # the learning-rate schedule's length
-    unet_stop: int = 4000  # stop after this many steps (0: all); the shipped run stopped at 4000
+    unet_steps: int = 6000  # the learning-rate schedule's length
+    unet_stop: int = 0  # stop after this many steps (0: all)
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup: int = 200
@@ -67,6 +70,7 @@ class TrainConfig:
     empty_caption: float = 0.1
     drop_prob: float = 0.25
     min_snr: float = 5.0
+    offset_noise: float = 0.15  # std of a per-channel constant added to the training noise
     eval_every: int = 1000
     eval_per_holdout: int = 6
     eval_seen: int = 24
@@ -188,6 +192,17 @@ def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
     return vae.eval().requires_grad_(False)
 
 
+def load_vae(folder: str, log: Log) -> Any:
+    """Step 1 skipped: the VAE of an already trained model folder, in float32."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(Path(folder) / "vae", torch_dtype=torch.float32)
+    log.data["vae_from"] = str(folder)
+    vae.eval()
+    log.add("vae_eval", {"step": 0, **reconstruction_accuracy(vae)}, echo=True)
+    return vae.requires_grad_(False)
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. latent pool
 @dataclass
@@ -275,9 +290,26 @@ def evaluate(unet: Any, text: Any, vae: Any, tokens: Tokens, prompts: list[EvalP
     return score(prompts, list(images), list(variety)).to_dict()
 
 
+def training_noise(shape: tuple[int, ...] | torch.Size, offset: float, gen: torch.Generator) -> torch.Tensor:
+    """Gaussian noise plus a per-image, per-channel constant of std ``offset`` ("offset noise").
+
+    Why: SD 1.x's schedule keeps 6.8 % of the signal at t=999, and the mean of a 16x16 noise map
+    has std 1/16, so without the offset the starting noise's mean tells the model the background
+    colour and it learns to ignore the prompt for it (the first shipped weights did: same seed,
+    five background words, five identical backgrounds). With the offset, the noise's mean carries
+    about 7x less of the signal (measured: the latents' per-channel means have std 0.89, so the
+    SNR of the noisy mean at t=999 falls from 0.93 to 0.14) and the prompt is the only reliable source.
+    """
+    noise = torch.randn(shape, generator=gen)
+    if offset:
+        noise = noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)
+    return noise
+
+
 def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: Log) -> tuple[Any, Any]:
     from diffusers import DDPMScheduler
 
+    torch.manual_seed(c.seed)  # the UNet's start does not depend on whether step 1 ran here
     text, unet = A.build_text(arch), A.build_unet(arch)
     ema_text, ema_unet = copy.deepcopy(text).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     train_params = [p for m in (text, unet) for p in m.parameters()]
@@ -299,7 +331,7 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
         caps = [caption(pool.scenes[i], rng, c.drop_prob) if rng.random() >= c.empty_caption else ""
                 for i in idx]  # fmt: skip
         lat = pool.latents[torch.from_numpy(idx)]
-        noise = torch.randn(lat.shape, generator=gen)
+        noise = training_noise(lat.shape, c.offset_noise, gen)
         ts = torch.randint(0, A.SCHEDULE["num_train_timesteps"], (c.unet_batch,), generator=gen)
         noisy = noise_sched.add_noise(lat, noise, ts)
         pred = unet(noisy, ts, text(tokens(caps)).last_hidden_state).sample
@@ -341,6 +373,10 @@ def save_model(out: Path, vae: Any, text: Any, unet: Any, scale: float) -> None:
     )  # fmt: skip
     pipe.save_pretrained(out, safe_serialization=True)
     prefix_text_encoder(out / "text_encoder" / "model.safetensors")
+    vae_config = out / "vae" / "config.json"  # a VAE loaded from a folder remembers that folder's path
+    conf = json.loads(vae_config.read_text(encoding="utf-8"))
+    if conf.pop("_name_or_path", None) is not None:
+        vae_config.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def prefix_text_encoder(path: Path) -> None:
@@ -366,7 +402,9 @@ def train(c: TrainConfig, out: Path) -> dict[str, Any]:
     arch = A.Architecture(vae_channels=widths, vae_groups=c.vae_groups)
     log = Log(out / "training.json", c, arch)
     print(f"training tiny model: seed {c.seed}, {torch.get_num_threads()} threads, out {out}", flush=True)
-    vae = train_vae(c, arch, log)
+    # The VAE ships in float16; the pool is encoded with exactly those weights, so a full run and
+    # a --vae-from run on its saved folder train the UNet on the same latents.
+    vae = load_vae(c.vae_from, log) if c.vae_from else train_vae(c, arch, log).half().float()
     pool = encode_pool(c, vae, log)
     text, unet = train_unet(c, arch, vae, pool, log)
     save_model(out, vae, text, unet, pool.scaling_factor)
