@@ -151,6 +151,15 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         page.wait_for_function("document.querySelector('#d-params').textContent.includes('Seed: 43')")
         page.keyboard.press("r")
         assert page.input_value("#seed") == "43" and page.input_value("#prompt").startswith("a large red circle")
+        # An X/Y grid from the page: two seeds side by side, the labelled grid shown when the run ends.
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#detail", state="hidden")
+        page.click("#xy-panel summary")
+        page.fill("#x_axis", "Seed: 1, 2")
+        page.click("#generate")
+        page.wait_for_selector("#xy-result:not([hidden])", timeout=120_000)
+        page.wait_for_function("document.querySelector('#xy-image').complete && document.querySelector('#xy-image').naturalWidth >= 128")
+        assert page.eval_on_selector_all("#run-strip img", "els => els.length") == 2
         page.close()
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -221,3 +222,18 @@ def test_a_run_sorted_by_adherence_and_its_best_of_strip(server: RunningServer) 
         assert bad.status_code == 400 and bad.json()["argument"] == "sort"
         history = client.get("/api/history", params={"limit": 1}).json()[0]
         assert history["image_ids"] == best_first and 0 < history["variety"] <= 1
+
+
+def test_an_xy_run_from_the_api_serves_its_labelled_grid(server: RunningServer) -> None:
+    job = _generate(server, "a red circle", n=1, seed=5, x_axis="Prompt S/R: red, blue", y_axis="CFG: 3, 7")
+    assert job["state"] == "done" and len(job["image_ids"]) == 4  # the grid sets the count, not n_images
+    assert job["grid_url"] == f"/api/jobs/{job['job_id']}/grid"
+    with server.client() as client:
+        grid = client.get(job["grid_url"])
+        assert grid.status_code == 200 and grid.headers["content-type"] == "image/png"
+        with Image.open(io.BytesIO(grid.content)) as image:
+            assert image.width >= 2 * 64 and image.height >= 2 * 64 and "steady-grid" in image.text
+        plain = _generate(server, "a red circle", n=1, seed=5)
+        assert plain["grid_url"] == ""
+        assert client.get(f"/api/jobs/{plain['job_id']}/grid").status_code == 404
+        assert client.get("/api/jobs/99999/grid").json()["argument"] == "job"

@@ -20,6 +20,11 @@ MAX_CELL = 512  # cells of bigger images are scaled down to this on their long s
 MARGIN = 8
 
 
+def grid_path(job: Any) -> Path:
+    """Where a run's grid PNG lives: beside its images, named by the run."""
+    return Path(job.out_dir) / f"{job.run_id:05d}-grid.png"
+
+
 def write_grid(job: Any, catalog: Any) -> Path | None:
     from PIL import Image, ImageDraw, ImageFont
     from PIL.PngImagePlugin import PngInfo
@@ -54,7 +59,7 @@ def write_grid(job: Any, catalog: Any) -> Path | None:
                 sheet.paste(cell, (label_w + x * cw, label_h + y * ch))
     meta = PngInfo()
     meta.add_text("steady-grid", json.dumps({"run_id": job.run_id, "axes": axes}))
-    target = Path(job.out_dir) / f"{job.run_id:05d}-grid.png"
+    target = grid_path(job)
     handle, temp = _create_temp(target.parent, target.name)  # a temp name reconcile knows to clean up
     try:
         with handle:

@@ -2,6 +2,7 @@
 
     POST   /api/generate              queue a run (GenerationRequest fields) -> {job_id, run_id}
     GET    /api/jobs/{id}             its state and images;  POST /api/jobs/{id}/cancel
+    GET    /api/jobs/{id}/grid        the X/Y grid PNG of a run made with axes (x_axis, y_axis)
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
     GET    /api/status                what runs now, the queue, the latest memory sample
     GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash&sort
@@ -30,6 +31,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from steady.catalog import gallery
 from steady.errors import BadInput
+from steady.images.grid import grid_path
 from steady.params import DEFAULT_MAX_IMAGES, GenerationRequest
 from steady.textdiff import word_ops
 from steady.web.studio import Studio
@@ -97,8 +99,20 @@ def make_router(studio: Studio) -> APIRouter:
         except BadInput:
             return not_found("job", job_id)
         images = studio.catalog.images_of_run(job.run_id)
+        grid = f"/api/jobs/{job.id}/grid" if grid_path(job).is_file() else ""
         return {"job_id": job.id, "run_id": job.run_id, "state": job.state, "error": job.error,
-                "n_images": job.n_images, "image_ids": [i.id for i in images]}  # fmt: skip
+                "n_images": job.n_images, "image_ids": [i.id for i in images], "grid_url": grid}  # fmt: skip
+
+    @router.get("/jobs/{job_id}/grid")
+    def job_grid(job_id: int) -> Any:
+        try:
+            job = studio.queue.get(job_id)
+        except BadInput:
+            return not_found("job", job_id)
+        path = grid_path(job)  # named by the job's own run: no request names a path
+        if not path.is_file():
+            return not_found("grid", job_id)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel(job_id: int) -> Any:

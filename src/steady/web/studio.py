@@ -206,7 +206,8 @@ class Studio:
         self.live = LiveState()
         self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": outcome.state,
                           "error": outcome.error, "n_images": job.n_images, "stop_reason": outcome.stop_reason,
-                          "image_ids": [r.image_id for r in outcome.images]})  # fmt: skip
+                          "image_ids": [r.image_id for r in outcome.images],
+                          "grid_url": f"/api/jobs/{job.id}/grid" if outcome.grid_path else ""})  # fmt: skip
         self._resolve(outcome)
 
     def _resolve(self, outcome: JobOutcome) -> None:

@@ -64,6 +64,10 @@ function formRequest() {
     if (value !== "") body[name] = Number.parseInt(value, 10);
   }
   body.until_saturated = $("until_saturated").checked;
+  for (const name of ["x_axis", "y_axis"]) {
+    const value = $(name).value.trim();
+    if (value !== "") body[name] = value;
+  }
   const cfg = $("cfg_scale").value.trim();
   if (cfg !== "") body.cfg_scale = Number.parseFloat(cfg);
   return body;
@@ -78,6 +82,7 @@ async function submitGenerate(event) {
     $("run-strip").replaceChildren();
     $("best-strip").replaceChildren();
     $("best").hidden = true;
+    $("xy-result").hidden = true;
     $("notice").textContent = "";
     $("progress").hidden = false;
     $("cancel").disabled = false;
@@ -127,6 +132,11 @@ function onJob(event) {
         $("notice").classList.add("saturated");
       }
       if (event.state === "done" || event.state === "cancelled") showBest(event.run_id);
+      if (event.grid_url) {
+        $("xy-image").src = event.grid_url;
+        $("xy-link").href = event.grid_url;
+        $("xy-result").hidden = false;
+      }
     }
   }
 }
