@@ -1,7 +1,7 @@
 """Seconds per 64x64 image of the embedded model at 20 steps (CFG 5, Euler) on this CPU, through
 the same load and render path as `steady generate`, for 1 and 2 torch threads.
 
-    python tools/bench_tiny_speed.py [-n 12]
+    python tools/bench_tiny_speed.py [-n 12] [--model FOLDER]   # default: the embedded model
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from steady.worker.pipeline import quiet_libraries, render
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=12)
+    ap.add_argument("--model", default=None, help="a model folder (a training run's --out); default: the embedded model")
     args = ap.parse_args()
     quiet_libraries()
-    pipe = load_pipeline(inspect_model(embedded_model_path()), device="cpu", dtype=torch.float32)
+    pipe = load_pipeline(inspect_model(args.model or embedded_model_path()), device="cpu", dtype=torch.float32)
     for threads in (1, 2):
         torch.set_num_threads(threads)
         times = []

@@ -131,6 +131,30 @@ def test_offset_noise_hides_the_signal_in_the_noise_mean() -> None:
     assert offset.std().item() == pytest.approx(1.0, abs=0.03)  # per pixel still ~N(0, 1)
 
 
+def test_loss_weights_min_snr_and_high_timestep_cap() -> None:
+    """Where SNR > 1 the weights are min-SNR-gamma's; below it, with a cap, the epsilon loss
+    becomes the x0 loss (weight 1/SNR), capped; without a cap the high timesteps keep weight 1."""
+    from steady.tiny.train import loss_weights
+
+    snr = torch.tensor([100.0, 10.0, 2.0, 0.5, 0.2, 0.01])
+    plain = loss_weights(snr, 5.0, 0.0)
+    assert plain.tolist() == pytest.approx([0.05, 0.5, 1.0, 1.0, 1.0, 1.0])
+    capped = loss_weights(snr, 5.0, 10.0)
+    assert capped.tolist() == pytest.approx([0.05, 0.5, 1.0, 2.0, 5.0, 10.0])
+    # x0 loss below SNR 1 until the cap: weight * SNR (the image error's weight) is 1 there
+    assert (capped * snr)[3:5].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_unet_levels_put_cross_attention_below_the_first_resolution() -> None:
+    from steady.tiny.arch import unet_levels
+
+    assert unet_levels((48, 96)) == {"unet_channels": (48, 96), "down_blocks": ("DownBlock2D", "CrossAttnDownBlock2D"),
+                                     "up_blocks": ("CrossAttnUpBlock2D", "UpBlock2D")}  # fmt: skip
+    three = unet_levels((48, 96, 96))
+    assert three["down_blocks"] == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert three["up_blocks"] == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+
+
 def test_vae_from_reuses_a_trained_vae_and_skips_step_1(toy_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "reused"
     log = train(replace(TOY, vae_from=str(toy_model), decoder_steps=0), out)

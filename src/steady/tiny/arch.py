@@ -39,6 +39,17 @@ class Architecture:
         return asdict(self)
 
 
+def unet_levels(channels: tuple[int, ...]) -> dict[str, tuple[Any, ...]]:
+    """UNet widths and blocks for len(channels) resolutions (16x16, 8x8, 4x4, ...): cross-attention at
+    every level but the first, where it costs the most (the trial in docs/tiny-model.md)."""
+    n = len(channels)
+    return {
+        "unet_channels": channels,
+        "down_blocks": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        "up_blocks": ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+    }
+
+
 def build_vae(a: Architecture) -> Any:
     from diffusers import AutoencoderKL
 

@@ -58,6 +58,7 @@ class TrainConfig:
     vae_kl: float = 1e-6
     vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
     vae_eval_every: int = 500
+    unet_channels: str = "48,96"  # block widths; one resolution level per entry (16x16, 8x8, 4x4)
     vae_from: str = ""  # a model folder whose VAE is used as is (skips step 1)
     pool: int = 24_000
     unet_steps: int = 6000  # the learning-rate schedule's length
@@ -70,6 +71,7 @@ class TrainConfig:
     empty_caption: float = 0.1
     drop_prob: float = 0.25
     min_snr: float = 5.0
+    high_t_weight: float = 0.0  # cap of the 1/SNR loss weight at SNR < 1 (x0 loss there); 0: off
     offset_noise: float = 0.15  # std of a per-channel constant added to the training noise
     eval_every: int = 1000
     eval_per_holdout: int = 6
@@ -306,6 +308,24 @@ def training_noise(shape: tuple[int, ...] | torch.Size, offset: float, gen: torc
     return noise
 
 
+def loss_weights(snr: torch.Tensor, min_snr: float, high_t_cap: float) -> torch.Tensor:
+    """Per-timestep weights of the epsilon loss: min-SNR-gamma (Hang et al. 2023) where SNR > 1,
+    and, with ``high_t_cap``, 1/SNR (capped) where SNR < 1, which makes it the x0 loss there.
+
+    Why the second part: the epsilon loss weighs an error in the predicted image by SNR, so at the
+    high timesteps, where the prompt alone must decide *where* the shape goes (the noisy latent does
+    not show it yet), the image error counts 10-200x less than at mid timesteps, and a model trained
+    so places the shape wherever the starting noise suggests (measured on the offset-noise weights:
+    one seed, five position words, one position). Truncated-SNR weighting (Salimans & Ho 2022)
+    restores the image error's weight there; the prediction stays epsilon, so samplers are unchanged.
+    Tried at cap 10 (session 6): position did not move off chance; off by default (docs/tiny-model.md).
+    """
+    weights = torch.clamp(snr, max=min_snr) / snr
+    if high_t_cap:
+        weights = weights * torch.clamp(1 / snr, min=1.0, max=high_t_cap)
+    return weights
+
+
 def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: Log) -> tuple[Any, Any]:
     from diffusers import DDPMScheduler
 
@@ -317,7 +337,7 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
     opt = torch.optim.AdamW(param_groups([text, unet], c.weight_decay), lr=c.unet_lr)
     alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
     snr = alphas / (1 - alphas)
-    weights = torch.clamp(snr, max=c.min_snr) / snr  # min-SNR-gamma for epsilon prediction
+    weights = loss_weights(snr, c.min_snr, c.high_t_weight)
     noise_sched = DDPMScheduler(**A.SCHEDULE)
     tokens, rng = Tokens(), np.random.default_rng(c.seed + 2)
     gen = torch.Generator().manual_seed(c.seed + 3)
@@ -399,7 +419,8 @@ def train(c: TrainConfig, out: Path) -> dict[str, Any]:
         torch.set_num_threads(c.threads)
     out.mkdir(parents=True, exist_ok=True)
     widths = tuple(int(w) for w in c.vae_channels.split(","))
-    arch = A.Architecture(vae_channels=widths, vae_groups=c.vae_groups)
+    unet = tuple(int(w) for w in c.unet_channels.split(","))
+    arch = A.Architecture(vae_channels=widths, vae_groups=c.vae_groups, **A.unet_levels(unet))
     log = Log(out / "training.json", c, arch)
     print(f"training tiny model: seed {c.seed}, {torch.get_num_threads()} threads, out {out}", flush=True)
     # The VAE ships in float16; the pool is encoded with exactly those weights, so a full run and
