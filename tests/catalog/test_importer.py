@@ -3,12 +3,14 @@ with bad files reported and skipped, and flat memory over thousands of files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
 import tracemalloc
 import zlib
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -214,6 +216,23 @@ def test_paths_our_generator_recorded_are_known(catalog, tmp_path, params_factor
     assert (report.already_known, report.added, report.by_source["steady"]) == (1, 1, 1)
     imported = rows(catalog)[str(unrecorded)]
     assert imported["source"] == "steady" and json.loads(imported["params_json"])["seed"] == 5
+
+
+def test_a_copy_of_a_generated_image_is_a_duplicate_not_a_new_row(catalog, tmp_path, params_factory, png_writer):
+    import shutil
+
+    params = params_factory()
+    path = png_writer(tmp_path / "outputs" / "00001-00-1234.png", params)
+    run_id = catalog.start_run(params.request(), params.model_name, params.model_hash)
+    image_id = catalog.add_image(run_id, path, 0, params, seconds=1.0)
+    assert catalog.get_image(image_id).content_hash == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    (tmp_path / "copies").mkdir()
+    shutil.copy(path, tmp_path / "copies" / "renamed.png")
+    report = import_folder(catalog, tmp_path / "copies")
+    assert (report.added, report.duplicates) == (0, 1) and len(rows(catalog)) == 1
+    # Recording the same path again (a re-run after a crash) keeps its hash.
+    catalog.add_image(run_id, path, 0, params, seconds=2.0)
+    assert catalog.get_image(image_id).content_hash is not None
 
 
 def test_bad_folder_and_batch_are_refused(catalog, tmp_path):

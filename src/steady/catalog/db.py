@@ -17,6 +17,7 @@ busy_timeout makes a second writer wait for the first instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -167,6 +168,8 @@ class Catalog:
         file_path = Path(path).resolve()
         try:
             file_size = file_path.stat().st_size
+            # The file's hash, as imported rows carry: importing a copy of it later is a duplicate.
+            content_hash = file_sha256(file_path)
         except OSError as exc:
             raise BadInput(
                 "path", str(path), f"cannot be recorded: the file must be written first ({exc.strerror})"
@@ -176,7 +179,7 @@ class Catalog:
                 raise BadInput("run_id", run_id, "no such run in the catalog")
             return insert_image(
                 conn, run_id, str(file_path), index, params, seconds, peak_rss_bytes, peak_vram_bytes, file_size,
-                now_iso(),
+                now_iso(), content_hash,
             )
 
     def finish_run(self, run_id: int, status: str) -> None:
@@ -243,6 +246,15 @@ def prompt_id_for(conn: sqlite3.Connection, text: str, negative_prompt: str) -> 
     return int(row[0])
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in 1 MiB pieces (bounded memory for any size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
 def insert_image(
     conn: sqlite3.Connection,
     run_id: int,
@@ -254,6 +266,7 @@ def insert_image(
     peak_vram_bytes: int,
     file_size: int,
     created_at: str,
+    content_hash: str | None = None,
 ) -> int:
     """Insert or update the row for `path` and keep the runs' n_done equal to their row count."""
     before = conn.execute("SELECT run_id FROM images WHERE path = ?", (path,)).fetchone()
@@ -265,11 +278,12 @@ def insert_image(
         "model_hash": params.model_hash, "model_arch": params.model_arch, "device": params.device,
         "dtype": params.dtype, "params_json": json.dumps(params.to_dict(), sort_keys=True), "seconds": float(seconds),
         "peak_rss_bytes": int(peak_rss_bytes), "peak_vram_bytes": int(peak_vram_bytes), "created_at": created_at,
-        "file_size": int(file_size),
+        "file_size": int(file_size), "content_hash": content_hash,
     }
     columns = ", ".join(values)
     marks = ", ".join(f":{name}" for name in values)
-    updates = ", ".join(f"{name} = excluded.{name}" for name in values if name not in ("path", "created_at"))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in values if name not in ("path", "created_at", "content_hash"))
+    updates += ", content_hash = COALESCE(excluded.content_hash, content_hash)"
     row = conn.execute(
         f"INSERT INTO images ({columns}) VALUES ({marks}) ON CONFLICT (path) DO UPDATE SET {updates} RETURNING id",
         values,

@@ -7,7 +7,8 @@ of its bytes as `content_hash`. Rows go under runs with status 'imported', one p
 negative prompt, model) within one import, so the prompt history groups them like our own runs.
 
 Idempotent and restartable: a path already in the catalog is skipped without reading it, and a
-file whose content hash is already recorded (a copy under another path) is a duplicate; rows are
+file whose content hash is already recorded (a copy under another path, also of an image steady
+generated: `Catalog.add_image` records the hash too) is a duplicate; rows are
 committed in batches, one transaction each, so an import killed half-way leaves whole batches
 and running it again adds the rest. Memory stays flat however many files there are: the folder
 is walked as a stream, at most one batch of prepared rows is held, and the only thing loaded up

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.catalog import queries
-from steady.catalog.db import Catalog, insert_image, prompt_id_for, recount_runs
+from steady.catalog.db import Catalog, file_sha256, insert_image, prompt_id_for, recount_runs
 from steady.catalog.walk import walk_files
 from steady.images.pngmeta import is_temp_name, read_steady_params
 from steady.params import ImageParams
@@ -199,7 +199,7 @@ def _record(conn: Any, found: list[_Found], report: ReconcileReport) -> None:
         slot = _own_run(conn, item)
         if slot is not None:
             insert_image(conn, slot.run_id, item.path, slot.index, item.params, 0.0, 0, 0, item.size,
-                         _iso(item.mtime))
+                         _iso(item.mtime), _sha256_or_none(item.path))
             report.images_recorded += 1
             continue
         p = item.params
@@ -211,8 +211,15 @@ def _record(conn: Any, found: list[_Found], report: ReconcileReport) -> None:
         ).fetchone()[0]
         for offset, item in enumerate(items):
             insert_image(conn, run_id, item.path, next_index + offset, item.params, 0.0, 0, 0, item.size,
-                         _iso(item.mtime))
+                         _iso(item.mtime), _sha256_or_none(item.path))
             report.images_recorded += 1
+
+
+def _sha256_or_none(path: str) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None  # gone or unreadable since the scan: the row is still worth having
 
 
 def _own_run(conn: Any, item: _Found) -> _Slot | None:
