@@ -160,6 +160,7 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         page.wait_for_selector("#xy-result:not([hidden])", timeout=120_000)
         page.wait_for_function("document.querySelector('#xy-image').complete && document.querySelector('#xy-image').naturalWidth >= 128")
         assert page.eval_on_selector_all("#run-strip img", "els => els.length") == 2
+        page.screenshot(path=str(shots_dir(tmp_path) / "xy-grid.png"))
         page.close()
     finally:
         server.stop()
