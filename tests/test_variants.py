@@ -67,3 +67,13 @@ def test_a_grid_run_makes_its_cells_and_a_labelled_grid_png() -> None:
     with open_catalog(settings().db_path) as catalog:
         assert [r.params.prompt for r in catalog.images_of_run(outcome.run_id)][:3] == ["a red circle", "a blue circle",
                                                                                          "a green circle"]
+
+
+def test_grid_labels_name_the_axis_except_for_prompt_sr() -> None:
+    from steady.images.grid import axis_labels
+    from steady.variants import axes_of
+
+    request = GenerationRequest("a red circle", x_axis="Prompt S/R: red, blue", y_axis="CFG: 3, 7").check()
+    x, y = (a.to_dict() for a in axes_of(request))
+    assert axis_labels(x) == ["red", "blue"]
+    assert axis_labels(y) == ["CFG: 3", "CFG: 7"]

@@ -25,6 +25,14 @@ def grid_path(job: Any) -> Path:
     return Path(job.out_dir) / f"{job.run_id:05d}-grid.png"
 
 
+def axis_labels(axis: dict[str, Any]) -> list[str]:
+    """The grid's labels for an axis, as A1111's X/Y plot writes them: a Prompt S/R value alone
+    (it is the text that changed), any other value after its axis name ("Seed: 1", "CFG: 7")."""
+    if axis["kind"] == "prompt":
+        return list(axis["texts"])
+    return [f"{axis['label']}: {text}" for text in axis["texts"]]
+
+
 def write_grid(job: Any, catalog: Any) -> Path | None:
     from PIL import Image, ImageDraw, ImageFont
     from PIL.PngImagePlugin import PngInfo
@@ -42,14 +50,16 @@ def write_grid(job: Any, catalog: Any) -> Path | None:
     cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
     font = ImageFont.load_default(size=max(12, min(24, cw // 8)))
     label_h = font.size + 2 * MARGIN
-    label_w = (max(_text_width(font, t) for t in y_axis["texts"]) + 2 * MARGIN) if y_axis else 0
+    x_texts = axis_labels(x_axis)
+    y_texts = axis_labels(y_axis) if y_axis else []
+    label_w = (max(_text_width(font, t) for t in y_texts) + 2 * MARGIN) if y_axis else 0
     sheet = Image.new("RGB", (label_w + columns * cw, label_h + rows * ch), "white")
     draw = ImageDraw.Draw(sheet)
-    for x, text in enumerate(x_axis["texts"]):
+    for x, text in enumerate(x_texts):
         draw.text((label_w + x * cw + cw / 2, label_h / 2), f"{text}", fill="black", font=font, anchor="mm")
     for y in range(rows):
         if y_axis:
-            draw.text((label_w / 2, label_h + y * ch + ch / 2), y_axis["texts"][y], fill="black", font=font, anchor="mm")
+            draw.text((label_w / 2, label_h + y * ch + ch / 2), y_texts[y], fill="black", font=font, anchor="mm")
         for x in range(columns):
             index = cells.get((x, y if y_axis else None))
             if index is None or index not in paths:
