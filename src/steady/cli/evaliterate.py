@@ -19,6 +19,7 @@ nothing is written to the gallery.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import click
@@ -53,8 +54,11 @@ IDEAL_SEED = 7  # ground-truth scenes for the ideal-image check
 @click.option("--steps", default=20, show_default=True, type=int)
 @click.option("--cfg-scale", "cfg_scale", default=5.0, show_default=True, type=float)
 @click.option("--sampler", default="Euler a", show_default=True)
+@click.option("--threads", default=0, show_default=True, type=int,
+              help="Torch CPU threads (0: torch's default, every core); set it on a shared machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, sampler: str, as_json: bool) -> None:
+def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, sampler: str, threads: int,
+                         as_json: bool) -> None:
     """Measure ranking by adherence and the saturation rule on the embedded model."""
     import numpy as np
     from PIL import Image
@@ -81,12 +85,18 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     if not 3 <= n_rank <= 200:
         raise BadInput("images", n_rank, "must be between 3 and 200")
+    if threads < 0 or threads > (os.cpu_count() or 1) * 4:
+        raise BadInput("threads", threads, f"must be 0 (torch's default) or between 1 and {(os.cpu_count() or 1) * 4}")
     base = GenerationRequest(prompt="a circle", steps=steps, cfg_scale=cfg_scale, sampler=sampler, model=model).check()
     plan = check_and_plan(base)
     if plan.width != 64 or plan.height != 64:
         raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {plan.width})")
     # 2. Load once; score with the worker's scorer.
     quiet_libraries()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
     scorer = AdherenceScorer(pipe)
     rule = SaturationRule()
