@@ -50,3 +50,33 @@ def test_a_weighted_prompt_renders_and_differs_from_the_plain_one(pipe) -> None:
     plain, weighted = image("a red circle"), image("a (red:1.4) circle")
     assert plain.shape == weighted.shape == (64, 64, 3)
     assert np.abs(plain - weighted).mean() > 0.1  # the weighted path reached the image
+
+
+def test_prompt_editing_swaps_the_conditioning_at_the_step_named(pipe) -> None:
+    """`[red:blue:0.5]` over 8 Euler steps: the UNet sees "red" for steps 1-4 and "blue" for 5-8."""
+    red, blue = (encode_pair(pipe, f"a {c} circle", "").prompt for c in ("red", "blue"))
+    seen: list[str] = []
+
+    def record(module, args, kwargs) -> None:
+        cond = kwargs["encoder_hidden_states"][-1:]  # CFG batch: [negative, prompt]
+        seen.append("red" if torch.allclose(cond, red, atol=1e-5) else "blue" if torch.allclose(cond, blue, atol=1e-5)
+                    else "other")  # fmt: skip
+
+    def image(prompt: str) -> np.ndarray:
+        params = ImageParams(prompt, "", 8, 5.0, 64, 64, 3, "Euler", 1, "t", "h", "tiny", "cpu", "float32")
+        return np.asarray(render(pipe, params, "cpu").convert("RGB"), dtype=np.int16)
+
+    handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        edited = image("a [red:blue:0.5] circle")
+        assert seen == ["red"] * 4 + ["blue"] * 4
+        seen.clear()
+        alternating = image("a [red|blue] circle")
+        assert seen == ["red", "blue"] * 4
+    finally:
+        handle.remove()
+    plain_red, plain_blue = image("a red circle"), image("a blue circle")
+    assert np.abs(edited - plain_red).mean() > 0.5 and np.abs(edited - plain_blue).mean() > 0.5
+    assert np.abs(alternating - edited).mean() > 0.5
+    # Switching after the last step is no switch: the same image as the plain prompt.
+    assert np.abs(image("a [red:blue:8] circle") - plain_red).max() <= 1

@@ -240,13 +240,16 @@ def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
 def _score(job: RenderImage, params: Any, state: _State, image: Any, final: list[Any]) -> tuple[Any, bytes, float]:
     if not job.score:
         return None, b"", 0.0
+    from steady.prompt_schedule import prompt_schedule
     from steady.scoring.novelty import image_feature, to_blob
     from steady.worker.adherence import make_scorer
 
     t0 = time.perf_counter()
     if state.scorer is None:
         state.scorer = make_scorer(state.pipe, job.scorer)
-    adherence = state.scorer.score(final[-1], image, params.prompt) if final else None
+    # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text.
+    prompt = prompt_schedule(params.prompt, params.steps)[-1].text
+    adherence = state.scorer.score(final[-1], image, prompt) if final else None
     return adherence, to_blob(image_feature(image)), time.perf_counter() - t0
 
 

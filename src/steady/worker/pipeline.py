@@ -21,7 +21,8 @@ import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
-from steady.worker.prompting import encode_pair, needs_weighting
+from steady.prompt_schedule import prompt_schedule, text_at, uses_schedule
+from steady.worker.prompting import encode_pair, encode_pairs, needs_weighting, supported
 from steady.worker.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,20 @@ def confirm_device(device: str) -> None:
         raise BadInput("device", device, "Apple MPS is not available on this machine")
 
 
+def step_conditioning(pipe: Any, params: ImageParams) -> list[Any]:
+    """Per sampling step, the (prompt, negative) embeddings of a prompt that uses A1111 prompt
+    editing or alternation (steady.prompt_schedule); [] when the prompt never changes. Each
+    distinct text is encoded once; equal steps share one object."""
+    if not supported(pipe) or not (uses_schedule(params.prompt) or uses_schedule(params.negative_prompt)):
+        return []
+    positive = prompt_schedule(params.prompt, params.steps)
+    negative = prompt_schedule(params.negative_prompt, params.steps)
+    per_step = [(positive[text_at(positive, i)].text, negative[text_at(negative, i)].text) for i in range(params.steps)]
+    pairs = list(dict.fromkeys(per_step))
+    by_pair = dict(zip(pairs, encode_pairs(pipe, pairs, params.clip_skip)))
+    return [by_pair[pair] for pair in per_step]
+
+
 def render(
     pipe: Any,
     params: ImageParams,
@@ -120,6 +135,11 @@ def render(
         if on_step is not None and on_step(info) is False:
             stopped = True
             pipeline._interrupt = True
+        if schedule and step_index + 1 < len(schedule) and schedule[step_index + 1] is not schedule[step_index]:
+            # A1111 prompt editing / alternation: the next step's conditioning.
+            nxt, current = schedule[step_index + 1], tensors["prompt_embeds"]
+            both = torch.cat([nxt.negative, nxt.prompt]) if pipeline.do_classifier_free_guidance else nxt.prompt
+            tensors["prompt_embeds"] = both.to(device=current.device, dtype=current.dtype)
         return tensors
 
     kwargs: dict[str, Any] = dict(
@@ -134,7 +154,13 @@ def render(
         output_type="pil",
         callback_on_step_end=_callback,
     )
-    if needs_weighting(pipe, params.prompt, params.negative_prompt):
+    schedule = step_conditioning(pipe, params)
+    if schedule:
+        _alias_flattened_clip(pipe.text_encoder)
+        del kwargs["prompt"], kwargs["negative_prompt"]
+        kwargs.update(prompt_embeds=schedule[0].prompt, negative_prompt_embeds=schedule[0].negative,
+                      callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])  # fmt: skip
+    elif needs_weighting(pipe, params.prompt, params.negative_prompt):
         # A1111 emphasis, BREAK or a prompt over 75 tokens: our own chunked, weighted embeddings.
         _alias_flattened_clip(pipe.text_encoder)
         embeds = encode_pair(pipe, params.prompt, params.negative_prompt, params.clip_skip)

@@ -86,10 +86,19 @@ def _encode(pipe: Any, chunks: list[tuple[list[int], list[float]]], clip_skip: i
     return torch.cat(parts, dim=1).to(encoder.dtype)
 
 
-@torch.inference_mode()
 def encode_pair(pipe: Any, prompt: str, negative: str, clip_skip: int = 1) -> PromptEmbeds:
-    positive, negative_chunks = _chunks(pipe.tokenizer, prompt), _chunks(pipe.tokenizer, negative)
-    count = max(len(positive), len(negative_chunks))
-    positive += [([], [])] * (count - len(positive))
-    negative_chunks += [([], [])] * (count - len(negative_chunks))
-    return PromptEmbeds(_encode(pipe, positive, clip_skip), _encode(pipe, negative_chunks, clip_skip))
+    return encode_pairs(pipe, [(prompt, negative)], clip_skip)[0]
+
+
+@torch.inference_mode()
+def encode_pairs(pipe: Any, pairs: list[tuple[str, str]], clip_skip: int = 1) -> list[PromptEmbeds]:
+    """Weighted embeddings of (prompt, negative) pairs, all padded with empty chunks to the same
+    number of 75-token chunks, so that one image's conditioning can be swapped between steps
+    (A1111 prompt editing, steady.prompt_schedule) as A1111 pads it."""
+    chunked = [(_chunks(pipe.tokenizer, p), _chunks(pipe.tokenizer, n)) for p, n in pairs]
+    count = max(max(len(p), len(n)) for p, n in chunked)
+
+    def padded(chunks: list) -> list:
+        return chunks + [([], [])] * (count - len(chunks))
+
+    return [PromptEmbeds(_encode(pipe, padded(p), clip_skip), _encode(pipe, padded(n), clip_skip)) for p, n in chunked]
