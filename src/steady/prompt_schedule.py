@@ -82,61 +82,51 @@ def _step(when: float, steps: int) -> int:
     return min(steps, int(when * steps if when < 1 else when))
 
 
+def _chars(text: str, start: int = 0):
+    """(index, char) of the text from `start`, skipping backslash escapes (`\\[` is no bracket)."""
+    i = start
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        yield i, text[i]
+        i += 1
+
+
 def _parse(text: str) -> list:
     """A list of str and _Edit / _Alternate nodes; emphasis brackets stay text around their parse."""
     out: list = []
-    i, start = 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
+    start = 0
+    for i, c in _chars(text):
+        if i < start or c != "[":
             continue
-        if c == "[":
-            end = _closing(text, i)
-            if end is None:
-                break  # unclosed: A1111 emphasis to the end, left to steady.prompts
-            inner = text[i + 1 : end]
-            node = _bracket(inner)
-            if text[start:i]:
-                out.append(text[start:i])
-            if node is None:  # emphasis: keep the brackets, parse inside them
-                out.append("[")
-                out.extend(_parse(inner))
-                out.append("]")
-            else:
-                out.append(node)
-            i = start = end + 1
-            continue
-        i += 1
+        end = _closing(text, i)
+        if end is None:
+            break  # unclosed: A1111 emphasis to the end, left to steady.prompts
+        inner = text[i + 1 : end]
+        node = _bracket(inner)
+        if text[start:i]:
+            out.append(text[start:i])
+        # Emphasis keeps its brackets (weighted later) with its inside parsed.
+        out.extend(["[", *_parse(inner), "]"] if node is None else [node])
+        start = end + 1
     if text[start:]:
         out.append(text[start:])
     return out
 
 
 def _closing(text: str, open_at: int) -> int | None:
-    depth, i = 0, open_at
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            depth += 1
-        elif c == "]":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    depth = 0
+    for i, c in _chars(text, open_at):
+        depth += (c == "[") - (c == "]")
+        if c == "]" and depth == 0:
+            return i
     return None
 
 
 def _top_level_split(inner: str, sep: str) -> list[str]:
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(inner):
-        c = inner[i]
-        if c == "\\":
-            i += 2
-            continue
+    parts, depth, start = [], 0, 0
+    for i, c in _chars(inner):
         if c in "[(":
             depth += 1
         elif c in "])":
@@ -144,7 +134,6 @@ def _top_level_split(inner: str, sep: str) -> list[str]:
         elif c == sep and depth == 0:
             parts.append(inner[start:i])
             start = i + 1
-        i += 1
     parts.append(inner[start:])
     return parts
 
