@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steady.prompt_schedule import Scheduled, prompt_schedule, text_at, uses_schedule
+from steady.prompt_schedule import Scheduled, prompt_schedule, text_at
 
 
 def per_step(prompt: str, steps: int) -> list[str]:
@@ -37,5 +37,5 @@ def test_emphasis_escapes_and_nesting_are_kept_for_the_weighting_step() -> None:
 
 @pytest.mark.parametrize(("prompt", "expected"), [("a [x|y]", True), ("a [x:y:3]", True), ("a [x:3]", True),
                                                   ("a [x]", False), ("a (x:1.2)", False), ("a [x:y:z]", False)])  # fmt: skip
-def test_uses_schedule(prompt: str, expected: bool) -> None:
-    assert uses_schedule(prompt) is expected
+def test_only_editing_and_alternation_make_a_schedule(prompt: str, expected: bool) -> None:
+    assert (prompt_schedule(prompt, 20) != [Scheduled(20, prompt)]) is expected

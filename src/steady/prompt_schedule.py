@@ -44,11 +44,6 @@ class _Alternate:
     options: list[list]
 
 
-def uses_schedule(prompt: str) -> bool:
-    """Whether the prompt has prompt editing or alternation (a cheap pre-check)."""
-    return "[" in prompt and any(isinstance(n, _Edit | _Alternate) for n in _walk(_parse(prompt)))
-
-
 def prompt_schedule(prompt: str, steps: int) -> list[Scheduled]:
     """The texts the prompt takes during `steps` sampling steps (one entry if it never changes)."""
     tree = _parse(prompt)

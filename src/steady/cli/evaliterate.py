@@ -85,8 +85,9 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     if not 3 <= n_rank <= 200:
         raise BadInput("images", n_rank, "must be between 3 and 200")
-    if threads < 0 or threads > (os.cpu_count() or 1) * 4:
-        raise BadInput("threads", threads, f"must be 0 (torch's default) or between 1 and {(os.cpu_count() or 1) * 4}")
+    most_threads = (os.cpu_count() or 1) * 4
+    if not 0 <= threads <= most_threads:
+        raise BadInput("threads", threads, f"must be 0 (torch's default) or between 1 and {most_threads}")
     base = GenerationRequest(prompt="a circle", steps=steps, cfg_scale=cfg_scale, sampler=sampler, model=model).check()
     plan = check_and_plan(base)
     if plan.width != 64 or plan.height != 64:

@@ -34,7 +34,7 @@ from steady.errors import BadInput
 from steady.images.grid import grid_path
 from steady.params import DEFAULT_MAX_IMAGES, GenerationRequest
 from steady.textdiff import word_ops
-from steady.web.studio import Studio
+from steady.web.studio import Studio, grid_url
 
 
 class GenerateBody(BaseModel):
@@ -99,7 +99,7 @@ def make_router(studio: Studio) -> APIRouter:
         except BadInput:
             return not_found("job", job_id)
         images = studio.catalog.images_of_run(job.run_id)
-        grid = f"/api/jobs/{job.id}/grid" if grid_path(job).is_file() else ""
+        grid = grid_url(job.id) if grid_path(job).is_file() else ""
         return {"job_id": job.id, "run_id": job.run_id, "state": job.state, "error": job.error,
                 "n_images": job.n_images, "image_ids": [i.id for i in images], "grid_url": grid}  # fmt: skip
 

@@ -60,6 +60,11 @@ class LiveState:
         return max(0.0, left_steps * self.seconds_per_step)
 
 
+def grid_url(job_id: int) -> str:
+    """Where the page fetches a run's X/Y grid (steady.web.api serves it)."""
+    return f"/api/jobs/{job_id}/grid"
+
+
 @dataclass
 class StudioOptions:
     supervisor: SupervisorOptions = field(default_factory=lambda: SupervisorOptions(previews=True))
@@ -207,7 +212,7 @@ class Studio:
         self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": outcome.state,
                           "error": outcome.error, "n_images": job.n_images, "stop_reason": outcome.stop_reason,
                           "image_ids": [r.image_id for r in outcome.images],
-                          "grid_url": f"/api/jobs/{job.id}/grid" if outcome.grid_path else ""})  # fmt: skip
+                          "grid_url": grid_url(job.id) if outcome.grid_path else ""})  # fmt: skip
         self._resolve(outcome)
 
     def _resolve(self, outcome: JobOutcome) -> None:

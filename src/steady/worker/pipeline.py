@@ -21,8 +21,8 @@ import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
-from steady.prompt_schedule import prompt_schedule, text_at, uses_schedule
-from steady.worker.prompting import encode_pair, encode_pairs, needs_weighting, supported
+from steady.prompt_schedule import prompt_schedule, text_at
+from steady.worker.prompting import encode_pairs, needs_weighting
 from steady.worker.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,11 @@ def confirm_device(device: str) -> None:
 
 
 def step_conditioning(pipe: Any, params: ImageParams) -> list[Any]:
-    """Per sampling step, the (prompt, negative) embeddings of a prompt that uses A1111 prompt
-    editing or alternation (steady.prompt_schedule); [] when the prompt never changes. Each
-    distinct text is encoded once; equal steps share one object."""
-    if not supported(pipe) or not (uses_schedule(params.prompt) or uses_schedule(params.negative_prompt)):
+    """Per sampling step, our own (prompt, negative) embeddings where diffusers' would differ from
+    A1111's: emphasis, BREAK, more than 75 tokens, prompt editing and alternation (all of which
+    `needs_weighting` sees); [] otherwise. A prompt that never changes is a schedule of one text.
+    Each distinct text is encoded once; equal steps share one object."""
+    if not needs_weighting(pipe, params.prompt, params.negative_prompt):
         return []
     positive = prompt_schedule(params.prompt, params.steps)
     negative = prompt_schedule(params.negative_prompt, params.steps)
@@ -156,16 +157,11 @@ def render(
     )
     schedule = step_conditioning(pipe, params)
     if schedule:
+        # A1111 emphasis, BREAK, > 75 tokens, prompt editing: our own chunked, weighted embeddings.
         _alias_flattened_clip(pipe.text_encoder)
         del kwargs["prompt"], kwargs["negative_prompt"]
         kwargs.update(prompt_embeds=schedule[0].prompt, negative_prompt_embeds=schedule[0].negative,
                       callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])  # fmt: skip
-    elif needs_weighting(pipe, params.prompt, params.negative_prompt):
-        # A1111 emphasis, BREAK or a prompt over 75 tokens: our own chunked, weighted embeddings.
-        _alias_flattened_clip(pipe.text_encoder)
-        embeds = encode_pair(pipe, params.prompt, params.negative_prompt, params.clip_skip)
-        del kwargs["prompt"], kwargs["negative_prompt"]
-        kwargs.update(prompt_embeds=embeds.prompt, negative_prompt_embeds=embeds.negative)
     elif params.clip_skip > 1:
         # A1111 counts layers used from the end (2 = penultimate); diffusers counts layers skipped.
         kwargs["clip_skip"] = params.clip_skip - 1
