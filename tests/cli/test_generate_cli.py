@@ -68,3 +68,21 @@ def test_pickle_refused_before_loading(capsys, tmp_path):
     code, out = run_main(["generate", "x", "--model", str(ckpt), "--out", str(tmp_path / "out")], capsys)
     assert code == 2
     assert "is a pickle" in out.err and "--allow-pickle" in out.err and f"model='{ckpt}'" in out.err
+
+
+def test_sdxl_generate_with_a1111_syntax_ranks_by_adherence(tmp_path):
+    """An SDXL single file (tiny, random weights) through the real worker: emphasis and alternation
+    are accepted and every image gets the model's adherence score, so the run is listed best-first."""
+    from tests.fixtures.tiny_models import save_tiny_single_file
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    save_tiny_single_file("sdxl", home / "models" / "xl.safetensors")
+    env = dict(os.environ, STEADY_HOME=str(home), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "steady", "generate", "a (red:1.3) [circle|square] BREAK blue background",
+         "--model", "xl", "-n", "2", "--steps", "2", "-W", "64", "-H", "64", "--seed", "3"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("adherence ") == 2 and "best first (prompt adherence):" in done.stdout

@@ -15,8 +15,11 @@ smaller the prompt-conditioned error is, averaged over the timesteps:
 denoised better with the prompt than without it. The cost is `len(timesteps)` UNet calls at
 batch 2, the same as that many sampling steps with CFG: 4 timesteps against 20 steps is 20 %.
 The noises come from a fixed seed, so the score of an image is reproducible and comparable across
-images of a run. Needs no weights beyond the checkpoint. SD 1.x/2.x pipelines (and the embedded
-model); for other pipelines `supported` is False and no score is stored.
+images of a run. Needs no weights beyond the checkpoint. SD 1.x/2.x and SDXL pipelines (and the
+embedded model); for other pipelines `supported` is False and no score is stored. SDXL's UNet
+also takes the pooled prompt and the size conditioning: the unconditional side is all zeros, as
+SDXL was trained to drop the prompt and as diffusers samples with an empty negative prompt, and the
+size conditioning is the image's own size with no crop.
 """
 
 from __future__ import annotations
@@ -38,12 +41,27 @@ class AdherenceScorer:
         # The training noise schedule (betas) the model was trained with, whatever the sampler.
         self.schedule = DDPMScheduler.from_config(pipe.scheduler.config)
         self.prediction = self.schedule.config.prediction_type
-        self.supported = type(pipe).__name__ == "StableDiffusionPipeline"
+        self.xl = type(pipe).__name__ == "StableDiffusionXLPipeline"
+        self.supported = type(pipe).__name__ == "StableDiffusionPipeline" or (
+            self.xl and getattr(pipe, "text_encoder_2", None) is not None)
         self._uncond: torch.Tensor | None = None
 
     def _embed(self, prompt: str, device: Any) -> torch.Tensor:
         embeds, _ = self.pipe.encode_prompt(prompt, device, 1, False)
         return embeds
+
+    def _xl_conditioning(self, prompt: str, latents: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """SDXL: [zeros, prompt] hidden states and the added (pooled text, size) conditioning."""
+        pipe, device, dtype = self.pipe, latents.device, self.pipe.unet.dtype
+        embeds, _, pooled, _ = pipe.encode_prompt(prompt, device=device, do_classifier_free_guidance=False)
+        scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        size = (latents.shape[-2] * scale, latents.shape[-1] * scale)
+        time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=dtype,
+                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)  # fmt: skip
+        context = torch.cat([torch.zeros_like(embeds), embeds]).to(device, dtype)
+        added = {"text_embeds": torch.cat([torch.zeros_like(pooled), pooled]).to(device, dtype),
+                 "time_ids": torch.cat([time_ids, time_ids]).to(device)}  # fmt: skip
+        return context, added
 
     @torch.inference_mode()
     def score(self, latents: torch.Tensor, image: Any, prompt: str) -> float | None:
@@ -51,10 +69,14 @@ class AdherenceScorer:
             return None
         unet = self.pipe.unet
         device, dtype = latents.device, unet.dtype
-        if self._uncond is None:
-            self._uncond = self._embed("", device)
-        cond = self._embed(prompt, device)
-        context = torch.cat([self._uncond.to(device, dtype), cond.to(device, dtype)])
+        added: dict[str, torch.Tensor] | None = None
+        if self.xl:
+            context, added = self._xl_conditioning(prompt, latents)
+        else:
+            if self._uncond is None:
+                self._uncond = self._embed("", device)
+            cond = self._embed(prompt, device)
+            context = torch.cat([self._uncond.to(device, dtype), cond.to(device, dtype)])
         x0 = latents.to(device, torch.float32)
         generator = torch.Generator(device="cpu").manual_seed(NOISE_SEED)
         gains = []
@@ -64,7 +86,8 @@ class AdherenceScorer:
             noisy = self.schedule.add_noise(x0, noise, step)
             target = self.schedule.get_velocity(x0, noise, step) if self.prediction == "v_prediction" else noise
             model_in = torch.cat([noisy, noisy]).to(dtype)
-            predicted = unet(model_in, torch.cat([step, step]), encoder_hidden_states=context).sample.float()
+            predicted = unet(model_in, torch.cat([step, step]), encoder_hidden_states=context,
+                             added_cond_kwargs=added).sample.float()
             errors = ((predicted - target) ** 2).flatten(1).mean(dim=1)  # [uncond, cond]
             gains.append(float((errors[0] - errors[1]) / (target ** 2).mean()))
         return sum(gains) / len(gains)

@@ -138,9 +138,14 @@ def render(
             pipeline._interrupt = True
         if schedule and step_index + 1 < len(schedule) and schedule[step_index + 1] is not schedule[step_index]:
             # A1111 prompt editing / alternation: the next step's conditioning.
-            nxt, current = schedule[step_index + 1], tensors["prompt_embeds"]
-            both = torch.cat([nxt.negative, nxt.prompt]) if pipeline.do_classifier_free_guidance else nxt.prompt
-            tensors["prompt_embeds"] = both.to(device=current.device, dtype=current.dtype)
+            nxt = schedule[step_index + 1]
+            cfg = pipeline.do_classifier_free_guidance
+            for key, (positive, negative) in (("prompt_embeds", (nxt.prompt, nxt.negative)),
+                                              ("add_text_embeds", (nxt.pooled, nxt.negative_pooled))):  # fmt: skip
+                if key in tensors and positive is not None:  # add_text_embeds: SDXL's pooled prompt
+                    current = tensors[key]
+                    both = torch.cat([negative, positive]) if cfg else positive
+                    tensors[key] = both.to(device=current.device, dtype=current.dtype)
         return tensors
 
     kwargs: dict[str, Any] = dict(
@@ -160,8 +165,12 @@ def render(
         # A1111 emphasis, BREAK, > 75 tokens, prompt editing: our own chunked, weighted embeddings.
         _alias_flattened_clip(pipe.text_encoder)
         del kwargs["prompt"], kwargs["negative_prompt"]
-        kwargs.update(prompt_embeds=schedule[0].prompt, negative_prompt_embeds=schedule[0].negative,
+        first = schedule[0]
+        kwargs.update(prompt_embeds=first.prompt, negative_prompt_embeds=first.negative,
                       callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])  # fmt: skip
+        if first.pooled is not None:  # SDXL
+            kwargs.update(pooled_prompt_embeds=first.pooled, negative_pooled_prompt_embeds=first.negative_pooled)
+            kwargs["callback_on_step_end_tensor_inputs"].append("add_text_embeds")
     elif params.clip_skip > 1:
         # A1111 counts layers used from the end (2 = penultimate); diffusers counts layers skipped.
         kwargs["clip_skip"] = params.clip_skip - 1

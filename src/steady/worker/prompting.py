@@ -10,7 +10,12 @@ as BOS + 75 tokens + EOS by CLIP and the chunks concatenated, so nothing past to
 Each token's embedding is multiplied by its weight and the whole is rescaled to its original
 mean ("Original" emphasis). Prompt and negative prompt are padded to the same number of chunks.
 Plain prompts of at most 75 tokens keep diffusers' own encoding (identical images to before).
-SD 1.x/2.x pipelines only; SDXL prompts go to diffusers unweighted.
+
+SDXL as A1111 does it: each chunk goes through both text encoders (CLIP-L and OpenCLIP-G, the
+penultimate layer of each, or earlier with clip skip), each encoder's tokens are weighted and
+mean-restored on their own, and the two are concatenated per token; the pooled embedding is
+OpenCLIP-G's of the first chunk, unweighted. An empty negative prompt is all zeros, as diffusers
+does for SDXL (`force_zeros_for_empty_prompt`). An SDXL refiner (one text encoder) is not supported.
 """
 
 from __future__ import annotations
@@ -29,10 +34,25 @@ CHUNK = 75
 class PromptEmbeds:
     prompt: torch.Tensor  # (1, 77 * chunks, dim)
     negative: torch.Tensor
+    pooled: torch.Tensor | None = None  # SDXL: (1, projection dim)
+    negative_pooled: torch.Tensor | None = None
+
+
+def is_xl(pipe: Any) -> bool:
+    return type(pipe).__name__ == "StableDiffusionXLPipeline"
 
 
 def supported(pipe: Any) -> bool:
+    if is_xl(pipe):
+        return getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "text_encoder_2", None) is not None
     return type(pipe).__name__ == "StableDiffusionPipeline"
+
+
+def _encoders(pipe: Any) -> list[tuple[Any, Any]]:
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if is_xl(pipe):
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    return pairs
 
 
 def needs_weighting(pipe: Any, prompt: str, negative: str) -> bool:
@@ -63,27 +83,51 @@ def _chunks(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]]]:
     return chunks
 
 
-def _encode(pipe: Any, chunks: list[tuple[list[int], list[float]]], clip_skip: int) -> torch.Tensor:
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+def _hidden(encoder: Any, input_ids: torch.Tensor, clip_skip: int, xl: bool) -> tuple[torch.Tensor, Any]:
+    """One chunk through one text encoder: (per-token hidden states, pooled or None)."""
+    if xl:  # SDXL reads the penultimate layer, without the final layer norm, as diffusers and A1111 do
+        out = encoder(input_ids, output_hidden_states=True)
+        pooled = out[0] if out[0].ndim == 2 else None
+        return out.hidden_states[-(clip_skip + 1)], pooled
+    if clip_skip > 1:
+        hidden = encoder(input_ids, output_hidden_states=True).hidden_states[-clip_skip]
+        return encoder.text_model.final_layer_norm(hidden), None
+    return encoder(input_ids)[0], None
+
+
+def _encode(pipe: Any, tokenizer: Any, encoder: Any, chunks: list[tuple[list[int], list[float]]],
+            clip_skip: int) -> tuple[torch.Tensor, Any]:
+    """Weighted hidden states of every chunk, concatenated, and the first chunk's pooled output."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     device = pipe._execution_device
-    parts = []
+    parts, first_pooled = [], None
     for ids, weights in chunks:
         fill = CHUNK - len(ids)
         input_ids = torch.tensor([[bos, *ids, eos, *([pad] * fill)]], device=device)
         weight = torch.tensor([1.0, *weights, 1.0, *([1.0] * fill)], device=device)
-        if clip_skip > 1:
-            hidden = encoder(input_ids, output_hidden_states=True).hidden_states[-clip_skip]
-            z = encoder.text_model.final_layer_norm(hidden)
-        else:
-            z = encoder(input_ids)[0]
+        z, pooled = _hidden(encoder, input_ids, clip_skip, is_xl(pipe))
+        if first_pooled is None:
+            first_pooled = pooled
         z = z.float()
         original_mean = z.mean()
         z = z * weight[None, :, None]
         z = z * (original_mean / z.mean())
         parts.append(z)
-    return torch.cat(parts, dim=1).to(encoder.dtype)
+    return torch.cat(parts, dim=1).to(encoder.dtype), first_pooled
+
+
+def _embed(pipe: Any, text: str, count: int, clip_skip: int, negative: bool) -> tuple[torch.Tensor, Any]:
+    """One text as every encoder sees it, padded with empty chunks to `count` chunks."""
+    hidden, pooled = [], None
+    for tokenizer, encoder in _encoders(pipe):
+        chunks = _chunks(tokenizer, text)
+        z, pooled = _encode(pipe, tokenizer, encoder, chunks + [([], [])] * (count - len(chunks)), clip_skip)
+        hidden.append(z)
+    z = torch.cat(hidden, dim=-1)
+    if negative and text == "" and is_xl(pipe) and pipe.config.force_zeros_for_empty_prompt:
+        return torch.zeros_like(z), torch.zeros_like(pooled)
+    return z, pooled
 
 
 def encode_pair(pipe: Any, prompt: str, negative: str, clip_skip: int = 1) -> PromptEmbeds:
@@ -95,10 +139,10 @@ def encode_pairs(pipe: Any, pairs: list[tuple[str, str]], clip_skip: int = 1) ->
     """Weighted embeddings of (prompt, negative) pairs, all padded with empty chunks to the same
     number of 75-token chunks, so that one image's conditioning can be swapped between steps
     (A1111 prompt editing, steady.prompt_schedule) as A1111 pads it."""
-    chunked = [(_chunks(pipe.tokenizer, p), _chunks(pipe.tokenizer, n)) for p, n in pairs]
-    count = max(max(len(p), len(n)) for p, n in chunked)
-
-    def padded(chunks: list) -> list:
-        return chunks + [([], [])] * (count - len(chunks))
-
-    return [PromptEmbeds(_encode(pipe, padded(p), clip_skip), _encode(pipe, padded(n), clip_skip)) for p, n in chunked]
+    count = max(len(_chunks(tokenizer, text)) for pair in pairs for text in pair for tokenizer, _ in _encoders(pipe))
+    out = []
+    for prompt, negative in pairs:
+        z, pooled = _embed(pipe, prompt, count, clip_skip, negative=False)
+        nz, npooled = _embed(pipe, negative, count, clip_skip, negative=True)
+        out.append(PromptEmbeds(z, nz, pooled, npooled))
+    return out
