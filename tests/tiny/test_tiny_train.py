@@ -171,3 +171,26 @@ def test_a_run_on_a_saved_vae_trains_the_same_unet_as_the_full_run(tmp_path: Pat
     reused = tmp_path / "reused"
     train(replace(TOY, decoder_steps=0, vae_from=str(full)), reused)
     assert _digest(reused) == _digest(full)
+
+
+def test_init_from_continues_a_saved_model(toy_model: Path, tmp_path: Path) -> None:
+    """A continuation starts from the folder's UNet and text encoder (at learning rate 0 they come back
+    equal) and keeps its VAE and latent scale; with a learning rate the UNet moves."""
+    from safetensors.torch import load_file
+
+    def weights(folder: Path, part: str) -> dict[str, torch.Tensor]:
+        return load_file(folder / part)
+
+    unet, text = "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"
+    still = tmp_path / "still"
+    log = train(replace(TOY, init_from=str(toy_model), unet_lr=0.0, decoder_steps=0, seed=1), still)
+    assert log["init_from"] == log["vae_from"] == str(toy_model) and log["vae_loss"] == []
+    for part in (unet, text, "vae/diffusion_pytorch_model.safetensors"):
+        before, after = weights(toy_model, part), weights(still, part)
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before), part
+    scale = json.loads((toy_model / "vae" / "config.json").read_text())["scaling_factor"]
+    assert json.loads((still / "vae" / "config.json").read_text())["scaling_factor"] == scale
+    moved = tmp_path / "moved"
+    train(replace(TOY, init_from=str(toy_model), decoder_steps=0, seed=1), moved)
+    before, after = weights(toy_model, unet), weights(moved, unet)
+    assert not all(torch.equal(before[k], after[k]) for k in before)

@@ -4,6 +4,8 @@
     python -m steady.tiny.train --out /tmp/t --quick        (a one-minute smoke run)
     python -m steady.tiny.train --out build/tiny --vae-from src/steady/tiny/weights
                                                   (steps 2-4 only, on an already trained VAE)
+    python -m steady.tiny.train --out build/tiny2 --init-from build/tiny --seed 1 --unet-steps 3000 \
+        --unet-lr 2.5e-4          (a continuation: steps 2-4 from a saved model's VAE, UNet and text encoder)
 
 Steps (docs/tiny-model.md has the why of each choice):
  1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8).
@@ -60,6 +62,7 @@ class TrainConfig:
     vae_eval_every: int = 500
     unet_channels: str = "48,96"  # block widths; one resolution level per entry (16x16, 8x8, 4x4)
     vae_from: str = ""  # a model folder whose VAE is used as is (skips step 1)
+    init_from: str = ""  # a model folder whose UNet and text encoder step 3 starts from (a continuation)
     pool: int = 24_000
     unet_steps: int = 6000  # the learning-rate schedule's length
     unet_stop: int = 0  # stop after this many steps (0: all)
@@ -223,7 +226,8 @@ def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
             x = to_tensor(np.stack([s.image for s in samples[i : i + 500]]))
             chunks.append(vae.encode(x).latent_dist.mean)
     latents = torch.cat(chunks)
-    scale = float(1.0 / latents.std())
+    # A continuation keeps the latent scale its UNet was trained with (the folder's VAE config).
+    scale = float(vae.config.scaling_factor) if c.init_from else float(1.0 / latents.std())
     log.data["timings_s"]["pool"] = round(time.perf_counter() - t0, 1)
     log.data["latents"] = {"n": len(samples), "mean": float(latents.mean()), "std": float(latents.std()),
                            "scaling_factor": scale}  # fmt: skip
@@ -326,11 +330,22 @@ def loss_weights(snr: torch.Tensor, min_snr: float, high_t_cap: float) -> torch.
     return weights
 
 
+def load_text_unet(folder: str, log: Log) -> tuple[Any, Any]:
+    """A continuation's start: the text encoder and UNet of a saved model folder, in float32."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    log.data["init_from"] = str(folder)
+    text = CLIPTextModel.from_pretrained(Path(folder) / "text_encoder", torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(Path(folder) / "unet", torch_dtype=torch.float32)
+    return text.train(), unet.train()
+
+
 def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: Log) -> tuple[Any, Any]:
     from diffusers import DDPMScheduler
 
     torch.manual_seed(c.seed)  # the UNet's start does not depend on whether step 1 ran here
-    text, unet = A.build_text(arch), A.build_unet(arch)
+    text, unet = load_text_unet(c.init_from, log) if c.init_from else (A.build_text(arch), A.build_unet(arch))
     ema_text, ema_unet = copy.deepcopy(text).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     train_params = [p for m in (text, unet) for p in m.parameters()]
     ema_params = [p for m in (ema_text, ema_unet) for p in m.parameters()]
@@ -414,6 +429,8 @@ def prefix_text_encoder(path: Path) -> None:
 
 
 def train(c: TrainConfig, out: Path) -> dict[str, Any]:
+    if c.init_from and not c.vae_from:  # a continuation's UNet only fits its own VAE
+        c = replace(c, vae_from=c.init_from)
     torch.manual_seed(c.seed)
     if c.threads:
         torch.set_num_threads(c.threads)
