@@ -408,10 +408,11 @@ def save_model(out: Path, vae: Any, text: Any, unet: Any, scale: float) -> None:
     )  # fmt: skip
     pipe.save_pretrained(out, safe_serialization=True)
     prefix_text_encoder(out / "text_encoder" / "model.safetensors")
-    vae_config = out / "vae" / "config.json"  # a VAE loaded from a folder remembers that folder's path
-    conf = json.loads(vae_config.read_text(encoding="utf-8"))
-    if conf.pop("_name_or_path", None) is not None:
-        vae_config.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for part in ("vae", "unet", "text_encoder"):  # a model loaded from a folder remembers that folder's path
+        config = out / part / "config.json"
+        conf = json.loads(config.read_text(encoding="utf-8"))
+        if conf.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def prefix_text_encoder(path: Path) -> None:
