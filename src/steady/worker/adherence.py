@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from steady.worker.prompting import is_xl
+
 DEFAULT_TIMESTEPS = (250, 450, 650, 850)
 NOISE_SEED = 1234
 
@@ -41,7 +43,7 @@ class AdherenceScorer:
         # The training noise schedule (betas) the model was trained with, whatever the sampler.
         self.schedule = DDPMScheduler.from_config(pipe.scheduler.config)
         self.prediction = self.schedule.config.prediction_type
-        self.xl = type(pipe).__name__ == "StableDiffusionXLPipeline"
+        self.xl = is_xl(pipe)
         self.supported = type(pipe).__name__ == "StableDiffusionPipeline" or (
             self.xl and getattr(pipe, "text_encoder_2", None) is not None)
         self._uncond: torch.Tensor | None = None
@@ -54,8 +56,7 @@ class AdherenceScorer:
         """SDXL: [zeros, prompt] hidden states and the added (pooled text, size) conditioning."""
         pipe, device, dtype = self.pipe, latents.device, self.pipe.unet.dtype
         embeds, _, pooled, _ = pipe.encode_prompt(prompt, device=device, do_classifier_free_guidance=False)
-        scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        size = (latents.shape[-2] * scale, latents.shape[-1] * scale)
+        size = (latents.shape[-2] * pipe.vae_scale_factor, latents.shape[-1] * pipe.vae_scale_factor)
         time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=dtype,
                                           text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)  # fmt: skip
         context = torch.cat([torch.zeros_like(embeds), embeds]).to(device, dtype)

@@ -117,17 +117,14 @@ def _encode(pipe: Any, tokenizer: Any, encoder: Any, chunks: list[tuple[list[int
     return torch.cat(parts, dim=1).to(encoder.dtype), first_pooled
 
 
-def _embed(pipe: Any, text: str, count: int, clip_skip: int, negative: bool) -> tuple[torch.Tensor, Any]:
-    """One text as every encoder sees it, padded with empty chunks to `count` chunks."""
+def _embed(pipe: Any, chunked: list[list[tuple[list[int], list[float]]]], count: int,
+           clip_skip: int) -> tuple[torch.Tensor, Any]:
+    """One text as every encoder sees it (its chunks per encoder), padded with empty chunks to `count`."""
     hidden, pooled = [], None
-    for tokenizer, encoder in _encoders(pipe):
-        chunks = _chunks(tokenizer, text)
+    for (tokenizer, encoder), chunks in zip(_encoders(pipe), chunked, strict=True):
         z, pooled = _encode(pipe, tokenizer, encoder, chunks + [([], [])] * (count - len(chunks)), clip_skip)
         hidden.append(z)
-    z = torch.cat(hidden, dim=-1)
-    if negative and text == "" and is_xl(pipe) and pipe.config.force_zeros_for_empty_prompt:
-        return torch.zeros_like(z), torch.zeros_like(pooled)
-    return z, pooled
+    return torch.cat(hidden, dim=-1), pooled
 
 
 def encode_pair(pipe: Any, prompt: str, negative: str, clip_skip: int = 1) -> PromptEmbeds:
@@ -139,10 +136,16 @@ def encode_pairs(pipe: Any, pairs: list[tuple[str, str]], clip_skip: int = 1) ->
     """Weighted embeddings of (prompt, negative) pairs, all padded with empty chunks to the same
     number of 75-token chunks, so that one image's conditioning can be swapped between steps
     (A1111 prompt editing, steady.prompt_schedule) as A1111 pads it."""
-    count = max(len(_chunks(tokenizer, text)) for pair in pairs for text in pair for tokenizer, _ in _encoders(pipe))
+    texts = dict.fromkeys(text for pair in pairs for text in pair)  # each distinct text chunked and encoded once
+    chunked = {text: [_chunks(tokenizer, text) for tokenizer, _ in _encoders(pipe)] for text in texts}
+    count = max(len(chunks) for per_encoder in chunked.values() for chunks in per_encoder)
+    embedded = {text: _embed(pipe, chunked[text], count, clip_skip) for text in texts}
+    zero_empty_negative = is_xl(pipe) and pipe.config.force_zeros_for_empty_prompt
     out = []
     for prompt, negative in pairs:
-        z, pooled = _embed(pipe, prompt, count, clip_skip, negative=False)
-        nz, npooled = _embed(pipe, negative, count, clip_skip, negative=True)
+        z, pooled = embedded[prompt]
+        nz, npooled = embedded[negative]
+        if negative == "" and zero_empty_negative:
+            nz, npooled = torch.zeros_like(nz), torch.zeros_like(npooled)
         out.append(PromptEmbeds(z, nz, pooled, npooled))
     return out
