@@ -23,12 +23,8 @@ import torch.nn.functional as F
 from steady.models.default import embedded_model_path
 from steady.tiny import arch as A
 from steady.tiny.data import dataset, make_scene, render
-from steady.tiny.scenes import POSITION_NAMES, caption
+from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
 from steady.tiny.train import Tokens, to_tensor
-
-
-def where(pos: str) -> str:
-    return "in the center" if pos == "center" else (f"on the {pos}" if pos in ("left", "right") else f"at the {pos}")
 
 
 def main() -> None:
@@ -66,9 +62,9 @@ def main() -> None:
 
     def prompt(i: int, pos: str) -> str:
         if args.data == "position-only":
-            return f"a large red circle {where(pos)} on a blue background"
+            return f"a large red circle {position_phrase(pos)} on a blue background"
         s = scenes[i]
-        return f"a {s.size} {s.colour} {s.shape} {where(pos)} on a {s.background} background"
+        return f"a {s.size} {s.colour} {s.shape} {position_phrase(pos)} on a {s.background} background"
 
     t999 = torch.full((32,), 999)
     for step in range(args.steps):

@@ -36,7 +36,7 @@ from steady.models.default import embedded_model_path
 from steady.tiny import arch as A
 from steady.tiny.checker import analyse
 from steady.tiny.data import make_scene, render
-from steady.tiny.scenes import POSITION_NAMES, caption
+from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
 from steady.tiny.train import Tokens, lr_at, param_groups, to_tensor, to_uint8, training_noise
 
 
@@ -55,13 +55,16 @@ def sampler(variant: str):
     return EulerDiscreteScheduler(**A.SCHEDULE, steps_offset=1, timestep_spacing="leading")
 
 
+def prompt_at(pos: str) -> str:
+    return f"a large red circle {position_phrase(pos)} on a blue background"
+
+
 @torch.no_grad()
 def evaluate(variant, unet, text, vae, tokens, scale, bias, seeds=4, cfg=5.0, sheet=None):
     prompts, wanted = [], []
     for pos in POSITION_NAMES:
-        where = "in the center" if pos == "center" else (f"on the {pos}" if pos in ("left", "right") else f"at the {pos}")
         for s in range(seeds):
-            prompts.append(f"a large red circle {where} on a blue background")
+            prompts.append(prompt_at(pos))
             wanted.append(pos)
     sched = sampler(variant)
     sched.set_timesteps(20)
@@ -91,11 +94,8 @@ def text_gain(variant, unet, text, tokens, ns, lat, scenes, bias, n=64):
     """x0 error with the true position word vs a wrong one, at high timesteps (ratio > 1: the word is used)."""
     rng = np.random.default_rng(5)
     idx = rng.integers(0, len(scenes), n)
-    def prompt(pos):
-        where = "in the center" if pos == "center" else (f"on the {pos}" if pos in ("left", "right") else f"at the {pos}")
-        return f"a large red circle {where} on a blue background"
-    right = [prompt(scenes[i].position) for i in idx]
-    wrong = [prompt(str(rng.choice([p for p in POSITION_NAMES if p != scenes[i].position]))) for i in idx]
+    right = [prompt_at(scenes[i].position) for i in idx]
+    wrong = [prompt_at(str(rng.choice([p for p in POSITION_NAMES if p != scenes[i].position]))) for i in idx]
     x0 = lat[torch.from_numpy(idx)]
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(6))
     out = {}

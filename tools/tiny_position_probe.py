@@ -17,6 +17,7 @@ import torch
 from steady.models.default import embedded_model_path
 from steady.models.detect import inspect_model
 from steady.tiny.checker import check
+from steady.tiny.scenes import position_phrase
 from steady.worker.loader import load_pipeline
 from steady.worker.pipeline import quiet_libraries
 
@@ -24,8 +25,7 @@ WORDS = ("top left", "top right", "bottom left", "bottom right", "center")
 
 
 def prompt_for(word: str) -> str:
-    where = "in the center" if word == "center" else f"at the {word}"
-    return f"a large red circle {where} on a blue background"
+    return f"a large red circle {position_phrase(word)} on a blue background"
 
 
 def main() -> None:

@@ -175,7 +175,7 @@ def position_from_cell(row: int, col: int) -> str:
 # --- captions -----------------------------------------------------------------------------
 
 
-def _position_phrase(position: str) -> str:
+def position_phrase(position: str) -> str:
     if position == "center":
         return "in the center"
     if position in ("left", "right"):
@@ -212,7 +212,7 @@ def caption(scene: Scene, rng: np.random.Generator, drop_prob: float = 0.25) -> 
         return ", ".join(parts)
     words = _with_article(noun)
     if keep["position"]:
-        words.append(_position_phrase(scene.position))
+        words.append(position_phrase(scene.position))
     if template == 2 and keep["background"]:
         return " ".join([*_with_article([scene.background]), "background with", *words])
     if keep["background"]:
