@@ -1,20 +1,25 @@
 """Is "put the shape where the prompt says" learnable by the tiny UNet at all, and how fast? The
-easiest form of the task: the UNet sees pure noise (t = 999 of a zero-terminal-SNR schedule, where
-nothing but the prompt tells where the shape is) and regresses the clean latent directly.
+easiest form of the task: the UNet sees pure noise (t = 999, where nothing but the prompt tells
+where the shape is) and regresses the clean latent directly (``--target x0``), or, in the shipped
+model's own parameterisation, predicts the noise at t >= --t-min with the loss weighted to the clean
+latent's error (``--target eps``).
 
-    python tools/position_binding.py --data position-only [--steps 400]   # one red circle on blue, nine places
-    python tools/position_binding.py --data full --steps 1000             # the training scenes, every attribute
-    python tools/position_binding.py --data position-only --ramps         # + fixed x/y ramps on the input
+    python tools/position_binding.py --phases position-only:400            # one red circle on blue, nine places
+    python tools/position_binding.py --phases full:1000                    # the training scenes, every attribute
+    python tools/position_binding.py --phases position-only:400 --ramps    # + fixed x/y ramps on the input
+    python tools/position_binding.py --init shipped --target eps --lr 5e-4 \
+        --phases position-only:400,position-only+colours:400,colours+full:400   # the curriculum (session 8)
 
-Every 50 steps: the x0 error with the prompt's true position / with another position word, on the
-training batch. 1.0 means the model does not use the position word at all; it rises above 1 once the
-word decides the place.
+Every 50 steps: the x0 error with the prompt's true position / with another position word, on a
+fresh batch of each scene kind in play and of the training scenes. 1.0 means the model does not use
+the position word at all; it rises above 1 once the word decides the place.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,17 +28,42 @@ import torch.nn.functional as F
 from steady.models.default import embedded_model_path
 from steady.tiny import arch as A
 from steady.tiny.data import dataset, make_scene, render
-from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
-from steady.tiny.train import Tokens, to_tensor
+from steady.tiny.scenes import COLOUR_NAMES, POSITION_NAMES, caption, position_phrase
+from steady.tiny.train import Tokens, to_tensor, training_noise
+
+
+class Log:
+    """What ``load_text_unet`` writes its source into."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", choices=("position-only", "full"), required=True)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument(
+        "--phases",
+        default="full:400",
+        help="comma list of DATA[+DATA]:STEPS; DATA is position-only (a large red circle on blue), "
+        "colours (a large circle, any colours) or full (the training scenes); '+' splits each batch",
+    )
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ramps", action="store_true", help="add fixed x and y ramps to the UNet's input")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--init",
+        choices=("fresh", "shipped"),
+        default="fresh",
+        help="start the UNet and text encoder from nothing or from the shipped weights",
+    )
+    ap.add_argument(
+        "--target",
+        choices=("x0", "eps"),
+        default="x0",
+        help="x0: regress the clean latent from pure noise; eps: the shipped model's own "
+        "parameterisation, t in [--t-min, 999] of SD's schedule, the loss weighted to the x0 error",
+    )
+    ap.add_argument("--t-min", type=int, default=950)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -41,17 +71,42 @@ def main() -> None:
 
     vae = AutoencoderKL.from_pretrained(Path(embedded_model_path()) / "vae", torch_dtype=torch.float32).eval()
     rng = np.random.default_rng(0)
-    if args.data == "position-only":
-        scenes = [make_scene(rng, "circle", "red", "large", str(rng.choice(POSITION_NAMES)), "blue") for _ in range(2000)]
-        images = np.stack([render(s) for s in scenes])
-    else:
-        samples = list(dataset(1, 4000, drop_prob=0.0))
-        scenes, images = [s.scene for s in samples], np.stack([s.image for s in samples])
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(to_tensor(images[i:i + 500])).latent_dist.mean for i in range(0, len(images), 500)])
-    lat = lat * vae.config.scaling_factor
+
+    def encode(images: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            lat = torch.cat(
+                [vae.encode(to_tensor(images[i : i + 500])).latent_dist.mean for i in range(0, len(images), 500)]
+            )
+        return lat * vae.config.scaling_factor
+
+    def scenes_of(kind: str, n: int) -> list:
+        if kind == "full":
+            return [x.scene for x in dataset(1, n, drop_prob=0.0)]
+        out = []
+        for _ in range(n):
+            colour = "red" if kind == "position-only" else str(rng.choice(COLOUR_NAMES))
+            background = (
+                "blue" if kind == "position-only" else str(rng.choice([b for b in COLOUR_NAMES if b != colour]))
+            )
+            out.append(make_scene(rng, "circle", colour, "large", str(rng.choice(POSITION_NAMES)), background))
+        return out
+
+    phases = [(kinds.split("+"), int(n)) for kinds, n in (p.split(":") for p in args.phases.split(","))]
+    data = {}
+    for kind in sorted({k for kinds, _ in phases for k in kinds} | {"full"}):
+        sc = scenes_of(kind, 4000 if kind == "full" else 2000)
+        data[kind] = (sc, encode(np.stack([render(x) for x in sc])))
     arch = A.Architecture(vae_channels=(8, 16, 32), vae_groups=1)
-    text, unet = A.build_text(arch), A.build_unet(arch)
+    if args.init == "shipped":
+        from steady.tiny.train import load_text_unet
+
+        text, unet = load_text_unet(str(embedded_model_path()), Log())
+    else:
+        text, unet = A.build_text(arch), A.build_unet(arch)
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(**A.SCHEDULE)
+    abar = sched.alphas_cumprod
     ramp = torch.zeros(1, 4, 16, 16)
     if args.ramps:
         r = torch.linspace(-1, 1, 16)
@@ -60,32 +115,53 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=args.lr)
     tokens, crng, gen = Tokens(), np.random.default_rng(1), torch.Generator().manual_seed(2)
 
-    def prompt(i: int, pos: str) -> str:
-        if args.data == "position-only":
-            return f"a large red circle {position_phrase(pos)} on a blue background"
-        s = scenes[i]
+    def prompt(s: Any, pos: str) -> str:
         return f"a {s.size} {s.colour} {s.shape} {position_phrase(pos)} on a {s.background} background"
 
-    t999 = torch.full((32,), 999)
-    for step in range(args.steps):
-        idx = crng.integers(0, len(scenes), 32)
-        caps = [prompt(i, scenes[i].position) if args.data == "position-only" else caption(scenes[i], crng, 0.25)
-                for i in idx]  # fmt: skip
-        x = torch.randn(32, 4, 16, 16, generator=gen) + ramp
-        target = lat[torch.from_numpy(idx)]
-        loss = F.mse_loss(unet(x, t999, text(tokens(caps)).last_hidden_state).sample, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if (step + 1) % 50 == 0:
-            right = [prompt(i, scenes[i].position) for i in idx]
-            wrong = [prompt(i, str(crng.choice([p for p in POSITION_NAMES if p != scenes[i].position]))) for i in idx]
-            with torch.no_grad():
-                err = [F.mse_loss(unet(x, t999, text(tokens(c)).last_hidden_state).sample, target).item()
-                       for c in (right, wrong)]  # fmt: skip
-            print(f"step {step + 1}: loss {loss.item():.4f}, x0 error wrong/right position word {err[1] / err[0]:.3f}",
-                  flush=True)  # fmt: skip
+    def x0_error(x: torch.Tensor, ts: torch.Tensor, caps: list[str], target: torch.Tensor) -> torch.Tensor:
+        pred = unet(x, ts, text(tokens(caps)).last_hidden_state).sample
+        if args.target == "x0":
+            return F.mse_loss(pred, target)
+        a = abar[ts].view(-1, 1, 1, 1)
+        return F.mse_loss((x - (1 - a).sqrt() * pred) / a.sqrt(), target)
+
+    def batch(kinds: list[str]) -> tuple[list[Any], torch.Tensor, torch.Tensor, torch.Tensor]:
+        scenes, lats = [], []
+        for j, kind in enumerate(kinds):
+            sc, lat = data[kind]
+            idx = crng.integers(0, len(sc), 32 // len(kinds) + (j < 32 % len(kinds)))
+            scenes += [sc[i] for i in idx]
+            lats.append(lat[torch.from_numpy(idx)])
+        target = torch.cat(lats)
+        if args.target == "x0":
+            return scenes, target, torch.randn(32, 4, 16, 16, generator=gen) + ramp, torch.full((32,), 999)
+        ts = torch.randint(args.t_min, 1000, (32,), generator=gen)
+        return scenes, target, sched.add_noise(target, training_noise((32, 4, 16, 16), 0.15, gen), ts) + ramp, ts
+
+    step = 0
+    for kinds, n in phases:
+        for _ in range(n):
+            scenes, target, x, ts = batch(kinds)
+            caps = [prompt(s, s.position) if kinds == ["position-only"] else caption(s, crng, 0.25) for s in scenes]
+            loss = x0_error(x, ts, caps, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            if step % 50 == 0:
+                ratios = []
+                for kind in dict.fromkeys([*kinds, "full"]):
+                    scenes, target, x, ts = batch([kind])
+                    right = [prompt(s, s.position) for s in scenes]
+                    wrong = [
+                        prompt(s, str(crng.choice([p for p in POSITION_NAMES if p != s.position]))) for s in scenes
+                    ]
+                    with torch.no_grad():
+                        err = [x0_error(x, ts, c, target).item() for c in (right, wrong)]
+                    ratios.append(f"{kind} {err[1] / err[0]:.3f}")
+                print(f"step {step} ({'+'.join(kinds)}): loss {loss.item():.4f}, x0 error wrong/right position word: "
+                      + ", ".join(ratios), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -42,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from steady.tiny import arch as A
+from steady.tiny import binding as B
 from steady.tiny.checker import analyse
 from steady.tiny.data import dataset
 from steady.tiny.evaluate import VARIETY_IMAGES, VARIETY_PROMPT, EvalPrompt, eval_prompts, score
@@ -80,6 +82,13 @@ class TrainConfig:
     eval_per_holdout: int = 6
     eval_seen: int = 24
     log_every: int = 25
+    bind_phases: str = ""  # 3a. position-binding curriculum before step 3, e.g. "position-only:600,colours+full:400"
+    bind_lr: float = 5e-4
+    bind_t_min: int = 950  # the binding loss's timesteps: [bind_t_min, 999]
+    bind_weight: float = 0.0  # weight of the binding loss added to step 3's loss (0: off)
+    bind_keep: str = "colours+full"  # scene kinds of that added loss
+    bind_batch: int = 16
+    bind_scenes: int = 2000  # scenes per generated kind (position-only, colours)
     decoder_steps: int = 0  # 5. decoder-only polish, encoder frozen (0: skip)
     decoder_lr: float = 1e-3
 
@@ -117,7 +126,8 @@ class Log:
         self.data: dict[str, Any] = {
             "config": config.to_dict(), "architecture": arch.to_dict(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "vae_loss": [], "vae_eval": [], "unet_loss": [], "unet_eval": [], "timings_s": {},
+            "vae_loss": [], "vae_eval": [], "bind_loss": [], "bind_ratio": [], "unet_loss": [], "unet_eval": [],
+            "timings_s": {},
         }  # fmt: skip
         self.t0 = time.perf_counter()
 
@@ -346,9 +356,7 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
 
     torch.manual_seed(c.seed)  # the UNet's start does not depend on whether step 1 ran here
     text, unet = load_text_unet(c.init_from, log) if c.init_from else (A.build_text(arch), A.build_unet(arch))
-    ema_text, ema_unet = copy.deepcopy(text).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
     train_params = [p for m in (text, unet) for p in m.parameters()]
-    ema_params = [p for m in (ema_text, ema_unet) for p in m.parameters()]
     opt = torch.optim.AdamW(param_groups([text, unet], c.weight_decay), lr=c.unet_lr)
     alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
     snr = alphas / (1 - alphas)
@@ -356,6 +364,17 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
     noise_sched = DDPMScheduler(**A.SCHEDULE)
     tokens, rng = Tokens(), np.random.default_rng(c.seed + 2)
     gen = torch.Generator().manual_seed(c.seed + 3)
+    noise_fn = functools.partial(training_noise, offset=c.offset_noise)
+    phases, keep = B.parse_phases(c.bind_phases), B.parse_kinds(c.bind_keep)
+    bind = None
+    if phases or c.bind_weight:
+        kinds = {k for p in phases for k in p.kinds} | (set(keep) if c.bind_weight else set())
+        bind = B.BindData.build(kinds, vae, pool, c.bind_scenes, c.seed + 4)
+        t_bind = time.perf_counter()
+        B.run_phases(phases, (text, unet), opt, bind, tokens, noise_sched, noise_fn, c, rng, gen, log)
+        log.data["timings_s"]["bind"] = round(time.perf_counter() - t_bind, 1)
+    ema_text, ema_unet = copy.deepcopy(text).requires_grad_(False), copy.deepcopy(unet).requires_grad_(False)
+    ema_params = [p for m in (ema_text, ema_unet) for p in m.parameters()]
     prompts = eval_prompts(c.eval_per_holdout, c.eval_seen)
     t0, running = time.perf_counter(), []
     last = min(c.unet_stop or c.unet_steps, c.unet_steps)
@@ -371,6 +390,11 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
         noisy = noise_sched.add_noise(lat, noise, ts)
         pred = unet(noisy, ts, text(tokens(caps)).last_hidden_state).sample
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weights[ts]).mean()
+        if c.bind_weight and bind is not None:  # keeps the position binding of step 3a
+            _, bcaps, blat = bind.batch(keep, c.bind_batch, rng)
+            bnoisy, bnoise, bts = B.high_t(blat, c.bind_t_min, noise_fn, noise_sched, gen)
+            hidden = text(tokens(bcaps)).last_hidden_state
+            loss = loss + c.bind_weight * B.x0_error(unet, bnoisy, bnoise, bts, hidden, alphas).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(train_params, 1.0)
@@ -386,6 +410,11 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
         if c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == last):
             report = evaluate(ema_unet.eval(), ema_text.eval(), vae, tokens, prompts, pool.scaling_factor)
             log.add("unet_eval", {"step": step + 1, **report}, echo=True)
+            if bind is not None:
+                ratio = B.position_ratio(ema_unet, ema_text, tokens, bind, c.bind_t_min, noise_fn, noise_sched,
+                                         rng, gen)  # fmt: skip
+                log.add("bind_ratio", {"step": step + 1, "kinds": "step 3 (EMA)", "ratio": round(ratio, 4)},
+                        echo=True)  # fmt: skip
             log.save()
     log.data["timings_s"]["unet"] = round(time.perf_counter() - t0, 1)
     return ema_text, ema_unet
