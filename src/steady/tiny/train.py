@@ -12,6 +12,9 @@ Steps (docs/tiny-model.md has the why of each choice):
     Reconstructions of held-out-seed scenes are scored with the checker every ``vae_eval_every``.
  2. Latent pool: the posterior means of ``pool`` scenes, kept with their ``Scene`` so each use
     draws a fresh caption; ``scaling_factor`` = 1 / std of the pool.
+ 3a. (``--bind-phases``, off by default) the position-binding curriculum of ``steady.tiny.binding``:
+    the clean-latent error at t >= 950 only, first on scenes where only the place varies, then on
+    any colours, then on the training scenes; ``--bind-weight`` keeps that loss during step 3.
  3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas and offset noise, min-SNR-5 weights,
     10 % empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
     EMA of the weights. Every ``eval_every`` steps the EMA model samples the fixed evaluation
