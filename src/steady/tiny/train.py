@@ -6,6 +6,9 @@
                                                   (steps 2-4 only, on an already trained VAE)
     python -m steady.tiny.train --out build/tiny2 --init-from build/tiny --seed 1 --unet-steps 3000 \
         --unet-lr 2.5e-4          (a continuation: steps 2-4 from a saved model's VAE, UNet and text encoder)
+    python -m steady.tiny.train --out build/tiny4 --init-from build/tiny2 --seed 2 --unet-steps 3000 \
+        --unet-lr 2.5e-4 --bind-phases position-only:600,position-only+colours:400,colours+full:400 \
+        --bind-weight 0.05 --bind-keep full --eval-every 1000    (the shipped weights: + step 3a, session 8)
 
 Steps (docs/tiny-model.md has the why of each choice):
  1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8).
