@@ -112,7 +112,7 @@ def render(
 
     # 2. Initial noise from a CPU generator: identical across devices for the same seed.
     generator = torch.Generator(device="cpu").manual_seed(params.seed)
-    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    scale = pipe.vae_scale_factor
     channels = pipe.unet.config.in_channels
     shape = (1, channels, params.height // scale, params.width // scale)
     latents = torch.randn(shape, generator=generator, dtype=torch.float32)
