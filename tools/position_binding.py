@@ -10,6 +10,9 @@ latent's error (``--target eps``).
     python tools/position_binding.py --init shipped --target eps --lr 5e-4 \
         --phases position-only:400,position-only+colours:400,colours+full:400   # the curriculum (session 8)
 
+``--init shipped`` starts from the weights in the package at the time (session 8's runs: the
+session-7 weights, 9d44ab0acc); scene kinds and the phase syntax are ``steady.tiny.binding``'s.
+
 Every 50 steps: the x0 error with the prompt's true position / with another position word, on a
 fresh batch of each scene kind in play and of the training scenes. 1.0 means the model does not use
 the position word at all; it rises above 1 once the word decides the place.
@@ -27,8 +30,9 @@ import torch.nn.functional as F
 
 from steady.models.default import embedded_model_path
 from steady.tiny import arch as A
-from steady.tiny.data import dataset, make_scene, render
-from steady.tiny.scenes import COLOUR_NAMES, POSITION_NAMES, caption, position_phrase
+from steady.tiny.binding import kind_scenes, parse_phases
+from steady.tiny.data import dataset, render
+from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
 from steady.tiny.train import Tokens, to_tensor, training_noise
 
 
@@ -80,18 +84,9 @@ def main() -> None:
         return lat * vae.config.scaling_factor
 
     def scenes_of(kind: str, n: int) -> list:
-        if kind == "full":
-            return [x.scene for x in dataset(1, n, drop_prob=0.0)]
-        out = []
-        for _ in range(n):
-            colour = "red" if kind == "position-only" else str(rng.choice(COLOUR_NAMES))
-            background = (
-                "blue" if kind == "position-only" else str(rng.choice([b for b in COLOUR_NAMES if b != colour]))
-            )
-            out.append(make_scene(rng, "circle", colour, "large", str(rng.choice(POSITION_NAMES)), background))
-        return out
+        return [x.scene for x in dataset(1, n, drop_prob=0.0)] if kind == "full" else kind_scenes(kind, rng, n)
 
-    phases = [(kinds.split("+"), int(n)) for kinds, n in (p.split(":") for p in args.phases.split(","))]
+    phases = [(list(p.kinds), p.steps) for p in parse_phases(args.phases, "--phases")]
     data = {}
     for kind in sorted({k for kinds, _ in phases for k in kinds} | {"full"}):
         sc = scenes_of(kind, 4000 if kind == "full" else 2000)
