@@ -49,7 +49,7 @@ def apply_plan(pipe: Any, p: Plan) -> list[str]:
         vae.enable_tiling()
         # diffusers tiles at the VAE's sample_size (1024 for SDXL), which would not tile a
         # 1024-px image at all; the planner's estimate assumes VAE_TILE.
-        scale = pipe.vae_scale_factor
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
         vae.tile_sample_min_size = p.vae_tile
         vae.tile_latent_min_size = p.vae_tile // scale
     else:
