@@ -30,17 +30,10 @@ import torch.nn.functional as F
 
 from steady.models.default import embedded_model_path
 from steady.tiny import arch as A
-from steady.tiny.binding import kind_scenes, parse_phases
+from steady.tiny.binding import kind_scenes, named_caption, parse_phases
 from steady.tiny.data import dataset, render
-from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
-from steady.tiny.train import Tokens, to_tensor, training_noise
-
-
-class Log:
-    """What ``load_text_unet`` writes its source into."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, object] = {}
+from steady.tiny.scenes import POSITION_NAMES, caption
+from steady.tiny.train import Tokens, encode_means, training_noise
 
 
 def main() -> None:
@@ -76,13 +69,6 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(Path(embedded_model_path()) / "vae", torch_dtype=torch.float32).eval()
     rng = np.random.default_rng(0)
 
-    def encode(images: np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
-            lat = torch.cat(
-                [vae.encode(to_tensor(images[i : i + 500])).latent_dist.mean for i in range(0, len(images), 500)]
-            )
-        return lat * vae.config.scaling_factor
-
     def scenes_of(kind: str, n: int) -> list:
         return [x.scene for x in dataset(1, n, drop_prob=0.0)] if kind == "full" else kind_scenes(kind, rng, n)
 
@@ -90,12 +76,12 @@ def main() -> None:
     data = {}
     for kind in sorted({k for kinds, _ in phases for k in kinds} | {"full"}):
         sc = scenes_of(kind, 4000 if kind == "full" else 2000)
-        data[kind] = (sc, encode(np.stack([render(x) for x in sc])))
+        data[kind] = (sc, encode_means(vae, [render(x) for x in sc]) * vae.config.scaling_factor)
     arch = A.Architecture(vae_channels=(8, 16, 32), vae_groups=1)
     if args.init == "shipped":
         from steady.tiny.train import load_text_unet
 
-        text, unet = load_text_unet(str(embedded_model_path()), Log())
+        text, unet = load_text_unet(str(embedded_model_path()))
     else:
         text, unet = A.build_text(arch), A.build_unet(arch)
     from diffusers import DDPMScheduler
@@ -109,9 +95,6 @@ def main() -> None:
     params = [*text.parameters(), *unet.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr)
     tokens, crng, gen = Tokens(), np.random.default_rng(1), torch.Generator().manual_seed(2)
-
-    def prompt(s: Any, pos: str) -> str:
-        return f"a {s.size} {s.colour} {s.shape} {position_phrase(pos)} on a {s.background} background"
 
     def x0_error(x: torch.Tensor, ts: torch.Tensor, caps: list[str], target: torch.Tensor) -> torch.Tensor:
         pred = unet(x, ts, text(tokens(caps)).last_hidden_state).sample
@@ -137,7 +120,9 @@ def main() -> None:
     for kinds, n in phases:
         for _ in range(n):
             scenes, target, x, ts = batch(kinds)
-            caps = [prompt(s, s.position) if kinds == ["position-only"] else caption(s, crng, 0.25) for s in scenes]
+            caps = [
+                named_caption(s, s.position) if kinds == ["position-only"] else caption(s, crng, 0.25) for s in scenes
+            ]
             loss = x0_error(x, ts, caps, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -148,9 +133,10 @@ def main() -> None:
                 ratios = []
                 for kind in dict.fromkeys([*kinds, "full"]):
                     scenes, target, x, ts = batch([kind])
-                    right = [prompt(s, s.position) for s in scenes]
+                    right = [named_caption(s, s.position) for s in scenes]
                     wrong = [
-                        prompt(s, str(crng.choice([p for p in POSITION_NAMES if p != s.position]))) for s in scenes
+                        named_caption(s, str(crng.choice([p for p in POSITION_NAMES if p != s.position])))
+                        for s in scenes
                     ]
                     with torch.no_grad():
                         err = [x0_error(x, ts, c, target).item() for c in (right, wrong)]

@@ -37,7 +37,7 @@ from steady.tiny import arch as A
 from steady.tiny.checker import analyse
 from steady.tiny.data import make_scene, render
 from steady.tiny.scenes import POSITION_NAMES, caption, position_phrase
-from steady.tiny.train import Tokens, lr_at, param_groups, to_tensor, to_uint8, training_noise
+from steady.tiny.train import Tokens, encode_means, lr_at, param_groups, to_uint8, training_noise
 
 
 def schedule_kwargs(variant: str) -> dict:
@@ -134,9 +134,7 @@ def main() -> None:
     scale = vae.config.scaling_factor
     rng = np.random.default_rng(0)
     scenes = [make_scene(rng, "circle", "red", "large", str(rng.choice(POSITION_NAMES)), "blue") for _ in range(args.pool)]
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(to_tensor(np.stack([render(s) for s in scenes[i:i + 500]]))).latent_dist.mean
-                         for i in range(0, len(scenes), 500)]) * scale
+    lat = encode_means(vae, [render(s) for s in scenes]) * scale
     arch = A.Architecture(vae_channels=(8, 16, 32), vae_groups=1)
     text, unet = A.build_text(arch), A.build_unet(arch)
     if args.text_emb:

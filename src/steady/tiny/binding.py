@@ -82,18 +82,14 @@ class BindData:
     latents: dict[str, torch.Tensor]
 
     @classmethod
-    def build(cls, kinds: set[str], vae: Any, pool: Any, n: int, seed: int) -> BindData:
-        """``pool``: the training pool (scenes, scaled latents, scaling_factor); ``n`` scenes per other kind."""
-        from steady.tiny.train import to_tensor
-
+    def build(cls, kinds: set[str], encode: Any, pool: Any, n: int, seed: int) -> BindData:
+        """``encode``: uint8 images -> unscaled latents (``train.encode_means`` with the VAE); ``pool``:
+        the training pool (scenes, scaled latents, scaling_factor); ``n`` scenes per other kind."""
         rng = np.random.default_rng(seed)
         scenes, latents = {"full": pool.scenes}, {"full": pool.latents}
         for kind in sorted(kinds - {"full"}):
             sc = kind_scenes(kind, rng, n)
-            with torch.no_grad():
-                lat = torch.cat([vae.encode(to_tensor(np.stack([render(s) for s in sc[i : i + 500]]))).latent_dist.mean
-                                 for i in range(0, len(sc), 500)])  # fmt: skip
-            scenes[kind], latents[kind] = sc, lat * pool.scaling_factor
+            scenes[kind], latents[kind] = sc, encode([render(s) for s in sc]) * pool.scaling_factor
         return cls(scenes, latents)
 
     def batch(self, kinds: tuple[str, ...], size: int, rng: np.random.Generator) -> tuple[list[Scene], list[str],
@@ -108,6 +104,11 @@ class BindData:
             caps += [caption(s, rng, 0.0 if kind != "full" else 0.25) for s in sc]
             lats.append(self.latents[kind][torch.from_numpy(idx)])
         return scenes, caps, torch.cat(lats)
+
+
+def named_caption(scene: Scene, position: str) -> str:
+    """Every attribute of ``scene`` named, with ``position`` as its place (the true one or another)."""
+    return f"a {scene.size} {scene.colour} {scene.shape} {position_phrase(position)} on a {scene.background} background"
 
 
 def x0_error(unet: Any, noisy: torch.Tensor, noise: torch.Tensor, ts: torch.Tensor, hidden: torch.Tensor,
@@ -135,12 +136,8 @@ def position_ratio(unet: Any, text: Any, tokens: Any, data: BindData, t_min: int
     scenes, _, lat = data.batch(("full",), size, rng)
     noisy, noise, ts = high_t(lat, t_min, noise_fn, noise_sched, gen)
     alphas = noise_sched.alphas_cumprod
-
-    def named(s: Scene, position: str) -> str:
-        return f"a {s.size} {s.colour} {s.shape} {position_phrase(position)} on a {s.background} background"
-
-    right = [named(s, s.position) for s in scenes]
-    wrong = [named(s, str(rng.choice([p for p in POSITION_NAMES if p != s.position]))) for s in scenes]
+    right = [named_caption(s, s.position) for s in scenes]
+    wrong = [named_caption(s, str(rng.choice([p for p in POSITION_NAMES if p != s.position]))) for s in scenes]
     err = [x0_error(unet, noisy, noise, ts, text(tokens(c)).last_hidden_state, alphas).mean().item()
            for c in (right, wrong)]  # fmt: skip
     return err[1] / err[0]

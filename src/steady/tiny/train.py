@@ -119,6 +119,13 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+@torch.no_grad()
+def encode_means(vae: Any, images: list[np.ndarray], batch: int = 500) -> torch.Tensor:
+    """The VAE posterior means of uint8 images, ``batch`` at a time (unscaled latents)."""
+    return torch.cat([vae.encode(to_tensor(np.stack(images[i : i + batch]))).latent_dist.mean
+                      for i in range(0, len(images), batch)])  # fmt: skip
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
@@ -236,12 +243,7 @@ class Pool:
 def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
     t0 = time.perf_counter()
     samples = list(dataset(c.seed + 1, c.pool, drop_prob=0.0))
-    chunks = []
-    with torch.no_grad():
-        for i in range(0, len(samples), 500):
-            x = to_tensor(np.stack([s.image for s in samples[i : i + 500]]))
-            chunks.append(vae.encode(x).latent_dist.mean)
-    latents = torch.cat(chunks)
+    latents = encode_means(vae, [s.image for s in samples])
     # A continuation keeps the latent scale its UNet was trained with (the folder's VAE config).
     scale = float(vae.config.scaling_factor) if c.init_from else float(1.0 / latents.std())
     log.data["timings_s"]["pool"] = round(time.perf_counter() - t0, 1)
@@ -346,12 +348,11 @@ def loss_weights(snr: torch.Tensor, min_snr: float, high_t_cap: float) -> torch.
     return weights
 
 
-def load_text_unet(folder: str, log: Log) -> tuple[Any, Any]:
+def load_text_unet(folder: str) -> tuple[Any, Any]:
     """A continuation's start: the text encoder and UNet of a saved model folder, in float32."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    log.data["init_from"] = str(folder)
     text = CLIPTextModel.from_pretrained(Path(folder) / "text_encoder", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(Path(folder) / "unet", torch_dtype=torch.float32)
     return text.train(), unet.train()
@@ -361,7 +362,9 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
     from diffusers import DDPMScheduler
 
     torch.manual_seed(c.seed)  # the UNet's start does not depend on whether step 1 ran here
-    text, unet = load_text_unet(c.init_from, log) if c.init_from else (A.build_text(arch), A.build_unet(arch))
+    text, unet = load_text_unet(c.init_from) if c.init_from else (A.build_text(arch), A.build_unet(arch))
+    if c.init_from:
+        log.data["init_from"] = str(c.init_from)
     train_params = [p for m in (text, unet) for p in m.parameters()]
     opt = torch.optim.AdamW(param_groups([text, unet], c.weight_decay), lr=c.unet_lr)
     alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
@@ -375,7 +378,7 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
     bind = None
     if phases or c.bind_weight:
         kinds = {k for p in phases for k in p.kinds} | (set(keep) if c.bind_weight else set())
-        bind = B.BindData.build(kinds, vae, pool, c.bind_scenes, c.seed + 4)
+        bind = B.BindData.build(kinds, functools.partial(encode_means, vae), pool, c.bind_scenes, c.seed + 4)
         t_bind = time.perf_counter()
         B.run_phases(phases, (text, unet), opt, bind, tokens, noise_sched, noise_fn, c, rng, gen, log)
         log.data["timings_s"]["bind"] = round(time.perf_counter() - t_bind, 1)
