@@ -29,7 +29,7 @@ NOISES = 2
 STOPWORDS = {"a", "an", "the", "on", "at", "in", "of"}
 
 
-def generate(n: int, out: str) -> None:
+def generate(n: int, out: str, seed_start: int = 0) -> None:
     import torch
     from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
 
@@ -51,7 +51,7 @@ def generate(n: int, out: str) -> None:
                                    for i, w in enumerate(words) if w not in STOPWORDS]  # fmt: skip
         context = torch.cat([pipe.encode_prompt(v, "cpu", 1, False)[0] for v in variants])
         k = len(variants)
-        for seed in range(n):
+        for seed in range(seed_start, seed_start + n):
             latents = pipe(prompt, num_inference_steps=20, guidance_scale=5.0, height=64, width=64,
                            generator=torch.Generator().manual_seed(seed), output_type="latent").images  # fmt: skip
             with torch.inference_mode():
@@ -116,11 +116,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--out", default="build/adherence.json")
     ap.add_argument("--analyse", default="")
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (eval-iterate uses 0..19: keep clear of it)")
     args = ap.parse_args()
     if args.analyse:
         analyse(args.analyse)
     else:
-        generate(args.images, args.out)
+        generate(args.images, args.out, args.seed_start)
         analyse(args.out)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from steady.tiny.train import TrainConfig, lr_at, prefix_text_encoder, train
+from steady.tiny.train import TrainConfig, latent_outline, loss_weights_vae, lr_at, prefix_text_encoder, train
 
 TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3, unet_stop=0,
                   unet_batch=8, eval_every=0, log_every=1, decoder_steps=2)  # fmt: skip
@@ -194,3 +194,45 @@ def test_init_from_continues_a_saved_model(toy_model: Path, tmp_path: Path) -> N
     train(replace(TOY, init_from=str(toy_model), decoder_steps=0, seed=1), moved)
     before, after = weights(toy_model, unet), weights(moved, unet)
     assert not all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_vae_loss_weights_mark_the_shape_and_its_outline() -> None:
+    """1 on the background, 1 + fg inside the shape, and with an edge weight a band either side of
+    the outline: a pixel just outside a large square gains weight, the far corner and the deep
+    inside do not."""
+    from steady.tiny.data import Sample, render, scene_for
+
+    scene = scene_for({"shape": "square", "size": "large", "position": "center", "colour": "red",
+                       "background": "blue"}, np.random.default_rng(0))  # fmt: skip
+    sample = Sample(render(scene), "", scene)
+    plain, edged = loss_weights_vae([sample], 8.0, 0.0), loss_weights_vae([sample], 8.0, 16.0)
+    assert plain.shape == edged.shape == (1, 1, 64, 64)
+    cy, cx = round(scene.cy), round(scene.cx)
+    half = int(scene.scale * 0.9)  # SQUARE_HALF_SIDE
+    assert plain[0, 0, 0, 0] == edged[0, 0, 0, 0] == 1.0
+    assert plain[0, 0, cy, cx] == edged[0, 0, cy, cx] == pytest.approx(9.0)
+    outside = (cy, cx + half + 1)
+    assert plain[0, 0, outside[0], outside[1]] == 1.0 and edged[0, 0, outside[0], outside[1]] > 10.0
+    assert (edged >= plain).all()
+
+
+def test_latent_outline_is_the_ring_of_cells_the_outline_crosses() -> None:
+    """At latent resolution the outline weight covers the cells along a large centred square's sides,
+    not the cell at its middle nor the image's corners."""
+    from steady.tiny.data import Sample, render, scene_for
+
+    scene = scene_for({"shape": "square", "size": "large", "position": "center"}, np.random.default_rng(1))
+    ring = latent_outline([Sample(render(scene), "", scene)])[0, 0]
+    assert ring.shape == (16, 16) and float(ring.min()) >= 0.0 and float(ring.max()) <= 1.0
+    cy, cx = int(scene.cy) // 4, int(scene.cx) // 4
+    side = int(scene.cx + scene.scale * 0.9) // 4  # the cell the right side runs through
+    assert ring[cy, cx] == 0.0 and ring[0, 0] == 0.0 and ring[cy, side] > 0.25
+
+
+def test_latent_edge_weight_changes_what_step_3_learns(toy_model: Path, tmp_path: Path) -> None:
+    """The same seed with the outline weight on trains a different UNet (the VAE is the same)."""
+    out = tmp_path / "edged"
+    log = train(replace(TOY, latent_edge_weight=4.0), out)
+    assert log["config"]["latent_edge_weight"] == 4.0 and all(np.isfinite(r["loss"]) for r in log["unet_loss"])
+    unet, vae = "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"
+    assert _digest(out)[vae] == _digest(toy_model)[vae] and _digest(out)[unet] != _digest(toy_model)[unet]

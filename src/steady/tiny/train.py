@@ -19,14 +19,16 @@ Steps (docs/tiny-model.md has the why of each choice):
     the clean-latent error at t >= 950 only, first on scenes where only the place varies, then on
     any colours, then on the training scenes; ``--bind-weight`` keeps that loss during step 3.
  3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas and offset noise, min-SNR-5 weights,
+    (``--latent-edge-weight``) more weight on the latent cells along the shape's outline,
     10 % empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
     EMA of the weights. Every ``eval_every`` steps the EMA model samples the fixed evaluation
     prompts (20 Euler steps, CFG 5) and the checker scores them.
  4. Save the EMA weights as float16 safetensors in a StableDiffusionPipeline folder, plus
     ``training.json`` (config, timings, every logged loss and evaluation) and ``loss.png``.
  5. Polish the decoder alone, from the saved folder, with the encoder frozen (so the latents the
-    UNet learned do not move): small shapes' edges are what the VAE learns last. The new decoder
-    is kept only if its reconstructions score better. ``--polish-only`` runs just this step.
+    UNet learned do not move): small shapes' edges are what the VAE learns last, so the loss adds
+    ``decoder_edge_weight`` on a band along the shape's outline. The new decoder is kept only if
+    its reconstructions score better. ``--polish-only`` runs just this step.
 
 Everything is seeded: the same seed, thread count and torch build give the same weights.
 """
@@ -67,6 +69,7 @@ class TrainConfig:
     vae_lr: float = 3e-3
     vae_kl: float = 1e-6
     vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
+    vae_edge_weight: float = 0.0  # extra loss weight on a 2-pixel band either side of the shape's outline
     vae_eval_every: int = 500
     unet_channels: str = "48,96"  # block widths; one resolution level per entry (16x16, 8x8, 4x4)
     vae_from: str = ""  # a model folder whose VAE is used as is (skips step 1)
@@ -76,6 +79,7 @@ class TrainConfig:
     unet_stop: int = 0  # stop after this many steps (0: all)
     unet_batch: int = 32
     unet_lr: float = 5e-4
+    latent_edge_weight: float = 0.0  # 3. extra epsilon-loss weight on the latent cells of the shape's outline
     warmup: int = 200
     weight_decay: float = 0.01
     ema: float = 0.999
@@ -97,6 +101,7 @@ class TrainConfig:
     bind_scenes: int = 2000  # scenes per generated kind (position-only, colours)
     decoder_steps: int = 0  # 5. decoder-only polish, encoder frozen (0: skip)
     decoder_lr: float = 1e-3
+    decoder_edge_weight: float = 16.0  # step 5's outline weight (what tells a small cross from a blob)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +177,8 @@ def reconstruction_accuracy(vae: Any, n: int = 300) -> dict[str, float]:
         got = analyse(img).attributes()
         for a, v in s.scene.attributes().items():
             hits.setdefault(a, []).append(got[a] == v)
+        if s.scene.size == "small":  # where shapes are lost first: a small cross decodes as a blob
+            hits.setdefault("shape_small", []).append(got["shape"] == s.scene.shape)
     acc = {a: float(np.mean(v)) for a, v in hits.items()}
     acc["mae"] = float(np.abs(out.astype(np.float32) - np.stack([s.image for s in test])).mean())
     return acc
@@ -186,6 +193,22 @@ def shape_mask(image: np.ndarray, scene: Any) -> np.ndarray:
     return np.clip(t, 0.0, 1.0)
 
 
+def outline_band(coverage: torch.Tensor) -> torch.Tensor:
+    """Dilation minus erosion of the shape's coverage (B, 1, H, W), 5x5: a band ~2 px either side
+    of the outline, where a cross's notches and a square's corners are."""
+    return F.max_pool2d(coverage, 5, 1, 2) + F.max_pool2d(-coverage, 5, 1, 2)
+
+
+def loss_weights_vae(batch: list[Any], fg: float, edge: float) -> torch.Tensor:
+    """Per-pixel reconstruction weights (B, 1, 64, 64): 1, plus ``fg`` on the shape's coverage, plus
+    ``edge`` on its outline band; an unweighted loss barely sees the pixels that tell shapes apart."""
+    m = torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
+    w = 1.0 + fg * m
+    if edge:
+        w = w + edge * outline_band(m)
+    return w
+
+
 def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
     vae = A.build_vae(arch)
     with torch.no_grad():
@@ -198,7 +221,7 @@ def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
             g["lr"] = lr_at(step, c.vae_steps, c.vae_lr, 100)
         batch = list(dataset(c.seed, c.vae_batch, start=step * c.vae_batch))
         x = to_tensor(np.stack([s.image for s in batch]))
-        w = 1.0 + c.vae_fg_weight * torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
+        w = loss_weights_vae(batch, c.vae_fg_weight, c.vae_edge_weight)
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
@@ -238,6 +261,7 @@ class Pool:
     latents: torch.Tensor  # (N, 4, 16, 16), already multiplied by scaling_factor
     scenes: list[Any]
     scaling_factor: float
+    outline: torch.Tensor | None = None  # (N, 1, 16, 16): share of each latent cell on the shape's outline
 
 
 def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
@@ -250,7 +274,14 @@ def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
     log.data["latents"] = {"n": len(samples), "mean": float(latents.mean()), "std": float(latents.std()),
                            "scaling_factor": scale}  # fmt: skip
     print("pool", json.dumps(log.data["latents"]), flush=True)
-    return Pool(latents * scale, [s.scene for s in samples], scale)
+    outline = latent_outline(samples) if c.latent_edge_weight else None
+    return Pool(latents * scale, [s.scene for s in samples], scale, outline)
+
+
+def latent_outline(samples: list[Any]) -> torch.Tensor:
+    """(N, 1, 16, 16): the share of each latent cell's 4x4 pixels on the shape's outline band."""
+    masks = torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in samples]))[:, None]
+    return F.avg_pool2d(outline_band(masks), A.IMAGE_SIZE // A.LATENT_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +429,13 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
         ts = torch.randint(0, A.SCHEDULE["num_train_timesteps"], (c.unet_batch,), generator=gen)
         noisy = noise_sched.add_noise(lat, noise, ts)
         pred = unet(noisy, ts, text(tokens(caps)).last_hidden_state).sample
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weights[ts]).mean()
+        err = F.mse_loss(pred, noise, reduction="none")
+        if pool.outline is not None:  # the latent cells that tell a small cross from a blob weigh more
+            w = 1.0 + c.latent_edge_weight * pool.outline[torch.from_numpy(idx)]
+            per_image = (err * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
+        else:
+            per_image = err.mean(dim=(1, 2, 3))
+        loss = (per_image * weights[ts]).mean()
         if c.bind_weight and bind is not None:  # keeps the position binding of step 3a
             _, bcaps, blat = bind.batch(keep, c.bind_batch, rng)
             bnoisy, bnoise, bts = B.high_t(blat, c.bind_t_min, noise_fn, noise_sched, gen)
@@ -488,80 +525,13 @@ def train(c: TrainConfig, out: Path) -> dict[str, Any]:
     log.data["timings_s"]["total"] = log.elapsed()
     log.save()
     if c.decoder_steps:
+        from steady.tiny.polish import polish_decoder
+
         return polish_decoder(c, out)
     from steady.tiny.plot import plot_training
 
     plot_training(log.data, out / "loss.png")
     return log.data
-
-
-def polish_decoder(c: TrainConfig, out: Path) -> dict[str, Any]:
-    """Step 5 on a saved folder; appends ``decoder_loss`` / ``decoder_eval`` to training.json."""
-    import shutil
-
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(c.seed + 4)
-    if c.threads:
-        torch.set_num_threads(c.threads)
-    path = out / "training.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["config"].update({"decoder_steps": c.decoder_steps, "decoder_lr": c.decoder_lr})
-    data["decoder_loss"], data["decoder_eval"] = [], []
-    vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval()
-    t0 = time.perf_counter()
-    before = reconstruction_accuracy(vae)
-    data["decoder_eval"].append({"step": 0, **before})
-    vae.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=c.decoder_lr, weight_decay=0.0)
-    running = []
-    vae.decoder.train()
-    for step in range(c.decoder_steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, c.decoder_steps, c.decoder_lr, 100)
-        batch = list(dataset(c.seed + 5, c.vae_batch, start=step * c.vae_batch))
-        x = to_tensor(np.stack([s.image for s in batch]))
-        w = 1.0 + c.vae_fg_weight * torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean  # what the UNet was trained to produce
-        rec = vae.decode(z).sample
-        err = (rec - x).abs() + 0.1 * (rec - x) ** 2
-        loss = (w * err).mean() / w.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running.append(loss.item())
-        if (step + 1) % c.log_every == 0:
-            data["decoder_loss"].append({"step": step + 1, "loss": float(np.mean(running))})
-            running = []
-        if c.vae_eval_every and ((step + 1) % c.vae_eval_every == 0 or step + 1 == c.decoder_steps):
-            vae.eval()
-            row = {"step": step + 1, **reconstruction_accuracy(vae)}
-            data["decoder_eval"].append(row)
-            print("decoder_eval", json.dumps(row), flush=True)
-            vae.decoder.train()
-    vae.eval()
-    after = reconstruction_accuracy(vae)
-    keys = ("shape", "colour", "size", "position", "background")
-    kept = sum(after[k] for k in keys) > sum(before[k] for k in keys)
-    if kept:
-        tmp = out / "vae.polished.tmp"
-        vae.half().save_pretrained(tmp, safe_serialization=True)
-        shutil.rmtree(out / "vae")
-        tmp.rename(out / "vae")
-    data["decoder"] = {"kept": kept, "before": before, "after": after}
-    data["timings_s"]["decoder"] = round(time.perf_counter() - t0, 1)
-    print("decoder polish", json.dumps(data["decoder"]), flush=True)
-    tmp_log = path.with_suffix(".tmp")
-    tmp_log.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp_log, path)
-    from steady.tiny.plot import plot_training
-
-    plot_training(data, out / "loss.png")
-    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,7 +544,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     c = replace(TrainConfig(), **QUICK) if args.quick else TrainConfig()
     c = replace(c, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
-    data = polish_decoder(c, args.out) if args.polish_only else train(c, args.out)
+    if args.polish_only:
+        from steady.tiny.polish import polish_decoder
+
+        data = polish_decoder(c, args.out)
+    else:
+        data = train(c, args.out)
     final = data["unet_eval"][-1] if data["unet_eval"] else {}
     print("done in", data["timings_s"], "final accuracy", final.get("accuracy"), flush=True)
     return 0

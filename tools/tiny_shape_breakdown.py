@@ -1,0 +1,81 @@
+"""Where does a tiny model lose the shape? Checker accuracy of shape per (shape, size), for the
+VAE's own reconstructions and for the whole model's samples, with the confusions.
+
+    python tools/tiny_shape_breakdown.py                          # the shipped model
+    python tools/tiny_shape_breakdown.py --model build/tiny6 --seed 1
+
+Reconstructions: ``--recon`` ground-truth scenes (data set seed 5, every attribute drawn) through
+encoder mean -> decoder. Samples: the eval-tiny prompt set drawn with ``--seed`` (eval-tiny's own
+set is seed 20261125; pick another one to choose between models without looking at it), 20 Euler
+steps, CFG 5, through the same load/render path as `steady generate`. Session 9 found the misses
+were the small shapes (a small cross came out as a blob in the decoder itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+import numpy as np
+
+
+def table(rows: list[tuple[str, str, str | None]]) -> str:
+    """rows of (true shape, size, read shape) -> 'circle/large 5/5 ...' and the confusions."""
+    hits: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+    wrong: collections.Counter = collections.Counter()
+    for shape, size, got in rows:
+        hits[(shape, size)][0] += got == shape
+        hits[(shape, size)][1] += 1
+        if got != shape:
+            wrong[f"{size} {shape} -> {got}"] += 1
+    total = sum(h[0] for h in hits.values()) / max(1, len(rows))
+    cells = "  ".join(f"{s}/{z} {h[0]}/{h[1]}" for (s, z), h in sorted(hits.items()))
+    return f"shape {total:.1%}  |  {cells}\n  misread: {dict(wrong.most_common())}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="", help="model folder (default: the shipped tiny model)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the sample prompt set")
+    ap.add_argument("--seen", type=int, default=32)
+    ap.add_argument("--recon", type=int, default=400)
+    args = ap.parse_args()
+
+    import torch
+
+    from steady.engine import check_and_plan, image_params
+    from steady.params import GenerationRequest
+    from steady.tiny.checker import analyse
+    from steady.tiny.data import dataset
+    from steady.tiny.evaluate import eval_prompts
+    from steady.tiny.scenes import parse_prompt
+    from steady.tiny.train import encode_means, to_uint8
+    from steady.worker.loader import load_pipeline
+    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+
+    torch.set_num_threads(2)
+    quiet_libraries()
+    request = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler", model=args.model).check()
+    plan = check_and_plan(request)
+    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
+    vae = pipe.vae.float()
+    print(f"model {plan.model_name} [{plan.model_hash}]")
+
+    scenes = list(dataset(5, args.recon, drop_prob=0.0, holdout=False))
+    with torch.inference_mode():
+        decoded = vae.decode(encode_means(vae, [s.image for s in scenes])).sample
+    recon = [(s.scene.shape, s.scene.size, analyse(img).attributes()["shape"])
+             for s, img in zip(scenes, to_uint8(decoded), strict=True)]  # fmt: skip
+    print(f"VAE reconstructions of {len(recon)} scenes: {table(recon)}")
+
+    rows = []
+    for p in eval_prompts(8, args.seen, seed=args.seed):
+        params = image_params(GenerationRequest(**{**request.to_dict(), "prompt": p.prompt}), plan, p.seed)
+        image = np.asarray(render(pipe, params, plan.device).convert("RGB"))
+        want = parse_prompt(p.prompt)
+        rows.append((want["shape"], want["size"], analyse(image).attributes()["shape"]))
+    print(f"samples of {len(rows)} prompts (seed {args.seed}): {table(rows)}")
+
+
+if __name__ == "__main__":
+    main()
