@@ -28,7 +28,7 @@ Steps (docs/tiny-model.md has the why of each choice):
  5. Polish the decoder alone, from the saved folder, with the encoder frozen (so the latents the
     UNet learned do not move): small shapes' edges are what the VAE learns last, so the loss adds
     ``decoder_edge_weight`` on a band along the shape's outline. The new decoder is kept only if
-    its reconstructions score better. ``--polish-only`` runs just this step.
+    its reconstructions score better (``steady.tiny.polish``). ``--polish-only`` runs just this step.
 
 Everything is seeded: the same seed, thread count and torch build give the same weights.
 """
