@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from steady.tiny.data import dataset
-from steady.tiny.train import TrainConfig, loss_weights_vae, lr_at, reconstruction_accuracy, to_tensor
+from steady.tiny.train import (
+    TrainConfig,
+    loss_weights_vae,
+    lr_at,
+    reconstruction_accuracy,
+    reconstruction_loss,
+    to_tensor,
+)
 
 
 def polish_decoder(c: TrainConfig, out: Path) -> dict[str, Any]:
@@ -56,8 +63,7 @@ def polish_decoder(c: TrainConfig, out: Path) -> dict[str, Any]:
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean  # what the UNet was trained to produce
         rec = vae.decode(z).sample
-        err = (rec - x).abs() + 0.1 * (rec - x) ** 2
-        loss = (w * err).mean() / w.mean()
+        loss = reconstruction_loss(rec, x, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

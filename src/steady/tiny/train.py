@@ -199,14 +199,25 @@ def outline_band(coverage: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(coverage, 5, 1, 2) + F.max_pool2d(-coverage, 5, 1, 2)
 
 
+def coverage(samples: list[Any]) -> torch.Tensor:
+    """(N, 1, 64, 64): each sample's ``shape_mask``."""
+    return torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in samples]))[:, None]
+
+
 def loss_weights_vae(batch: list[Any], fg: float, edge: float) -> torch.Tensor:
     """Per-pixel reconstruction weights (B, 1, 64, 64): 1, plus ``fg`` on the shape's coverage, plus
     ``edge`` on its outline band; an unweighted loss barely sees the pixels that tell shapes apart."""
-    m = torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in batch]))[:, None]
+    m = coverage(batch)
     w = 1.0 + fg * m
     if edge:
         w = w + edge * outline_band(m)
     return w
+
+
+def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Steps 1 and 5: L1 + 0.1 MSE, weighted per pixel by ``w`` and normalised by its mean."""
+    err = (rec - x).abs() + 0.1 * (rec - x) ** 2
+    return (w * err).mean() / w.mean()
 
 
 def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
@@ -225,8 +236,7 @@ def train_vae(c: TrainConfig, arch: A.Architecture, log: Log) -> Any:
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
-        err = (rec - x).abs() + 0.1 * (rec - x) ** 2
-        loss = (w * err).mean() / w.mean() + c.vae_kl * post.kl().mean()
+        loss = reconstruction_loss(rec, x, w) + c.vae_kl * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -280,8 +290,7 @@ def encode_pool(c: TrainConfig, vae: Any, log: Log) -> Pool:
 
 def latent_outline(samples: list[Any]) -> torch.Tensor:
     """(N, 1, 16, 16): the share of each latent cell's 4x4 pixels on the shape's outline band."""
-    masks = torch.from_numpy(np.stack([shape_mask(s.image, s.scene) for s in samples]))[:, None]
-    return F.avg_pool2d(outline_band(masks), A.IMAGE_SIZE // A.LATENT_SIZE)
+    return F.avg_pool2d(outline_band(coverage(samples)), A.IMAGE_SIZE // A.LATENT_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,14 +433,15 @@ def train_unet(c: TrainConfig, arch: A.Architecture, vae: Any, pool: Pool, log: 
         idx = rng.integers(0, len(pool.scenes), c.unet_batch)
         caps = [caption(pool.scenes[i], rng, c.drop_prob) if rng.random() >= c.empty_caption else ""
                 for i in idx]  # fmt: skip
-        lat = pool.latents[torch.from_numpy(idx)]
+        picked = torch.from_numpy(idx)
+        lat = pool.latents[picked]
         noise = training_noise(lat.shape, c.offset_noise, gen)
         ts = torch.randint(0, A.SCHEDULE["num_train_timesteps"], (c.unet_batch,), generator=gen)
         noisy = noise_sched.add_noise(lat, noise, ts)
         pred = unet(noisy, ts, text(tokens(caps)).last_hidden_state).sample
         err = F.mse_loss(pred, noise, reduction="none")
         if pool.outline is not None:  # the latent cells that tell a small cross from a blob weigh more
-            w = 1.0 + c.latent_edge_weight * pool.outline[torch.from_numpy(idx)]
+            w = 1.0 + c.latent_edge_weight * pool.outline[picked]
             per_image = (err * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
         else:
             per_image = err.mean(dim=(1, 2, 3))
