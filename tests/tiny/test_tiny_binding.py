@@ -17,7 +17,7 @@ from steady.tiny.train import TrainConfig, train, training_noise
 
 TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3, unet_stop=0,
                   unet_batch=8, eval_every=3, eval_per_holdout=1, eval_seen=1, log_every=1, decoder_steps=0,
-                  bind_scenes=16, bind_batch=4)  # fmt: skip
+                  bind_scenes=16, bind_batch=4, bind_phases="", bind_weight=0.0, latent_edge_weight=0.0)  # fmt: skip
 
 
 def test_phases_parse_and_bad_specs_name_the_option() -> None:

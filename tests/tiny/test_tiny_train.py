@@ -15,7 +15,8 @@ import torch
 from steady.tiny.train import TrainConfig, latent_outline, loss_weights_vae, lr_at, prefix_text_encoder, train
 
 TOY = TrainConfig(threads=1, vae_steps=3, vae_batch=8, vae_eval_every=0, pool=64, unet_steps=3, unet_stop=0,
-                  unet_batch=8, eval_every=0, log_every=1, decoder_steps=2)  # fmt: skip
+                  unet_batch=8, eval_every=0, log_every=1, decoder_steps=2,
+                  bind_phases="position-only:2,colours+full:2", bind_scenes=16, bind_batch=4)  # fmt: skip
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -183,7 +184,7 @@ def test_init_from_continues_a_saved_model(toy_model: Path, tmp_path: Path) -> N
 
     unet, text = "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"
     still = tmp_path / "still"
-    log = train(replace(TOY, init_from=str(toy_model), unet_lr=0.0, decoder_steps=0, seed=1), still)
+    log = train(replace(TOY, init_from=str(toy_model), unet_lr=0.0, bind_lr=0.0, decoder_steps=0, seed=1), still)
     assert log["init_from"] == log["vae_from"] == str(toy_model) and log["vae_loss"] == []
     for part in (unet, text, "vae/diffusion_pytorch_model.safetensors"):
         before, after = weights(toy_model, part), weights(still, part)
@@ -236,3 +237,11 @@ def test_latent_edge_weight_changes_what_step_3_learns(toy_model: Path, tmp_path
     assert log["config"]["latent_edge_weight"] == 4.0 and all(np.isfinite(r["loss"]) for r in log["unet_loss"])
     unet, vae = "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"
     assert _digest(out)[vae] == _digest(toy_model)[vae] and _digest(out)[unet] != _digest(toy_model)[unet]
+
+
+def test_the_defaults_are_the_shipped_from_nothing_run() -> None:
+    """`python -m steady.tiny.train --out DIR` with no options is the run whose log is committed
+    (docs/tiny-model.md, session 10): the config that log recorded is TrainConfig's defaults."""
+    log = json.loads((Path(__file__).parents[2] / "docs" / "tiny-training" / "from-nothing.json").read_text())
+    assert log["config"] == TrainConfig().to_dict()
+    assert "vae" in log["timings_s"] and "init_from" not in log and "vae_from" not in log

@@ -1,21 +1,20 @@
 """Train the embedded tiny model from a seed, on CPU, and save it as a diffusers folder.
 
     python -m steady.tiny.train --out build/tiny [--seed 0] [--threads 2]
+                                                  (the shipped weights, from nothing: the defaults, session 10)
     python -m steady.tiny.train --out /tmp/t --quick        (a one-minute smoke run)
     python -m steady.tiny.train --out build/tiny --vae-from src/steady/tiny/weights
                                                   (steps 2-4 only, on an already trained VAE)
     python -m steady.tiny.train --out build/tiny2 --init-from build/tiny --seed 1 --unet-steps 3000 \
         --unet-lr 2.5e-4          (a continuation: steps 2-4 from a saved model's VAE, UNet and text encoder)
-    python -m steady.tiny.train --out build/tiny4 --init-from build/tiny2 --seed 2 --unet-steps 3000 \
-        --unet-lr 2.5e-4 --bind-phases position-only:600,position-only+colours:400,colours+full:400 \
-        --bind-weight 0.05 --bind-keep full --eval-every 1000    (the shipped weights: + step 3a, session 8)
 
 Steps (docs/tiny-model.md has the why of each choice):
- 1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8).
+ 1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8), the
+    pixel loss weighted up on the shape (``vae_fg_weight``) and on its outline band (``vae_edge_weight``).
     Reconstructions of held-out-seed scenes are scored with the checker every ``vae_eval_every``.
  2. Latent pool: the posterior means of ``pool`` scenes, kept with their ``Scene`` so each use
     draws a fresh caption; ``scaling_factor`` = 1 / std of the pool.
- 3a. (``--bind-phases``, off by default) the position-binding curriculum of ``steady.tiny.binding``:
+ 3a. (``--bind-phases``; "" turns it off) the position-binding curriculum of ``steady.tiny.binding``:
     the clean-latent error at t >= 950 only, first on scenes where only the place varies, then on
     any colours, then on the training scenes; ``--bind-weight`` keeps that loss during step 3.
  3. UNet + text encoder jointly: DDPM epsilon loss with SD 1.x's betas and offset noise, min-SNR-5 weights,
@@ -69,17 +68,17 @@ class TrainConfig:
     vae_lr: float = 3e-3
     vae_kl: float = 1e-6
     vae_fg_weight: float = 8.0  # extra loss weight on the shape's pixels (small shapes are ~2 %)
-    vae_edge_weight: float = 0.0  # extra loss weight on a 2-pixel band either side of the shape's outline
+    vae_edge_weight: float = 16.0  # extra loss weight on a 2-pixel band either side of the shape's outline
     vae_eval_every: int = 500
     unet_channels: str = "48,96"  # block widths; one resolution level per entry (16x16, 8x8, 4x4)
     vae_from: str = ""  # a model folder whose VAE is used as is (skips step 1)
     init_from: str = ""  # a model folder whose UNet and text encoder step 3 starts from (a continuation)
     pool: int = 24_000
-    unet_steps: int = 6000  # the learning-rate schedule's length
+    unet_steps: int = 7000  # the learning-rate schedule's length
     unet_stop: int = 0  # stop after this many steps (0: all)
     unet_batch: int = 32
     unet_lr: float = 5e-4
-    latent_edge_weight: float = 0.0  # 3. extra epsilon-loss weight on the latent cells of the shape's outline
+    latent_edge_weight: float = 8.0  # 3. extra epsilon-loss weight on the latent cells of the shape's outline
     warmup: int = 200
     weight_decay: float = 0.01
     ema: float = 0.999
@@ -92,11 +91,11 @@ class TrainConfig:
     eval_per_holdout: int = 6
     eval_seen: int = 24
     log_every: int = 25
-    bind_phases: str = ""  # 3a. position-binding curriculum before step 3, e.g. "position-only:600,colours+full:400"
+    bind_phases: str = "position-only:800,position-only+colours:400,colours+full:400"  # 3a. curriculum ("": off)
     bind_lr: float = 5e-4
     bind_t_min: int = 950  # the binding loss's timesteps: [bind_t_min, 999]
-    bind_weight: float = 0.0  # weight of the binding loss added to step 3's loss (0: off)
-    bind_keep: str = "colours+full"  # scene kinds of that added loss
+    bind_weight: float = 0.05  # weight of the binding loss added to step 3's loss (0: off)
+    bind_keep: str = "full"  # scene kinds of that added loss
     bind_batch: int = 16
     bind_scenes: int = 2000  # scenes per generated kind (position-only, colours)
     decoder_steps: int = 0  # 5. decoder-only polish, encoder frozen (0: skip)
@@ -108,7 +107,8 @@ class TrainConfig:
 
 
 QUICK = dict(vae_steps=30, vae_eval_every=15, pool=256, unet_steps=30, unet_stop=0, eval_every=15,
-             eval_per_holdout=1, eval_seen=4, log_every=5, decoder_steps=10)  # fmt: skip
+             eval_per_holdout=1, eval_seen=4, log_every=5, decoder_steps=10,
+             bind_phases="position-only:10,colours+full:10", bind_scenes=64, bind_batch=4)  # fmt: skip
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
