@@ -6,7 +6,8 @@
     python -m steady.tiny.train --out build/tiny --vae-from src/steady/tiny/weights
                                                   (steps 2-4 only, on an already trained VAE)
     python -m steady.tiny.train --out build/tiny2 --init-from build/tiny --seed 1 --unet-steps 3000 \
-        --unet-lr 2.5e-4          (a continuation: steps 2-4 from a saved model's VAE, UNet and text encoder)
+        --unet-lr 2.5e-4          (a continuation: steps 2-4 from a saved model's VAE, UNet and text encoder;
+                                   the defaults' curriculum runs too unless --bind-phases "")
 
 Steps (docs/tiny-model.md has the why of each choice):
  1. VAE alone on fresh scenes (L1 + 0.1 MSE + tiny KL; posterior log-variance starts at -8), the
