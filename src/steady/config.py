@@ -62,8 +62,13 @@ class Settings:
     @property
     def scorer(self) -> str:
         """How images are scored for prompt adherence: "model" (the generating model itself, the
-        default) or the path of a local CLIP model folder (`scorer = "~/models/clip-vit-large"`)."""
+        default), the path of a local CLIP model folder (`scorer = "~/models/clip-vit-large"`), or
+        "tiny-clip" (the CLIP model shipped for the embedded model's world)."""
         value = read_config(self.config_path).get("scorer", "model")
+        if value == "tiny-clip":
+            from steady.models.default import embedded_judge_path
+
+            return str(embedded_judge_path())
         return value if value == "model" else str(Path(value).expanduser())
 
     @property

@@ -55,3 +55,16 @@ def test_a_scorer_that_is_not_a_folder_is_refused_before_anything_runs(tmp_path:
     with pytest.raises(BadInput) as caught:
         run_in_worker(GenerationRequest("a red circle", steps=3))
     assert caught.value.argument == "scorer"
+
+
+def test_tiny_clip_in_the_config_scores_with_the_judge_shipped_for_the_embedded_model() -> None:
+    from steady.models.default import embedded_judge_path
+
+    cfg = settings()
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    cfg.config_path.write_text('scorer = "tiny-clip"\n')
+    assert settings().scorer == str(embedded_judge_path())
+    outcome = run_in_worker(GenerationRequest("a red circle", n_images=1, steps=3, seed=1),
+                            options=SupervisorOptions(threads=1))  # fmt: skip
+    assert outcome.state == "done", outcome.error
+    assert all(0.0 <= r.adherence <= 100.0 for r in outcome.images)

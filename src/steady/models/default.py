@@ -21,6 +21,11 @@ def embedded_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "tiny" / "weights"
 
 
+def embedded_judge_path() -> Path:
+    """The tiny world's CLIP model (`python -m steady.tiny.judge`), config `scorer = "tiny-clip"`."""
+    return Path(__file__).resolve().parent.parent / "tiny" / "judge_weights"
+
+
 def resolve_default_model(cfg: Settings) -> Path:
     embedded = embedded_model_path()
     if (embedded / "model_index.json").is_file():

@@ -105,7 +105,8 @@ class ClipScorer:
         from steady.errors import ModelError
 
         try:
-            self.model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
+            # float32: a folder saved in float16 would run slowly (and less exactly) on a CPU
+            self.model = CLIPModel.from_pretrained(path, local_files_only=True).float().eval()
             self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelError("scorer", path, f"is not a CLIP model folder that can be loaded offline ({exc})") from exc
