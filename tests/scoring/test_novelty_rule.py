@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steady.scoring.evaluate import IterateReport, RankingRow, SaturationRow, coverage, precision_at_k, stop_index
+from steady.scoring.evaluate import (
+    IterateReport,
+    RankingRow,
+    SaturationRow,
+    coverage,
+    format_report,
+    precision_at_k,
+    stop_index,
+)
 from steady.scoring.novelty import SaturationRule, from_blob, image_feature, novelty, to_blob, variety_index
 
 
@@ -45,14 +53,19 @@ def test_precision_coverage_and_the_summary() -> None:
     assert precision_at_k([0.9, 0.1, 0.8, 0.7, 0.0], [True, True, False, True, False], k=3) == pytest.approx(2 / 3)
     assert coverage([("a",), ("b",), ("a",), ("c",)], 2) == pytest.approx(2 / 3)
     report = IterateReport(
-        ranking=[RankingRow("p", 20, 0.25, 0.67), RankingRow("q", 20, 0.8, 1.0), RankingRow("r", 20, 0.3, 0.33)],
+        ranking=[RankingRow("p", 20, 0.25, 0.67), RankingRow("q", 20, 0.8, 1.0), RankingRow("r", 20, 0.3, 0.33),
+                 RankingRow("p", 20, 0.25, 1.0, "clip"), RankingRow("r", 20, 0.3, 0.67, "clip")],
         saturation=[SaturationRow("f", True, 30, 9, 2, 2, 1.0, 0.01), SaturationRow("g", True, 30, None, 5, 5, 1.0, 0.2),
                     SaturationRow("h", False, 30, None, 12, 12, 1.0, 0.2)],
-        generate_seconds=10.0, score_seconds=2.0)  # fmt: skip
+        generate_seconds=10.0, score_seconds={"model": 2.0, "clip": 0.1})  # fmt: skip
     summary = report.summary()
     assert summary["ranking_prompts_counted"] == 2 and summary["mean_base_rate"] == pytest.approx(0.275)
     assert summary["ranking_met"] is False  # mean top-3 0.5 < 2 x 0.275
     assert summary["score_cost_ratio"] == pytest.approx(0.2)
+    clip = summary["by_scorer"]["clip"]  # each scorer is judged on its own rows and seconds
+    assert clip["ranking_met"] is True and clip["mean_top3_precision"] == pytest.approx(0.835)
+    assert clip["score_cost_ratio"] == pytest.approx(0.01) and summary["by_scorer"]["model"]["ranking_met"] is False
+    assert "CLIP scorer" in format_report(report) and "generating model's own score" in format_report(report)
     assert summary["full_stopped_by_12"] == "1/2" and summary["saturation_full_met"] is False
     assert summary["saturation_free_met"] is True
 

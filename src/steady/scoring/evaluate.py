@@ -16,6 +16,7 @@ from typing import Any
 
 from steady.scoring.novelty import SaturationRule
 
+SCORER_NAMES = {"model": "generating model's own score", "clip": "CLIP scorer"}
 RANKING_TARGET = 2.0  # top-3 precision >= 2x the base rate, where the base rate is <= 50 %
 RANKING_BASE_MAX = 0.5
 COST_TARGET = 0.25  # scoring <= 25 % of generation time
@@ -55,6 +56,7 @@ class RankingRow:
     images: int
     base_rate: float
     top3_precision: float
+    scorer: str = "model"  # "model" (the generating model's own score) or "clip" (a CLIP model folder)
 
     @property
     def counts(self) -> bool:
@@ -97,25 +99,38 @@ class IterateReport:
     saturation: list[SaturationRow] = field(default_factory=list)
     ideal: list[SaturationRow] = field(default_factory=list)  # the same rule on ground-truth scenes
     generate_seconds: float = 0.0
-    score_seconds: float = 0.0
+    score_seconds: dict[str, float] = field(default_factory=dict)  # per scorer
     rule: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "summary": self.summary()}
 
-    def summary(self) -> dict[str, Any]:
-        counted = [r for r in self.ranking if r.counts]
+    def scorers(self) -> list[str]:
+        return list(dict.fromkeys(r.scorer for r in self.ranking))
+
+    def ranking_summary(self, scorer: str) -> dict[str, Any]:
+        """The ranking target for one scorer: its counted prompts, mean top-3 vs mean base rate, cost."""
+        counted = [r for r in self.ranking if r.counts and r.scorer == scorer]
         lift = [r.top3_precision / r.base_rate for r in counted]
+        base, top = _mean([r.base_rate for r in counted]), _mean([r.top3_precision for r in counted])
+        seconds = self.score_seconds.get(scorer)
+        return {
+            "ranking_prompts_counted": len(counted),
+            "mean_base_rate": base,
+            "mean_top3_precision": top,
+            "mean_lift": _mean(lift),
+            "ranking_met": bool(counted) and top is not None and base is not None and top >= RANKING_TARGET * base,
+            "score_cost_ratio": seconds / self.generate_seconds if seconds is not None and self.generate_seconds else None,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The saturation figures and, at the top level, the generating model's own ranking figures
+        (the issue's default scorer); every scorer's under "by_scorer"."""
         full, free, stopped = _split(self.saturation)
         ideal_full, ideal_free, ideal_stopped = _split(self.ideal)
         return {
-            "ranking_prompts_counted": len(counted),
-            "mean_base_rate": _mean([r.base_rate for r in counted]),
-            "mean_top3_precision": _mean([r.top3_precision for r in counted]),
-            "mean_lift": _mean(lift),
-            "ranking_met": bool(counted) and _mean([r.top3_precision for r in counted]) >= RANKING_TARGET * _mean(
-                [r.base_rate for r in counted]),
-            "score_cost_ratio": self.score_seconds / self.generate_seconds if self.generate_seconds else None,
+            **self.ranking_summary("model"),
+            "by_scorer": {name: self.ranking_summary(name) for name in self.scorers()},
             "full_stopped_by_12": f"{len(stopped)}/{len(full)}",
             "saturation_full_met": bool(full) and len(stopped) >= STOP_SHARE * len(full),
             "free_min_coverage": min((r.coverage_at_stop for r in free), default=None),
@@ -138,14 +153,18 @@ def _mean(values: list[float]) -> float | None:
 
 def format_report(report: IterateReport) -> str:
     s = report.summary()
-    lines = ["ranking (top 3 by adherence vs the run's base rate; the checker judges every named attribute):"]
-    for r in report.ranking:
-        mark = "" if r.counts else "   (base rate outside (0, 50 %]: not counted)"
-        lines.append(f"  {r.prompt:<44} base {r.base_rate:5.0%}  top-3 {r.top3_precision:5.0%}{mark}")
-    ratio = s["score_cost_ratio"]
-    lines.append(f"  counted prompts: {s['ranking_prompts_counted']}, mean base {_pct(s['mean_base_rate'])}, "
-                 f"mean top-3 {_pct(s['mean_top3_precision'])} (target 2x): {'met' if s['ranking_met'] else 'MISSED'}")
-    lines.append(f"  scoring cost: {_pct(ratio)} of generation time (target <= 25 %)")
+    lines = []
+    for scorer in report.scorers():
+        lines.append(f"ranking by the {SCORER_NAMES.get(scorer, scorer)} (top 3 vs the run's base rate; the checker "
+                     "judges every named attribute):")  # fmt: skip
+        for r in report.ranking:
+            if r.scorer == scorer:
+                mark = "" if r.counts else "   (base rate outside (0, 50 %]: not counted)"
+                lines.append(f"  {r.prompt:<44} base {r.base_rate:5.0%}  top-3 {r.top3_precision:5.0%}{mark}")
+        k = s["by_scorer"][scorer]
+        lines.append(f"  counted prompts: {k['ranking_prompts_counted']}, mean base {_pct(k['mean_base_rate'])}, "
+                     f"mean top-3 {_pct(k['mean_top3_precision'])} (target 2x): {'met' if k['ranking_met'] else 'MISSED'}")
+        lines.append(f"  scoring cost: {_pct(k['score_cost_ratio'])} of generation time (target <= 25 %)")
     lines.append(f"saturation on the model's images (rule: {report.rule}):")
     lines.extend(_saturation_lines(report.saturation))
     lines.append(f"  fully specified prompts stopped by image {STOP_BY}: {s['full_stopped_by_12']} (target 9/10): "
