@@ -29,7 +29,16 @@ NOISES = 2
 STOPWORDS = {"a", "an", "the", "on", "at", "in", "of"}
 
 
-def generate(n: int, out: str, seed_start: int = 0) -> None:
+def ablations(prompt: str) -> tuple[list[str], dict]:
+    """The prompts each image is scored under after the prompt and the empty one: each content word
+    left out; and what to add to each image's row."""
+    words = prompt.split()
+    return [" ".join(w for j, w in enumerate(words) if j != i) for i, w in enumerate(words) if w not in STOPWORDS], {}
+
+
+def generate(n: int, out: str, seed_start: int = 0, prompts: tuple[str, ...] = PROMPTS, variants=ablations) -> None:
+    """`n` images per prompt (seeds from `seed_start`) and each one's noise errors under the prompt, the
+    empty prompt and `variants(prompt)`, with the checker's verdict and reading, as JSON in `out`."""
     import torch
     from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
 
@@ -45,19 +54,17 @@ def generate(n: int, out: str, seed_start: int = 0) -> None:
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     rows = []
-    for prompt in PROMPTS:
-        words = prompt.split()
-        variants = [prompt, ""] + [" ".join(w for j, w in enumerate(words) if j != i)
-                                   for i, w in enumerate(words) if w not in STOPWORDS]  # fmt: skip
-        context = torch.cat([pipe.encode_prompt(v, "cpu", 1, False)[0] for v in variants])
-        k = len(variants)
+    for prompt in prompts:
+        others, extra = variants(prompt)
+        context = torch.cat([pipe.encode_prompt(v, "cpu", 1, False)[0] for v in [prompt, "", *others]])
+        k = 2 + len(others)
         for seed in range(seed_start, seed_start + n):
             latents = pipe(prompt, num_inference_steps=20, guidance_scale=5.0, height=64, width=64,
                            generator=torch.Generator().manual_seed(seed), output_type="latent").images  # fmt: skip
             with torch.inference_mode():
                 decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
             pixels = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-            ok = check(pixels, prompt).score == 1.0
+            verdict = check(pixels, prompt)
             gen = torch.Generator().manual_seed(1234)
             err = np.zeros((len(TIMESTEPS), NOISES, k))
             with torch.inference_mode():
@@ -67,38 +74,51 @@ def generate(n: int, out: str, seed_start: int = 0) -> None:
                         noisy = schedule.add_noise(latents, noise, step)
                         pred = pipe.unet(noisy.expand(k, -1, -1, -1), step.expand(k), encoder_hidden_states=context).sample
                         err[i, a] = (((pred - noise) ** 2).flatten(1).mean(1) / (noise**2).mean()).numpy()
-            rows.append({"prompt": prompt, "seed": seed, "ok": ok, "err": err.tolist()})
+            rows.append({"prompt": prompt, "seed": seed, "ok": verdict.score == 1.0,
+                         "seen": verdict.estimate.attributes(), "err": err.tolist(), **extra})  # fmt: skip
         print(prompt, sum(r["ok"] for r in rows if r["prompt"] == prompt), "of", n, "correct", flush=True)
     with open(out, "w") as f:
         json.dump({"timesteps": TIMESTEPS, "rows": rows}, f)
 
 
-def analyse(path: str) -> None:
+def auc(scores: np.ndarray, ok: np.ndarray) -> float:
+    """Probability that a correct image outscores an incorrect one (ties count half)."""
+    pos, neg = scores[ok][:, None], scores[~ok][None, :]
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+
+
+def load_runs(path: str) -> tuple[dict, dict[str, list[dict]]]:
     with open(path) as f:
         data = json.load(f)
     runs: dict[str, list[dict]] = {}
     for row in data["rows"]:
         runs.setdefault(row["prompt"], []).append(row)
+    return data, runs
+
+
+def ranking_table(runs: dict[str, list[dict]], name: str, score) -> None:
+    """Top-3 precision vs base rate over the prompts with base <= 50 %, and the mean AUC over those
+    with 5-95 % correct, when each run is ranked by `score(row)`."""
+    base, top, aucs = [], [], []
+    for rows in runs.values():
+        ok = np.array([r["ok"] for r in rows])
+        scores = np.array([score(r) for r in rows])
+        if 0.05 < ok.mean() < 0.95:
+            aucs.append(auc(scores, ok))
+        if not 0 < ok.mean() <= 0.5:
+            continue
+        base.append(ok.mean())
+        top.append(ok[np.argsort(-scores, kind="stable")[:3]].mean())
+    print(f"{name:40s} prompts {len(base):2d}  base {np.mean(base):6.1%}  top-3 {np.mean(top):6.1%}  "
+          f"ratio {np.mean(top) / np.mean(base):.2f}  | mean AUC over {len(aucs)} prompts {np.mean(aucs):.3f}")
+
+
+def analyse(path: str) -> None:
+    data, runs = load_runs(path)
     idx = {t: i for i, t in enumerate(data["timesteps"])}
 
-    def auc(scores: np.ndarray, ok: np.ndarray) -> float:
-        """Probability that a correct image outscores an incorrect one (ties count half)."""
-        pos, neg = scores[ok][:, None], scores[~ok][None, :]
-        return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
-
     def table(name: str, score) -> None:
-        base, top, aucs = [], [], []
-        for rows in runs.values():
-            ok = np.array([r["ok"] for r in rows])
-            scores = np.array([score(np.array(r["err"])) for r in rows])
-            if 0.05 < ok.mean() < 0.95:
-                aucs.append(auc(scores, ok))
-            if not 0 < ok.mean() <= 0.5:
-                continue
-            base.append(ok.mean())
-            top.append(ok[np.argsort(-scores, kind="stable")[:3]].mean())
-        print(f"{name:36s} prompts {len(base):2d}  base {np.mean(base):6.1%}  top-3 {np.mean(top):6.1%}  "
-              f"ratio {np.mean(top) / np.mean(base):.2f}  | mean AUC over {len(aucs)} prompts {np.mean(aucs):.3f}")
+        ranking_table(runs, name, lambda r: score(np.array(r["err"])))
 
     sets = {"350-750 (shipped: 250-850)": [350, 550, 750], "all five": list(idx), "150,350": [150, 350], "550,750": [550, 750],
             "750": [750], "750,950": [750, 950]}  # fmt: skip

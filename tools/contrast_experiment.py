@@ -16,17 +16,15 @@ base rate <= 50 % and the mean AUC over the prompts with 5-95 % correct images.
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+from adherence_experiment import generate, load_runs, ranking_table
 
 PROMPTS = ("a red triangle", "a blue square", "a green circle", "a yellow cross", "a large purple triangle",
            "a small orange square", "a white cross", "a small blue triangle", "a small green square",
            "a large white triangle", "a black cross", "a small pink circle", "a brown triangle", "a small cyan cross",
            "a large gray square", "a small yellow triangle",
            "a circle", "a small circle", "a large circle", "a square", "a triangle", "a cross", "a small square")  # fmt: skip
-TIMESTEPS = (150, 350, 550, 750, 950)
-NOISES = 2
 
 
 def swaps(prompt: str) -> list[tuple[str, str]]:
@@ -43,75 +41,17 @@ def swaps(prompt: str) -> list[tuple[str, str]]:
     return out
 
 
-def generate(n: int, out: str, seed_start: int) -> None:
-    import torch
-    from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
-
-    from steady.models.default import embedded_model_path
-    from steady.models.detect import inspect_model
-    from steady.tiny.checker import check
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import quiet_libraries
-
-    quiet_libraries()
-    torch.set_num_threads(2)
-    pipe = load_pipeline(inspect_model(embedded_model_path()), device="cpu", dtype=torch.float32)
-    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
-    rows = []
-    for prompt in PROMPTS:
-        alts = swaps(prompt)
-        variants = [prompt, ""] + [p for _, p in alts]
-        context = torch.cat([pipe.encode_prompt(v, "cpu", 1, False)[0] for v in variants])
-        k = len(variants)
-        for seed in range(seed_start, seed_start + n):
-            latents = pipe(prompt, num_inference_steps=20, guidance_scale=5.0, height=64, width=64,
-                           generator=torch.Generator().manual_seed(seed), output_type="latent").images  # fmt: skip
-            with torch.inference_mode():
-                decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
-            pixels = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-            verdict = check(pixels, prompt)
-            gen = torch.Generator().manual_seed(1234)
-            err = np.zeros((len(TIMESTEPS), NOISES, k))
-            with torch.inference_mode():
-                for a in range(NOISES):
-                    for i, t in enumerate(TIMESTEPS):
-                        noise, step = torch.randn(latents.shape, generator=gen), torch.tensor([t])
-                        noisy = schedule.add_noise(latents, noise, step)
-                        pred = pipe.unet(noisy.expand(k, -1, -1, -1), step.expand(k), encoder_hidden_states=context).sample
-                        err[i, a] = (((pred - noise) ** 2).flatten(1).mean(1) / (noise**2).mean()).numpy()
-            rows.append({"prompt": prompt, "seed": seed, "ok": verdict.score == 1.0,
-                         "seen": verdict.estimate.attributes(), "kinds": [k for k, _ in alts], "err": err.tolist()})  # fmt: skip
-        print(prompt, sum(r["ok"] for r in rows if r["prompt"] == prompt), "of", n, "correct", flush=True)
-    with open(out, "w") as f:
-        json.dump({"timesteps": TIMESTEPS, "rows": rows}, f)
+def swap_variants(prompt: str) -> tuple[list[str], dict]:
+    alts = swaps(prompt)
+    return [p for _, p in alts], {"kinds": [k for k, _ in alts]}
 
 
 def analyse(path: str) -> None:
-    with open(path) as f:
-        data = json.load(f)
-    runs: dict[str, list[dict]] = {}
-    for row in data["rows"]:
-        runs.setdefault(row["prompt"], []).append(row)
+    data, runs = load_runs(path)
     idx = {t: i for i, t in enumerate(data["timesteps"])}
 
-    def auc(scores: np.ndarray, ok: np.ndarray) -> float:
-        pos, neg = scores[ok][:, None], scores[~ok][None, :]
-        return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
-
     def table(name: str, score) -> None:
-        base, top, aucs = [], [], []
-        for rows in runs.values():
-            ok = np.array([r["ok"] for r in rows])
-            scores = np.array([score(np.array(r["err"]), r["kinds"]) for r in rows])
-            if 0.05 < ok.mean() < 0.95:
-                aucs.append(auc(scores, ok))
-            if not 0 < ok.mean() <= 0.5:
-                continue
-            base.append(ok.mean())
-            top.append(ok[np.argsort(-scores, kind="stable")[:3]].mean())
-        print(f"{name:40s} prompts {len(base):2d}  base {np.mean(base):6.1%}  top-3 {np.mean(top):6.1%}  "
-              f"ratio {np.mean(top) / np.mean(base):.2f}  | AUC over {len(aucs)} prompts {np.mean(aucs):.3f}")
+        ranking_table(runs, name, lambda r: score(np.array(r["err"]), r["kinds"]))
 
     for prompt, rows in runs.items():
         ok = sum(r["ok"] for r in rows)
@@ -163,7 +103,7 @@ def main() -> None:
     if args.analyse:
         analyse(args.analyse)
     else:
-        generate(args.images, args.out, args.seed_start)
+        generate(args.images, args.out, args.seed_start, PROMPTS, swap_variants)
         analyse(args.out)
 
 

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,14 +290,14 @@ def train(c: JudgeConfig, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from steady.tiny.train import add_config_flags, with_flags
+
     p = argparse.ArgumentParser(prog="python -m steady.tiny.judge", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the CLIP model")
     p.add_argument("--quick", action="store_true", help="a smoke run (seconds), not a usable judge")
-    for f in fields(JudgeConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    add_config_flags(p, JudgeConfig)
     args = p.parse_args(argv)
-    c = replace(JudgeConfig(), **QUICK) if args.quick else JudgeConfig()
-    c = replace(c, **{f.name: getattr(args, f.name) for f in fields(JudgeConfig) if getattr(args, f.name) is not None})
+    c = with_flags(replace(JudgeConfig(), **QUICK) if args.quick else JudgeConfig(), args)
     log = train(c, args.out)
     print("done in", log["timings_s"], "accuracy", log["eval"][-1] if log["eval"] else None, flush=True)
     return 0

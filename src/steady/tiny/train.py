@@ -545,16 +545,26 @@ def train(c: TrainConfig, out: Path) -> dict[str, Any]:
     return log.data
 
 
+def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
+    """One optional --flag per field of the dataclass `config` (default None: keep the config's)."""
+    for f in fields(config):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+
+
+def with_flags(config: Any, args: argparse.Namespace) -> Any:
+    """`config` with every field given on the command line replaced."""
+    given = {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name) is not None}
+    return replace(config, **given)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m steady.tiny.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the diffusers model and the log")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes), not a usable model")
     p.add_argument("--polish-only", action="store_true", help="only step 5, on the model already in --out")
-    for f in fields(TrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    add_config_flags(p, TrainConfig)
     args = p.parse_args(argv)
-    c = replace(TrainConfig(), **QUICK) if args.quick else TrainConfig()
-    c = replace(c, **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
+    c = with_flags(replace(TrainConfig(), **QUICK) if args.quick else TrainConfig(), args)
     if args.polish_only:
         from steady.tiny.polish import polish_decoder
 
