@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from steady.tiny.scenes import ATTRIBUTES, BACKGROUNDS, COLOUR_NAMES, POSITION_NAMES, SHAPES, SIZES, Scene, caption
+from steady.tiny.train import add_config_flags, lr_at, to_tensor, to_uint8, with_flags
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)  # pixel values in [-1, 1], as the tiny VAE sees them
 IMAGE_STD = (0.5, 0.5, 0.5)
@@ -137,9 +137,7 @@ class Pool:
 def vae_roundtrip(images: np.ndarray, vae: Any, batch: int = 500) -> np.ndarray:
     out = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        y = vae.decode(vae.encode(x).latent_dist.mean).sample
-        out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        out.append(to_uint8(vae.decode(vae.encode(to_tensor(images[i : i + batch])).latent_dist.mean).sample))
     return np.concatenate(out)
 
 
@@ -177,13 +175,6 @@ def contrastive_loss(logits: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
     return (text_to_image + image_to_text) / 2
 
 
-def lr_at(step: int, c: JudgeConfig) -> float:
-    if step < c.warmup:
-        return c.lr * (step + 1) / c.warmup
-    progress = (step - c.warmup) / max(1, c.steps - c.warmup)
-    return c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def similarities(model: Any, tok: Any, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
     """Cosine similarities [text, image]."""
     ids = tok(texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
@@ -206,10 +197,11 @@ def train_judge(c: JudgeConfig, pool: Pool, log: dict[str, Any]) -> Any:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=c.lr)  # fmt: skip
     rng = np.random.default_rng([c.seed, 2])
+    held_out = build_pool(c.eval_scenes, c.seed + 100, load_vae())  # the same fresh scenes at every evaluation
     t0 = time.perf_counter()
     for step in range(c.steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, c)
+            group["lr"] = lr_at(step, c.steps, c.lr, c.warmup)
         idx = rng.integers(0, len(pool.scenes), c.batch)
         source = np.where(rng.random(c.batch)[:, None, None, None] < 0.5, pool.rendered[idx], pool.decoded[idx])
         scenes = [pool.scenes[i] for i in idx]
@@ -226,7 +218,7 @@ def train_judge(c: JudgeConfig, pool: Pool, log: dict[str, Any]) -> Any:
             print("loss", json.dumps(log["loss"][-1]), flush=True)
         if (step + 1) % c.eval_every == 0 or step == c.steps - 1:
             model.eval()
-            acc = zero_shot_accuracy(model, tok, c.eval_scenes, c.seed + 100)
+            acc = zero_shot_accuracy(model, tok, held_out)
             model.train()
             log["eval"].append({"step": step + 1, "t": round(time.perf_counter() - t0, 1), **acc})
             print("judge", json.dumps(log["eval"][-1]), flush=True)
@@ -246,21 +238,22 @@ def phrase(scene: Scene, **override: str) -> str:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model: Any, tok: Any, n: int, seed: int) -> dict[str, float]:
+def zero_shot_accuracy(model: Any, tok: Any, pool: Pool) -> dict[str, float]:
     """Per attribute, how often the true full caption outscores every caption with that attribute
-    swapped, on `n` fresh scenes as the tiny VAE reconstructs them."""
-    vae = load_vae()
-    pool = build_pool(n, seed, vae)
+    swapped, on the pool's scenes as the tiny VAE reconstructs them."""
     images = pixels(pool.decoded)
     right = dict.fromkeys(ATTRIBUTES, 0)
     for i, scene in enumerate(pool.scenes):
+        texts, spans = [phrase(scene)], {}
         for attr in ATTRIBUTES:
             others = [v for v in VALUES[attr] if v != getattr(scene, attr)
                       and not (attr == "background" and v == scene.colour) and not (attr == "colour" and v == scene.background)]  # fmt: skip
-            texts = [phrase(scene)] + [phrase(scene, **{attr: v}) for v in others]
-            sims = similarities(model, tok, images[i : i + 1], texts)[:, 0]
-            right[attr] += int(sims.argmax() == 0)
-    return {a: round(right[a] / n, 4) for a in ATTRIBUTES}
+            spans[attr] = (len(texts), len(texts) + len(others))
+            texts += [phrase(scene, **{attr: v}) for v in others]
+        sims = similarities(model, tok, images[i : i + 1], texts)[:, 0]  # the image encoded once for all captions
+        for attr, (lo, hi) in spans.items():
+            right[attr] += int(bool((sims[0] >= sims[lo:hi]).all()))  # as argmax == 0
+    return {a: round(right[a] / len(pool.scenes), 4) for a in ATTRIBUTES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,8 +283,6 @@ def train(c: JudgeConfig, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steady.tiny.train import add_config_flags, with_flags
-
     p = argparse.ArgumentParser(prog="python -m steady.tiny.judge", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the CLIP model")
     p.add_argument("--quick", action="store_true", help="a smoke run (seconds), not a usable judge")
