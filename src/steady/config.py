@@ -64,12 +64,10 @@ class Settings:
         """How images are scored for prompt adherence: "model" (the generating model itself, the
         default), the path of a local CLIP model folder (`scorer = "~/models/clip-vit-large"`), or
         "tiny-clip" (the CLIP model shipped for the embedded model's world)."""
-        value = read_config(self.config_path).get("scorer", "model")
-        if value == "tiny-clip":
-            from steady.models.default import embedded_judge_path
+        from steady.models.default import clip_folder
 
-            return str(embedded_judge_path())
-        return value if value == "model" else str(Path(value).expanduser())
+        value = read_config(self.config_path).get("scorer", "model")
+        return value if value == "model" else clip_folder(value)
 
     @property
     def trash_dir(self) -> Path:

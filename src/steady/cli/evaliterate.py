@@ -71,7 +71,7 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     from PIL import Image
 
     from steady.engine import check_and_plan, image_params
-    from steady.models.default import embedded_judge_path
+    from steady.models.default import clip_folder
     from steady.params import GenerationRequest
     from steady.scoring.evaluate import (
         IterateReport,
@@ -100,7 +100,7 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     plan = check_and_plan(base)
     if plan.width != 64 or plan.height != 64:
         raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {plan.width})")
-    clip_path = str(embedded_judge_path()) if clip == "tiny-clip" else "" if clip == "none" else clip
+    clip_path = "" if clip == "none" else clip_folder(clip)
     if clip_path and not os.path.isdir(clip_path):
         raise BadInput("clip", clip, "is not a folder; give a local CLIP model folder, \"tiny-clip\" or \"none\"")
     # 2. Load once; score with the worker's scorer.

@@ -26,6 +26,12 @@ def embedded_judge_path() -> Path:
     return Path(__file__).resolve().parent.parent / "tiny" / "judge_weights"
 
 
+def clip_folder(value: str) -> str:
+    """A CLIP scorer setting as a folder path: "tiny-clip" is the judge shipped for the embedded
+    model's world; anything else is a path (~ expanded)."""
+    return str(embedded_judge_path()) if value == "tiny-clip" else str(Path(value).expanduser())
+
+
 def resolve_default_model(cfg: Settings) -> Path:
     embedded = embedded_model_path()
     if (embedded / "model_index.json").is_file():
