@@ -16,26 +16,21 @@ import sys
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from steady.engine import check_and_plan, image_params
     from steady.models.default import embedded_judge_path
     from steady.params import GenerationRequest
     from steady.tiny.checker import check
     from steady.tiny.scenes import SHAPES
     from steady.worker.adherence import ClipScorer
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
-    quiet_libraries()
     base = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler a").check()
-    plan = check_and_plan(base)
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
+    renderer = DirectRenderer.load(base)
     judge = ClipScorer(argv[0] if argv else str(embedded_judge_path()))
     rows = []
     for prompt in ("a small orange square", "a small green square", "a small cyan cross", "a small circle", "a cross"):
         asked = next(s for s in SHAPES if s in prompt)
         for seed in range(20):
-            params = image_params(GenerationRequest(**{**base.to_dict(), "prompt": prompt}), plan, seed)
-            image = render(pipe, params, plan.device)
+            image = renderer.image(prompt, seed)
             estimate = check(np.asarray(image.convert("RGB")), prompt).estimate
             if not estimate.shape_errors:
                 continue

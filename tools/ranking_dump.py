@@ -44,7 +44,6 @@ def dump(args: argparse.Namespace) -> int:
     import torch
 
     from steady.cli.evaliterate import RANKING_PROMPTS
-    from steady.engine import check_and_plan, image_params
     from steady.models.default import embedded_judge_path
     from steady.params import GenerationRequest
     from steady.tiny.checker import check
@@ -53,22 +52,19 @@ def dump(args: argparse.Namespace) -> int:
     from steady.tiny.judge import load_vae, vae_roundtrip
     from steady.tiny.scenes import parse_prompt
     from steady.worker.adherence import AdherenceScorer, ClipScorer
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
     torch.set_num_threads(args.threads)
-    quiet_libraries()
     base = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler a", model=args.model).check()
-    plan = check_and_plan(base)
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
-    model, judge = AdherenceScorer(pipe), ClipScorer(str(embedded_judge_path()))
+    renderer = DirectRenderer.load(base)
+    model, judge = AdherenceScorer(renderer.pipe), ClipScorer(str(embedded_judge_path()))
 
     def reading(image: np.ndarray, prompt: str) -> dict:
         result = check(image, prompt)
         return {"correct": result.score == 1.0, "attributes": result.estimate.attributes(),
                 "shape_errors": result.estimate.shape_errors}  # fmt: skip
 
-    out: dict = {"model_hash": plan.model_hash, "reference": {}, "runs": {}}
+    out: dict = {"model_hash": renderer.plan.model_hash, "reference": {}, "runs": {}}
     vae = load_vae()
     with torch.no_grad():
         for index, prompt in enumerate(RANKING_PROMPTS):
@@ -79,9 +75,8 @@ def dump(args: argparse.Namespace) -> int:
     for prompt in RANKING_PROMPTS:
         t0, rows, texts = time.perf_counter(), [], [prompt, *alternatives(prompt)]
         for seed in range(args.seed_start, args.seed_start + args.images):
-            params = image_params(GenerationRequest(**{**base.to_dict(), "prompt": prompt}), plan, seed)
             finals: list = []
-            image = render(pipe, params, plan.device, on_final_latents=finals.append)
+            image = renderer.image(prompt, seed, on_final_latents=finals.append)
             rgb = np.asarray(image.convert("RGB"))
             with torch.no_grad():
                 inputs = judge.processor(text=texts, images=[image], return_tensors="pt", padding=True)

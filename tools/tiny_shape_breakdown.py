@@ -47,22 +47,19 @@ def main() -> None:
 
     import torch
 
-    from steady.engine import check_and_plan, image_params
     from steady.params import GenerationRequest
     from steady.tiny.checker import analyse
     from steady.tiny.data import dataset, scene_for
     from steady.tiny.evaluate import eval_prompts
     from steady.tiny.scenes import SHAPES, SIZES, caption, parse_prompt
     from steady.tiny.train import encode_means, to_uint8
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
     torch.set_num_threads(2)
-    quiet_libraries()
     request = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler", model=args.model).check()
-    plan = check_and_plan(request)
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
-    vae = pipe.vae.float()
+    renderer = DirectRenderer.load(request)
+    plan = renderer.plan
+    vae = renderer.pipe.vae.float()
     print(f"model {plan.model_name} [{plan.model_hash}]")
 
     scenes = list(dataset(5, args.recon, drop_prob=0.0, holdout=False))
@@ -75,8 +72,7 @@ def main() -> None:
     def sample(prompts: list[tuple[str, int]]) -> list[tuple[str, str, str | None]]:
         rows = []
         for prompt, seed in prompts:
-            params = image_params(GenerationRequest(**{**request.to_dict(), "prompt": prompt}), plan, seed)
-            image = np.asarray(render(pipe, params, plan.device).convert("RGB"))
+            image = np.asarray(renderer.image(prompt, seed).convert("RGB"))
             want = parse_prompt(prompt)
             rows.append((want["shape"], want["size"], analyse(image).attributes()["shape"]))
         return rows

@@ -20,25 +20,21 @@ SEEDS = range(100, 116)
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from steady.engine import check_and_plan, image_params
     from steady.params import GenerationRequest
     from steady.tiny.checker import analyse
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
-    quiet_libraries()
     model = argv[0] if argv else ""
     request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=5.0, sampler="Euler", model=model).check()
-    plan = check_and_plan(request)
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
+    renderer = DirectRenderer.load(request)
+    plan = renderer.plan
     print(f"model {plan.model_name} [{plan.model_hash}], 20 Euler steps, CFG 5, seeds {SEEDS.start}-{SEEDS.stop - 1}")
     total = 0
     for prompt in PROMPTS:
         wanted = next(s for s in ("circle", "square", "triangle", "cross") if s in prompt)
         shapes: Counter[str | None] = Counter()
         for seed in SEEDS:
-            params = image_params(GenerationRequest(**{**request.to_dict(), "prompt": prompt}), plan, seed)
-            image = np.asarray(render(pipe, params, plan.device).convert("RGB"))
+            image = np.asarray(renderer.image(prompt, seed).convert("RGB"))
             shapes[analyse(image).attributes()["shape"]] += 1
         total += shapes[wanted]
         print(f"{shapes[wanted]:2d}/{len(SEEDS)} {prompt!r}: {dict(shapes)}", flush=True)

@@ -70,7 +70,7 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     import numpy as np
     from PIL import Image
 
-    from steady.engine import check_and_plan, image_params
+    from steady.engine import check_and_plan
     from steady.models.default import clip_folder
     from steady.params import GenerationRequest
     from steady.scoring.evaluate import (
@@ -87,8 +87,7 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     from steady.tiny.data import scene_for
     from steady.tiny.scenes import parse_prompt
     from steady.worker.adherence import AdherenceScorer, ClipScorer
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     if not 3 <= n_rank <= 200:
@@ -104,13 +103,12 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     if clip_path and not os.path.isdir(clip_path):
         raise BadInput("clip", clip, "is not a folder; give a local CLIP model folder, \"tiny-clip\" or \"none\"")
     # 2. Load once; score with the worker's scorer.
-    quiet_libraries()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
-    scorers: dict[str, AdherenceScorer | ClipScorer] = {"model": AdherenceScorer(pipe)}
+    renderer = DirectRenderer.load(base, plan)
+    scorers: dict[str, AdherenceScorer | ClipScorer] = {"model": AdherenceScorer(renderer.pipe)}
     if clip_path:
         scorers["clip"] = ClipScorer(clip_path)
     rule = SaturationRule()
@@ -120,9 +118,8 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
         images, finals = [], []
         scores: dict[str, list[float]] = {name: [] for name in scorers}
         for seed in range(n):
-            params = image_params(GenerationRequest(**{**base.to_dict(), "prompt": prompt}), plan, seed)
             t0 = time.perf_counter()
-            image = render(pipe, params, plan.device, on_final_latents=finals.append)
+            image = renderer.image(prompt, seed, on_final_latents=finals.append)
             report.generate_seconds += time.perf_counter() - t0
             for name, scorer in scorers.items():  # every image, as the worker does with its one scorer
                 t1 = time.perf_counter()

@@ -35,11 +35,10 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float, sampler: str, pe
     """Score a tiny-world model's images against their prompts (per-attribute accuracy)."""
     import numpy as np
 
-    from steady.engine import check_and_plan, image_params
+    from steady.engine import check_and_plan
     from steady.params import GenerationRequest
     from steady.tiny.evaluate import VARIETY_PROMPT, EvalPrompt, eval_prompts, format_report, score
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, quiet_libraries, render
+    from steady.worker.direct import DirectRenderer
 
     for name, value, low in (("per-holdout", per_holdout, 0), ("seen", seen, 0), ("variety", variety_n, 0)):
         if value < low or value > 1000:
@@ -51,15 +50,13 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float, sampler: str, pe
     plan = check_and_plan(request)
     if plan.width != 64 or plan.height != 64:
         raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {plan.width})")
-    quiet_libraries()
-    pipe = load_pipeline(plan.info, device=plan.device, dtype=DTYPES[plan.dtype], allow_pickle=False)
+    renderer = DirectRenderer.load(request, plan)
     prompts = eval_prompts(per_holdout, seen)
     jobs = prompts + [EvalPrompt(VARIETY_PROMPT, seed, False) for seed in range(variety_n)]
     images, t0 = [], time.perf_counter()
     with click.progressbar(jobs, label="eval-tiny", file=click.get_text_stream("stderr")) as bar:
         for job in bar:
-            params = image_params(GenerationRequest(**{**request.to_dict(), "prompt": job.prompt}), plan, job.seed)
-            images.append(np.asarray(render(pipe, params, plan.device).convert("RGB")))
+            images.append(np.asarray(renderer.image(job.prompt, job.seed).convert("RGB")))
     seconds = time.perf_counter() - t0
     report = score(prompts, images[: len(prompts)], images[len(prompts) :])
     if sheet:
