@@ -139,13 +139,15 @@ class MemoryWatch:
     def sample(self) -> MemorySample | None:
         import psutil
 
+        from steady.sysmem import ram_view
+
         with self._lock:
             pid, images, reserved = self.pid, self.images, self.torch_reserved
         try:
             mem = psutil.Process(pid).memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return None
-        vm, sw, now = psutil.virtual_memory(), psutil.swap_memory(), time.monotonic()
+        ram, sw, now = ram_view(), psutil.swap_memory(), time.monotonic()
         rate = 0.0
         if self._last_sin is not None and now > self._last_sin[0]:
             rate = max(0.0, (sw.sin - self._last_sin[1]) / (now - self._last_sin[0]))
@@ -153,7 +155,7 @@ class MemoryWatch:
         nvml = _nvml_process_bytes(pid)
         s = MemorySample(
             t=round(now - self.t0, 3), worker_pid=pid, rss_bytes=mem.rss, uss_bytes=getattr(mem, "uss", mem.rss),
-            vram_bytes=nvml if nvml is not None else reserved, available_bytes=vm.available,
+            vram_bytes=nvml if nvml is not None else reserved, available_bytes=ram.available,
             swap_used_bytes=sw.used, swap_in_per_s=rate, images=images,
         )  # fmt: skip
         self.samples.append(s)

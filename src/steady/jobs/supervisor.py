@@ -175,7 +175,7 @@ class Supervisor:
         return round(time.monotonic() - self.t0, 3)
 
     def recycle_reason(self, model_path: str) -> str | None:
-        import psutil
+        from steady.sysmem import ram_view
 
         w = self.worker
         if w is None:
@@ -185,13 +185,13 @@ class Supervisor:
         rss = worker_rss(w.pid)
         if rss is None:
             return None
-        latest, vm = self.watch.latest(), psutil.virtual_memory()
+        latest, ram = self.watch.latest(), ram_view()
         stats = WorkerStats(
             images=w.images, age_s=time.monotonic() - w.started, rss=rss, baseline_rss=w.baseline_rss,
-            available=vm.available,
+            available=ram.available,
             swap_in_per_s=latest.swap_in_per_s if latest and latest.worker_pid == w.pid else 0.0,
         )  # fmt: skip
-        return self.options.policy.decide(stats, vm.total)
+        return self.options.policy.decide(stats, ram.total)
 
     def _recycle(self, reason: str, job: JobRecord, on_event: Callable[[object], None] | None) -> None:
         w = self.worker

@@ -255,9 +255,11 @@ def make_router(studio: Studio) -> APIRouter:
     def machine() -> dict[str, Any]:
         import psutil
 
-        vm, swap = psutil.virtual_memory(), psutil.swap_memory()
-        return {"server_rss_bytes": psutil.Process().memory_info().rss, "available_bytes": vm.available,
-                "total_bytes": vm.total, "swap_used_bytes": swap.used, "swap_total_bytes": swap.total,
+        from steady.sysmem import ram_view
+
+        ram, swap = ram_view(), psutil.swap_memory()
+        return {"server_rss_bytes": psutil.Process().memory_info().rss, "available_bytes": ram.available,
+                "total_bytes": ram.total, "swap_used_bytes": swap.used, "swap_total_bytes": swap.total,
                 "worker": studio.memory}  # fmt: skip
 
     return router

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steady.sysmem import ram_view
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -122,14 +124,10 @@ def probe_machine(*, torch_gpu: bool = True, cpu_sample_s: float = 0.2) -> Machi
     # 2. RAM and swap; a container's limit caps what is available.
     vm = psutil.virtual_memory()
     sw = psutil.swap_memory()
-    available = int(vm.available)
-    limit = _cgroup_memory_limit()
-    if limit is not None and limit < vm.total:
-        used = _cgroup_memory_current() or 0
-        available = max(0, min(available, limit - used))
+    ram = ram_view()
+    available, limit = ram.available, ram.limit
+    if limit is not None:
         notes.append(f"memory limited to {limit / GIB:.1f} GiB by the container (cgroup)")
-    else:
-        limit = None
     # 3. Platform extras.
     swap_devices: list[SwapDevice] = []
     swappiness = None
@@ -257,23 +255,6 @@ def _cgroup_cpu_quota() -> int | None:
     if len(parts) != 2 or parts[0] == "max" or not parts[0].isdigit() or not parts[1].isdigit():
         return None
     return max(1, int(parts[0]) // max(1, int(parts[1])))
-
-
-def _first_int(*paths: str) -> int | None:
-    """The first of `paths` (cgroup v2, then v1) that holds a plain number ("max" does not)."""
-    for path in paths:
-        text = (_read_text(path) or "").strip()
-        if text.isdigit():
-            return int(text)
-    return None
-
-
-def _cgroup_memory_limit() -> int | None:
-    return _first_int("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
-
-
-def _cgroup_memory_current() -> int | None:
-    return _first_int("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
 
 
 def _cpu_bf16() -> bool | None:
