@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from steady.tiny.scenes import ATTRIBUTES, BACKGROUNDS, COLOUR_NAMES, POSITION_NAMES, SHAPES, SIZES, Scene, caption
-from steady.tiny.train import add_config_flags, lr_at, to_tensor, to_uint8, with_flags
+from steady.tiny.train import add_config_flags, lr_at, param_groups, to_tensor, to_uint8, with_flags
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)  # pixel values in [-1, 1], as the tiny VAE sees them
 IMAGE_STD = (0.5, 0.5, 0.5)
@@ -182,7 +182,7 @@ def similarities(model: Any, tok: Any, images: torch.Tensor, texts: list[str]) -
     return out.text_embeds @ out.image_embeds.T  # both already normalised
 
 
-def train_judge(c: JudgeConfig, pool: Pool, log: dict[str, Any]) -> Any:
+def train_judge(c: JudgeConfig, pool: Pool, vae: Any, log: dict[str, Any]) -> Any:
     from transformers import CLIPModel
 
     from steady.tiny import arch as A
@@ -192,12 +192,9 @@ def train_judge(c: JudgeConfig, pool: Pool, log: dict[str, Any]) -> Any:
     with torch.no_grad():
         model.vision_model.embeddings.position_embedding.weight.copy_(sincos_positions(64 // c.patch, c.vision_hidden))
     tok = A.load_tokenizer()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                            lr=c.lr)  # fmt: skip
+    opt = torch.optim.AdamW(param_groups([model], c.weight_decay), lr=c.lr)
     rng = np.random.default_rng([c.seed, 2])
-    held_out = build_pool(c.eval_scenes, c.seed + 100, load_vae())  # the same fresh scenes at every evaluation
+    held_out = build_pool(c.eval_scenes, c.seed + 100, vae)  # the same fresh scenes at every evaluation
     t0 = time.perf_counter()
     for step in range(c.steps):
         for group in opt.param_groups:
@@ -274,9 +271,10 @@ def train(c: JudgeConfig, out: Path) -> dict[str, Any]:
     log: dict[str, Any] = {"config": c.to_dict(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                            "loss": [], "eval": [], "timings_s": {}}  # fmt: skip
     t0 = time.perf_counter()
-    pool = build_pool(c.pool, c.seed, load_vae())
+    vae = load_vae()
+    pool = build_pool(c.pool, c.seed, vae)
     log["timings_s"]["pool"] = round(time.perf_counter() - t0, 1)
-    model = train_judge(c, pool, log)
+    model = train_judge(c, pool, vae, log)
     log["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
     save_judge(model, out, log)
     return log
