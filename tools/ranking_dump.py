@@ -25,18 +25,9 @@ import json
 import sys
 import time
 
+from contrast_experiment import swaps
+
 STRICT_MISFIT = 0.23
-
-
-def alternatives(prompt: str) -> list[str]:
-    """The prompt with its shape, colour and size each swapped for every other value."""
-    from steady.tiny.scenes import COLOUR_NAMES, SHAPES, SIZES, parse_prompt
-
-    named, out = parse_prompt(prompt), []
-    for attribute, values in (("shape", SHAPES), ("colour", COLOUR_NAMES), ("size", SIZES)):
-        if attribute in named:
-            out += [prompt.replace(named[attribute], v) for v in values if v != named[attribute]]
-    return out
 
 
 def dump(args: argparse.Namespace) -> int:
@@ -73,7 +64,7 @@ def dump(args: argparse.Namespace) -> int:
             clean = vae_roundtrip(np.stack([render_scene(s) for s in scenes]), vae)
             out["reference"][prompt] = [reading(im, prompt) for im in clean]
     for prompt in RANKING_PROMPTS:
-        t0, rows, texts = time.perf_counter(), [], [prompt, *alternatives(prompt)]
+        t0, rows, texts = time.perf_counter(), [], [prompt, *(alt for _, alt in swaps(prompt))]
         for seed in range(args.seed_start, args.seed_start + args.images):
             finals: list = []
             image = renderer.image(prompt, seed, on_final_latents=finals.append)
