@@ -8,7 +8,7 @@ import pytest
 from tests.fixtures.cli import run_main
 
 
-@pytest.mark.parametrize(("argv", "named"), [(["--threads", "-1"], "threads=-1"), (["--images", "2"], "images=2"),
+@pytest.mark.parametrize(("argv", "named"), [(["--threads", "-1"], "threads=-1"), (["--images", "2"], "images=2"), (["--runs", "0"], "runs=0"),
                                               (["--clip", "/no/such/clip"], "clip='/no/such/clip'")])
 def test_bad_arguments_exit_2_naming_them(argv: list[str], named: str, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("STEADY_HOME", str(tmp_path / "home"))

@@ -59,7 +59,7 @@ def test_precision_coverage_and_the_summary() -> None:
                     SaturationRow("h", False, 30, None, 12, 12, 1.0, 0.2)],
         generate_seconds=10.0, score_seconds={"model": 2.0, "clip": 0.1})  # fmt: skip
     summary = report.summary()
-    assert summary["ranking_prompts_counted"] == 2 and summary["mean_base_rate"] == pytest.approx(0.275)
+    assert summary["ranking_runs_counted"] == 2 and summary["mean_base_rate"] == pytest.approx(0.275)
     assert summary["ranking_met"] is False  # mean top-3 0.5 < 2 x 0.275
     assert summary["score_cost_ratio"] == pytest.approx(0.2)
     clip = summary["by_scorer"]["clip"]  # each scorer is judged on its own rows and seconds
@@ -69,6 +69,17 @@ def test_precision_coverage_and_the_summary() -> None:
     assert summary["full_stopped_by_12"] == "1/2" and summary["saturation_full_met"] is False
     assert summary["saturation_free_met"] is True
 
+
+
+def test_every_run_of_a_prompt_counts_on_its_own() -> None:
+    """eval-iterate --runs: each (prompt, seeds) run is a row; the target pools the counted runs."""
+    report = IterateReport(ranking=[RankingRow("p", 20, 0.25, 1.0, "model", 0), RankingRow("p", 20, 0.45, 0.0, "model", 20),
+                                    RankingRow("p", 20, 0.6, 1.0, "model", 40)])  # fmt: skip
+    summary = report.summary()
+    assert summary["ranking_runs_counted"] == 2 and summary["mean_base_rate"] == pytest.approx(0.35)
+    assert summary["mean_top3_precision"] == pytest.approx(0.5) and summary["ranking_met"] is False
+    text = format_report(report)
+    assert "seeds 0-19" in text and "seeds 20-39" in text and "seeds 40-59" in text and "not counted" in text
 
 def _ideal_run(prompt: str, seed: int, n: int = 30) -> tuple[list[Image.Image], list[tuple[str, ...]]]:
     from steady.tiny.data import render, scene_for

@@ -1,18 +1,20 @@
 """`steady eval-iterate`: does ranking by adherence find the good images, and does the
 saturation rule stop at the right time? Measured on the embedded model against its ground truth.
 
-Ranking: each prompt of RANKING_PROMPTS gets a run of --images images (seeds 0..n-1); the checker
-says which images show every attribute the prompt names; the run's top 3 by adherence are
-compared with its base rate. Saturation: fully specified prompts (every attribute named) and
-prompts that leave attributes free get 30 images each; where SaturationRule would have stopped
-is read off the novelty sequence (the same rule `--until-saturated` applies after each image),
-and the distinct attribute combinations (as the checker reads them) seen by then are compared
-with those of all 30 images. The same rule is then applied to ideal images: 30 ground-truth scenes
-per prompt with the named attributes and the rest drawn as in the data set, which separates how
-well the rule works from how well the model follows the prompt. Images go through the same load/render/score code as the worker;
-nothing is written to the gallery.
+Ranking: each prompt of RANKING_PROMPTS gets --runs runs of --images images (run r: seeds r*n ..
+r*n+n-1); the checker says which images show every attribute the prompt names; each run's top 3
+by adherence are compared with its base rate. One 20-image run per prompt moves the figure by
+about 0.4x from one seed range to the next (session 12), so the default pools three runs.
+Saturation: fully specified prompts (every attribute named) and prompts that leave attributes
+free get 30 images each; where SaturationRule would have stopped is read off the novelty
+sequence (the same rule `--until-saturated` applies after each image), and the distinct
+attribute combinations (as the checker reads them) seen by then are compared with those of all
+30 images. The same rule is then applied to ideal images: 30 ground-truth scenes per prompt with
+the named attributes and the rest drawn as in the data set, which separates how well the rule
+works from how well the model follows the prompt. Images go through the same load/render/score
+code as the worker; nothing is written to the gallery.
 
-    steady eval-iterate                # about 10 minutes on a 2-core CPU
+    steady eval-iterate                # about 13 minutes on a 2-core CPU
     steady eval-iterate --json
 """
 
@@ -54,7 +56,9 @@ IDEAL_SEED = 7  # ground-truth scenes for the ideal-image check
 
 @click.command("eval-iterate")
 @click.option("--model", default="", help="Model name or path (default: the embedded tiny model).")
-@click.option("--images", "n_rank", default=20, show_default=True, type=int, help="Images per ranking prompt.")
+@click.option("--images", "n_rank", default=20, show_default=True, type=int, help="Images per ranking run.")
+@click.option("--runs", "n_runs", default=3, show_default=True, type=int,
+              help="Ranking runs per prompt (run r uses seeds r*images .. r*images+images-1).")
 @click.option("--steps", default=20, show_default=True, type=int)
 @click.option("--cfg-scale", "cfg_scale", default=5.0, show_default=True, type=float)
 @click.option("--sampler", default="Euler a", show_default=True)
@@ -64,8 +68,8 @@ IDEAL_SEED = 7  # ground-truth scenes for the ideal-image check
               help="Also rank with this CLIP model folder (\"tiny-clip\": the one shipped for the embedded model's "
                    "world; \"none\": only the generating model's own score).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, sampler: str, threads: int,
-                         clip: str, as_json: bool) -> None:
+def eval_iterate_command(model: str, n_rank: int, n_runs: int, steps: int, cfg_scale: float, sampler: str,
+                         threads: int, clip: str, as_json: bool) -> None:
     """Measure ranking by adherence and the saturation rule on the embedded model."""
     import numpy as np
     from PIL import Image
@@ -92,6 +96,8 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     if not 3 <= n_rank <= 200:
         raise BadInput("images", n_rank, "must be between 3 and 200")
+    if not 1 <= n_runs <= 20:
+        raise BadInput("runs", n_runs, "must be between 1 and 20")
     most_threads = (os.cpu_count() or 1) * 4
     if not 0 <= threads <= most_threads:
         raise BadInput("threads", threads, f"must be 0 (torch's default) or between 1 and {most_threads}")
@@ -114,10 +120,10 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     rule = SaturationRule()
     report = IterateReport(rule=rule.to_dict(), score_seconds=dict.fromkeys(scorers, 0.0))
 
-    def run(prompt: str, n: int) -> tuple[list, dict[str, list[float]]]:
+    def run(prompt: str, n: int, first_seed: int = 0) -> tuple[list, dict[str, list[float]]]:
         images, finals = [], []
         scores: dict[str, list[float]] = {name: [] for name in scorers}
-        for seed in range(n):
+        for seed in range(first_seed, first_seed + n):
             t0 = time.perf_counter()
             image = renderer.image(prompt, seed, on_final_latents=finals.append)
             report.generate_seconds += time.perf_counter() - t0
@@ -132,11 +138,12 @@ def eval_iterate_command(model: str, n_rank: int, steps: int, cfg_scale: float, 
     with click.progressbar(length=total, label="eval-iterate", file=click.get_text_stream("stderr")) as bar:
         # 3. Ranking.
         for prompt in RANKING_PROMPTS:
-            images, scores = run(prompt, n_rank)
-            correct = [check(np.asarray(im.convert("RGB")), prompt).score == 1.0 for im in images]
-            for name, values in scores.items():
-                report.ranking.append(RankingRow(prompt, n_rank, base_rate(correct), precision_at_k(values, correct, 3),
-                                                 name))  # fmt: skip
+            for first_seed in range(0, n_runs * n_rank, n_rank):
+                images, scores = run(prompt, n_rank, first_seed)
+                correct = [check(np.asarray(im.convert("RGB")), prompt).score == 1.0 for im in images]
+                for name, values in scores.items():
+                    report.ranking.append(RankingRow(prompt, n_rank, base_rate(correct),
+                                                     precision_at_k(values, correct, 3), name, first_seed))  # fmt: skip
             bar.update(1)
         # 4. Saturation on the model's images (attribute combinations as the checker reads them).
         for prompt in FULL_PROMPTS + FREE_PROMPTS:

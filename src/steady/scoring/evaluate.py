@@ -57,6 +57,7 @@ class RankingRow:
     base_rate: float
     top3_precision: float
     scorer: str = "model"  # "model" (the generating model's own score) or "clip" (a CLIP model folder)
+    first_seed: int = 0  # the run's seeds: first_seed .. first_seed + images - 1
 
     @property
     def counts(self) -> bool:
@@ -109,13 +110,14 @@ class IterateReport:
         return list(dict.fromkeys(r.scorer for r in self.ranking))
 
     def ranking_summary(self, scorer: str) -> dict[str, Any]:
-        """The ranking target for one scorer: its counted prompts, mean top-3 vs mean base rate, cost."""
+        """The ranking target for one scorer: its counted runs (prompt and seeds), mean top-3 vs mean base
+        rate, cost."""
         counted = [r for r in self.ranking if r.counts and r.scorer == scorer]
         lift = [r.top3_precision / r.base_rate for r in counted]
         base, top = _mean([r.base_rate for r in counted]), _mean([r.top3_precision for r in counted])
         seconds = self.score_seconds.get(scorer)
         return {
-            "ranking_prompts_counted": len(counted),
+            "ranking_runs_counted": len(counted),
             "mean_base_rate": base,
             "mean_top3_precision": top,
             "mean_lift": _mean(lift),
@@ -160,9 +162,10 @@ def format_report(report: IterateReport) -> str:
         for r in report.ranking:
             if r.scorer == scorer:
                 mark = "" if r.counts else "   (base rate outside (0, 50 %]: not counted)"
-                lines.append(f"  {r.prompt:<44} base {r.base_rate:5.0%}  top-3 {r.top3_precision:5.0%}{mark}")
+                seeds = f"seeds {r.first_seed}-{r.first_seed + r.images - 1}"
+                lines.append(f"  {r.prompt:<30} {seeds:<13} base {r.base_rate:5.0%}  top-3 {r.top3_precision:5.0%}{mark}")
         k = s["by_scorer"][scorer]
-        lines.append(f"  counted prompts: {k['ranking_prompts_counted']}, mean base {_pct(k['mean_base_rate'])}, "
+        lines.append(f"  counted runs (prompt, seeds): {k['ranking_runs_counted']}, mean base {_pct(k['mean_base_rate'])}, "
                      f"mean top-3 {_pct(k['mean_top3_precision'])} (target 2x): {'met' if k['ranking_met'] else 'MISSED'}")
         lines.append(f"  scoring cost: {_pct(k['score_cost_ratio'])} of generation time (target <= 25 %)")
     lines.append(f"saturation on the model's images (rule: {report.rule}):")
