@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "home", "generate", "open_catalog"]
+__all__ = ["__version__", "generate", "home", "open_catalog"]
 
 
 def home():

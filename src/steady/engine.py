@@ -13,19 +13,20 @@ fast and errors in the input are reported before any heavy import.
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as _dt
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import steady
-from steady.config import Settings, settings as current_settings
+from steady.config import Settings
+from steady.config import settings as current_settings
 from steady.errors import OutputError
 from steady.jobs.protocol import Progress
 from steady.params import GenerationRequest, GenerationResult, ImageParams, resolve_seed

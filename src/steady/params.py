@@ -100,7 +100,7 @@ class GenerationRequest:
     x_axis: str = ""  # X/Y grid (steady.variants): "Prompt S/R: red, blue" / "Seed: 1, 2" / "CFG: 3, 7" / ...
     y_axis: str = ""
 
-    def check(self) -> "GenerationRequest":
+    def check(self) -> GenerationRequest:
         """Raise BadInput naming the first argument that is out of range; return self."""
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise BadInput("prompt", self.prompt, "must be text")
@@ -146,7 +146,7 @@ class GenerationRequest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GenerationRequest":
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         return cls(**_known_fields(cls, data))
 
 
@@ -175,7 +175,7 @@ class ImageParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ImageParams":
+    def from_dict(cls, data: dict[str, Any]) -> ImageParams:
         return cls(**_known_fields(cls, data))
 
     def request(self, **overrides: Any) -> GenerationRequest:

@@ -162,7 +162,7 @@ def _text_model_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for k, v in sd.items():
         if k.endswith("position_ids"):
             continue
-        if k.startswith("text_model.") or k.startswith("text_projection."):
+        if k.startswith(("text_model.", "text_projection.")):
             out[k] = v
         else:
             out["text_model." + k] = v

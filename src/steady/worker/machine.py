@@ -96,7 +96,7 @@ class Machine:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Machine":
+    def from_dict(cls, data: dict[str, Any]) -> Machine:
         d = dict(data)
         d["gpus"] = [Gpu(**g) for g in d.get("gpus", [])]
         d["swap_devices"] = [SwapDevice(**s) for s in d.get("swap_devices", [])]

@@ -30,7 +30,6 @@ from typing import Any
 from steady.errors import BadInput, SteadyError
 from steady.worker.machine import GIB, MIB, Gpu, Machine
 
-
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GPU_LADDER = ("gpu", "gpu+vae-tiling", "model-offload", "sequential-offload")
 STRATEGIES = GPU_LADDER + ("cpu",)
@@ -72,7 +71,7 @@ class InsufficientMemory(BadInput):
     """Even the thriftiest strategy needs more memory than the machine has without swap."""
 
     def __init__(self, argument: str, value: object, why: str, *, need: int, have: int, resource: str,
-                 fits_at: "Size | None" = None, fits_batch: int | None = None):
+                 fits_at: Size | None = None, fits_batch: int | None = None):
         super().__init__(argument, value, why)
         self.need, self.have, self.resource = need, have, resource
         self.fits_at, self.fits_batch = fits_at, fits_batch
@@ -153,7 +152,7 @@ class Plan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
         return cls(**{**data, "footprint": ModelFootprint(**data["footprint"])})
 
 

@@ -24,11 +24,11 @@ tensors are equal: a swapped key would show in outputs. Images from these models
 from __future__ import annotations
 
 import copy
-import math
-import sys
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,8 @@ def _overrides(arch: str) -> dict[str, dict[str, Any]]:
 
 def make_tiny_components(arch: str, seed: int = 0, cache_dir: Path | None = None) -> dict[str, Any]:
     """Fresh tiny components (CPU, float32), deterministic for (arch, seed)."""
-    import torch
     import diffusers
+    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -134,7 +134,7 @@ def make_tiny_components(arch: str, seed: int = 0, cache_dir: Path | None = None
 
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for name, module in comps.items():
+        for module in comps.values():
             if isinstance(module, torch.nn.Module):
                 module.eval()
                 for p in module.parameters():

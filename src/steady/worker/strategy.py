@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from steady.worker.planner import OomEvent, OutOfMemory, Plan, _gib, next_thriftier
 
@@ -118,7 +119,7 @@ def _attempt(fn: Callable[[Plan], Any], p: Plan) -> _Attempt:
     would hold its traceback, whose frames hold the tensors that filled the GPU."""
     try:
         return _Attempt(value=fn(p))
-    except Exception as exc:  # noqa: BLE001 - filtered just below, everything else re-raised
+    except Exception as exc:  # filtered just below, everything else re-raised
         if not is_out_of_memory(exc):
             raise
         return _Attempt(oom=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
