@@ -166,6 +166,40 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         server.stop()
 
 
+
+def test_until_saturated_from_the_page_says_the_prompt_stopped(browser, tmp_path: Path) -> None:
+    """A fully specified prompt soon stops producing new patterns: the run stops before its cap,
+    the page says so and tells the user to change the prompt, and the prompt history keeps the reason
+    after a reload."""
+    server = ServeProcess(tmp_path / "home")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url + "/")
+        page.fill("#prompt", "a small red circle at the top left on a blue background")
+        page.fill("#n_images", "20")
+        page.fill("#seed", "0")
+        page.check("#until_saturated")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#progress-text').textContent.startsWith('done')", timeout=180_000)
+        notice = page.inner_text("#notice")
+        assert "stopped producing new patterns" in notice and "change the prompt" in notice
+        made = page.eval_on_selector_all("#run-strip img", "els => els.length")
+        assert 3 <= made < 20 and f"saturated after {made} images" in notice
+        # The best-of-run strip: three images, best first, each with its rank, seed and score on hover.
+        page.wait_for_selector("#best:not([hidden])")
+        titles = page.eval_on_selector_all("#best-strip img", "els => els.map(e => e.title)")
+        assert [t.split(" ·")[0] for t in titles] == [f"#1 of {made}", f"#2 of {made}", f"#3 of {made}"]
+        scores = [float(t.split("adherence ")[1]) for t in titles]
+        assert scores == sorted(scores, reverse=True)
+        page.wait_for_function("document.querySelectorAll('#history li').length === 1")
+        page.reload()
+        page.wait_for_function("document.querySelectorAll('#history li .saturated').length === 1")
+        assert f"saturated after {made} images" in page.inner_text("#history li .saturated")
+        assert f"{made}/20" in page.inner_text("#history li .meta")
+        page.close()
+    finally:
+        server.stop()
+
 def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_path: Path) -> None:
     home = tmp_path / "home"
     make_pngs(tmp_path / "pngs", N_GALLERY)

@@ -171,8 +171,12 @@ function connectEvents() {
 async function showBest(runId) {
   const run = await api(`/api/runs/${runId}`);
   if (run.images.length < 2 || !run.best.length) return;
-  $("best-strip").replaceChildren(...run.best.map((id) => {
-    const img = el("img", { src: thumbUrl(id, 128), alt: "", "data-id": id });
+  const byId = new Map(run.images.map((im) => [im.id, im]));
+  $("best-strip").replaceChildren(...run.best.map((id, rank) => {
+    const im = byId.get(id);
+    const score = im && im.adherence !== null ? ` · adherence ${im.adherence.toPrecision(3)}` : "";
+    const img = el("img", { src: thumbUrl(id, 128), alt: `best ${rank + 1} of run #${runId}`, "data-id": id,
+                            title: `#${rank + 1} of ${run.images.length}${im ? ` · seed ${im.seed}` : ""}${score}` });
     img.addEventListener("click", () => openStandalone(id));
     return img;
   }));
