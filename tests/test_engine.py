@@ -162,3 +162,29 @@ def test_run_status_records_how_it_ended(sd1_folder, tmp_path):
         assert catalog.get_run(done[0].run_id).status == "done"
         stopped = catalog.get_run(first.run_id)
     assert (stopped.status, stopped.n_done, stopped.n_requested) == ("cancelled", 1, 3)
+
+
+def test_cfg_left_out_is_the_models_own(sd1_folder):
+    """No CFG given: a checkpoint gets 7 (A1111's default), the embedded model 5 (the scale it was
+    trained and evaluated at); the image's PNG and row record the value used. A given CFG is kept."""
+    from steady.engine import check_and_plan
+    from steady.models.default import EMBEDDED_CFG_SCALE
+
+    checkpoint = request_for(sd1_folder)
+    assert checkpoint.cfg_scale is None
+    check_and_plan(checkpoint)
+    assert checkpoint.cfg_scale == 7.0
+    embedded = GenerationRequest(prompt="a red circle")
+    check_and_plan(embedded)
+    assert embedded.cfg_scale == EMBEDDED_CFG_SCALE == 5.0
+    given = GenerationRequest(prompt="a red circle", cfg_scale=9.5)
+    check_and_plan(given)
+    assert given.cfg_scale == 9.5
+    [result] = run_request(request_for(sd1_folder))
+    assert result.params.cfg_scale == 7.0 and "CFG scale: 7," in read_png_info(result.path).parameters_text
+
+
+@pytest.mark.parametrize("bad", [31, -1, True, "7"])
+def test_a_bad_cfg_is_refused_naming_it(bad):
+    with pytest.raises(BadInput, match="cfg_scale"):
+        GenerationRequest(prompt="a red circle", cfg_scale=bad).check()

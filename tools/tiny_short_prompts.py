@@ -1,7 +1,7 @@
 """Does a tiny model draw the named shape when the prompt names little else? Checker shape counts
 over 16 seeds (100-115) for short prompts ("a circle", "a small circle", ...) and the README's.
 
-    python tools/tiny_short_prompts.py [MODEL_FOLDER]      (default: the shipped tiny model)
+    python tools/tiny_short_prompts.py [MODEL_FOLDER] [--cfg 5]    (default: the shipped tiny model, CFG 5)
 
 eval-tiny's prompts name every attribute; its 30 x "a circle" only count colours. This shows what a
 user typing a short prompt gets (docs/tiny-model.md, session 10).
@@ -9,6 +9,7 @@ user typing a short prompt gets (docs/tiny-model.md, session 10).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections import Counter
 
@@ -24,11 +25,15 @@ def main(argv: list[str]) -> int:
     from steady.tiny.checker import analyse
     from steady.worker.direct import DirectRenderer
 
-    model = argv[0] if argv else ""
-    request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=5.0, sampler="Euler", model=model).check()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="", help="model folder (default: the shipped tiny model)")
+    parser.add_argument("--cfg", type=float, default=5.0, help="CFG scale (5: eval-tiny's; 7: steady generate's default)")
+    args = parser.parse_args(argv)
+    request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=args.cfg, sampler="Euler", model=args.model).check()
     renderer = DirectRenderer.load(request)
     plan = renderer.plan
-    print(f"model {plan.model_name} [{plan.model_hash}], 20 Euler steps, CFG 5, seeds {SEEDS.start}-{SEEDS.stop - 1}")
+    print(f"model {plan.model_name} [{plan.model_hash}], 20 Euler steps, CFG {args.cfg:g}, "
+          f"seeds {SEEDS.start}-{SEEDS.stop - 1}")  # fmt: skip
     total = 0
     for prompt in PROMPTS:
         wanted = next(s for s in ("circle", "square", "triangle", "cross") if s in prompt)

@@ -29,7 +29,7 @@ from steady.config import Settings
 from steady.config import settings as current_settings
 from steady.errors import OutputError
 from steady.jobs.protocol import Progress
-from steady.params import GenerationRequest, GenerationResult, ImageParams, resolve_seed
+from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, GenerationResult, ImageParams, resolve_seed
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,12 @@ class Plan:
 
 def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> Plan:
     """Steps 1 and 2: everything that can be refused is refused here, before any load."""
-    from steady.models.default import EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
+    from steady.models.default import (
+        EMBEDDED_CFG_SCALE,
+        EMBEDDED_MODEL_NAME,
+        embedded_model_path,
+        resolve_default_model,
+    )
     from steady.models.detect import inspect_model, pickle_refusal
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
@@ -66,8 +71,11 @@ def check_and_plan(request: GenerationRequest, cfg: Settings | None = None) -> P
     request.check()
     model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
     info = inspect_model(model_path)
-    if Path(model_path) == embedded_model_path():
+    embedded = Path(model_path) == embedded_model_path()
+    if embedded:
         info = dataclasses.replace(info, name=EMBEDDED_MODEL_NAME)
+    if request.cfg_scale is None:  # the model's own CFG, written into the request like every later step reads it
+        request.cfg_scale = EMBEDDED_CFG_SCALE if embedded else DEFAULT_CFG_SCALE
     if info.format == "pickle" and not request.allow_pickle:
         raise pickle_refusal(info)
     width = request.width or info.native_size

@@ -50,6 +50,7 @@ _SAMPLER_ALIASES = {
 }
 
 DEFAULT_MAX_IMAGES = 30
+DEFAULT_CFG_SCALE = 7.0  # a checkpoint's CFG when none is given (A1111's default)
 MAX_SIDE = 4096
 MIN_SIDE = 16
 MAX_SEED = 2**32 - 1
@@ -83,7 +84,7 @@ class GenerationRequest:
     prompt: str
     negative_prompt: str = ""
     steps: int = 20
-    cfg_scale: float = 7.0
+    cfg_scale: float | None = None  # None: the model's own (DEFAULT_CFG_SCALE, or the embedded model's)
     width: int | None = None  # None: the model's native size
     height: int | None = None
     seed: int = -1
@@ -107,7 +108,8 @@ class GenerationRequest:
         if not self.prompt.strip() and not self.negative_prompt.strip():
             raise BadInput("prompt", self.prompt, "is empty and there is no negative prompt")
         _int_range("steps", self.steps, 1, 150)
-        if not isinstance(self.cfg_scale, (int, float)) or not (0.0 <= self.cfg_scale <= 30.0):
+        cfg = self.cfg_scale
+        if cfg is not None and (isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not 0.0 <= cfg <= 30.0):
             raise BadInput("cfg_scale", self.cfg_scale, "must be between 0 and 30")
         for name in ("width", "height"):
             value = getattr(self, name)

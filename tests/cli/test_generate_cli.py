@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def test_subprocess_generate_and_models(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2
+    assert {json.loads(line)["params"]["cfg_scale"] for line in lines} == {7.0}  # no --cfg: a checkpoint's default
     history = subprocess.run([sys.executable, "-m", "steady", "history"], env=env, capture_output=True, text=True, timeout=300)
     assert history.returncode == 0 and "a red circle" in history.stdout
 

@@ -149,6 +149,7 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         page.click("#run-strip img >> nth=1")
         page.wait_for_selector("#detail:not([hidden])")
         page.wait_for_function("document.querySelector('#d-params').textContent.includes('Seed: 43')")
+        assert "CFG scale: 5," in page.inner_text("#d-params")  # the form's CFG left empty: the embedded model's
         page.keyboard.press("r")
         assert page.input_value("#seed") == "43" and page.input_value("#prompt").startswith("a large red circle")
         # An X/Y grid from the page: two seeds side by side, the labelled grid shown when the run ends.

@@ -45,6 +45,17 @@ def test_generate_records_images_and_the_gallery_lists_them_newest_first(server:
         assert [i["index"] for i in run["images"]] == [0, 1, 2]
 
 
+def test_a_run_without_cfg_uses_the_models_own(server: RunningServer) -> None:
+    """The form's CFG left empty (null) is the model's: 5 for the embedded model, recorded as used."""
+    with server.client() as client:
+        reply = client.post("/api/generate", json={"prompt": "a red circle", "steps": 4, "cfg_scale": None, "seed": 5})
+        assert reply.status_code == 202, reply.text
+    job = server.wait_job(reply.json()["job_id"])
+    with server.client() as client:
+        record = client.get(f"/api/images/{job['image_ids'][0]}").json()
+    assert record["params"]["cfg_scale"] == 5.0 and "CFG scale: 5," in record["infotext"]
+
+
 def test_thumbnails_are_made_once_and_cached_on_disk(server: RunningServer) -> None:
     job = _generate(server, "a small blue square", n=1)
     image_id = job["image_ids"][0]

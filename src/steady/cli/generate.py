@@ -20,7 +20,8 @@ from steady.params import (
 @click.option("-N", "--negative", "negative_prompt", default="", help="Negative prompt.")
 @click.option("-n", "--images", "n_images", type=int, default=1, show_default=True, help="Images in this run.")
 @click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--cfg", "cfg_scale", type=float, default=7.0, show_default=True, help="CFG scale.")
+@click.option("--cfg", "cfg_scale", type=float, default=None,
+              help="CFG scale; default: the model's (7, or 5 for the embedded model, the scale it was trained at).")
 @click.option("-W", "--width", type=int, default=None, help="Multiple of 8; default: the model's native size.")
 @click.option("-H", "--height", type=int, default=None, help="Multiple of 8; default: the model's native size.")
 @click.option("--seed", type=int, default=-1, show_default=True, help="-1 draws a random seed (it is recorded).")

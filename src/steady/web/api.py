@@ -44,7 +44,7 @@ class GenerateBody(BaseModel):
     prompt: str
     negative_prompt: str = ""
     steps: int = 20
-    cfg_scale: float = 7.0
+    cfg_scale: float | None = Field(None, description="CFG scale; null: the model's (7, or 5 for the embedded model)")
     width: int | None = None
     height: int | None = None
     seed: int = -1
