@@ -94,6 +94,15 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
+
+def open_form(browser: object, server: ServeProcess, **fields: object) -> object:
+    """A new page on the studio with the generate form's fields (by id) filled in."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.url + "/")
+    for name, value in fields.items():
+        page.fill(f"#{name}", str(value))
+    return page
+
 def make_pngs(folder: Path, n: int) -> None:
     folder.mkdir(parents=True)
     from PIL import ImageDraw
@@ -120,12 +129,8 @@ def heap_and_nodes(cdp: object) -> tuple[int, int]:
 def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Path) -> None:
     server = ServeProcess(tmp_path / "home")
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url + "/")
-        page.fill("#prompt", "a small red circle at the top left on a blue background")
-        page.fill("#n_images", "3")
-        page.fill("#steps", "8")
-        page.fill("#seed", "42")
+        page = open_form(browser, server, prompt="a small red circle at the top left on a blue background", n_images=3,
+                         steps=8, seed=42)  # fmt: skip
         page.click("#generate")
         page.wait_for_function("document.querySelectorAll('#run-strip img').length === 3", timeout=120_000)
         page.wait_for_function("[...document.querySelectorAll('#run-strip img')].every(i => i.complete && i.naturalWidth > 0)")
@@ -174,11 +179,8 @@ def test_until_saturated_from_the_page_says_the_prompt_stopped(browser, tmp_path
     after a reload."""
     server = ServeProcess(tmp_path / "home")
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url + "/")
-        page.fill("#prompt", "a small red circle at the top left on a blue background")
-        page.fill("#n_images", "20")
-        page.fill("#seed", "0")
+        page = open_form(browser, server, prompt="a small red circle at the top left on a blue background", n_images=20,
+                         seed=0)  # fmt: skip
         page.check("#until_saturated")
         page.click("#generate")
         page.wait_for_function("document.querySelector('#progress-text').textContent.startsWith('done')", timeout=180_000)
