@@ -1,5 +1,5 @@
 """`steady eval-iterate` refuses bad arguments with one line naming them, before loading anything
-(the measurement itself takes ~15 minutes and runs by hand: docs/iterate.md)."""
+(the measurement itself takes ~9 minutes and runs by hand: docs/iterate.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ the named attributes and the rest drawn as in the data set, which separates how 
 works from how well the model follows the prompt. Images go through the same load/render/score
 code as the worker; nothing is written to the gallery.
 
-    steady eval-iterate                # about 13 minutes on a 2-core CPU
+    steady eval-iterate                # about 9 minutes on an idle 2-core CPU (3 runs per prompt)
     steady eval-iterate --json
 """
 
