@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="", help="model folder (default: the shipped tiny model)")
-    parser.add_argument("--cfg", type=float, default=5.0, help="CFG scale (5: eval-tiny's; 7: steady generate's default)")
+    parser.add_argument("--cfg", type=float, default=5.0,
+                        help="CFG scale (5: eval-tiny's and the embedded model's default; 7: a checkpoint's)")
     args = parser.parse_args(argv)
     request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=args.cfg, sampler="Euler", model=args.model).check()
     renderer = DirectRenderer.load(request)
