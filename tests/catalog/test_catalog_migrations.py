@@ -109,3 +109,76 @@ def test_concurrent_first_opens_migrate_once(tmp_path):
     assert errors == []
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT COUNT(*) FROM migrations").fetchone()[0] == len(migrations.MIGRATIONS)
+
+
+def test_registered_migrations_are_the_ones_a_fresh_database_records(tmp_path):
+    """The decorator registers each migration where it is written, in the order written, under
+    the name old catalogs recorded (so an existing catalog is not migrated again)."""
+    names = migrations.MIGRATIONS.names
+    assert names[:4] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores"]
+    assert [migration.__name__ for migration in migrations.MIGRATIONS] == names
+    for name in names:
+        assert getattr(migrations, name) in list(migrations.MIGRATIONS)  # the decorator returns the function
+    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    assert migrations.migrate(conn) == names
+    assert migrations.applied(conn) == names
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path):
+    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    first = migrations.Migrations()
+
+    @first.register
+    def m001_one(conn):
+        conn.execute("CREATE TABLE one (id INTEGER PRIMARY KEY)")
+
+    @first.register
+    def m002_two(conn):
+        conn.execute("CREATE TABLE two (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO one VALUES (1)")
+        raise RuntimeError("halfway")
+
+    with pytest.raises(RuntimeError, match="halfway"):
+        first.migrate(conn)
+    assert migrations.applied(conn) == ["m001_one"]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"migrations", "one"}
+    assert conn.execute("SELECT COUNT(*) FROM one").fetchone()[0] == 0
+    assert not conn.in_transaction
+
+    fixed = migrations.Migrations()
+    fixed.register(m001_one)
+
+    @fixed.register
+    def m002_two(conn):  # the fixed version of the one above
+        conn.execute("CREATE TABLE two (id INTEGER PRIMARY KEY)")
+
+    assert fixed.migrate(conn) == ["m002_two"]
+    assert migrations.applied(conn) == ["m001_one", "m002_two"]
+    # The first set, now older than the database, refuses it.
+    older = migrations.Migrations()
+    older.register(m001_one)
+    with pytest.raises(CatalogError, match="newer steady.*m002_two"):
+        older.migrate(conn, where="test db")
+
+
+def test_register_checks_names_and_order():
+    registry = migrations.Migrations()
+
+    def m002_b(conn):
+        pass
+
+    def m001_a(conn):
+        pass
+
+    def create_things(conn):
+        pass
+
+    with pytest.raises(ValueError, match="mNNN_what"):
+        registry.register(create_things)
+    registry.register(m002_b)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(m002_b)
+    with pytest.raises(ValueError, match="number it higher"):
+        registry.register(m001_a)
+    assert registry.names == ["m002_b"] and len(registry) == 1

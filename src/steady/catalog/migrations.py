@@ -1,10 +1,16 @@
 """The catalog schema as append-only migrations.
 
-Each migration is a function `mNNN_what(conn)`; its name is recorded in the `migrations`
-table with the time it was applied, and it runs in its own transaction, so a crash halfway
-leaves the schema at the previous step. Never edit or reorder a migration that has shipped:
-add `m002_...` below and append it to MIGRATIONS. A test migrates a blank database and checks
-the resulting schema.
+Each migration is a function `mNNN_what(conn)` registered where it is written, by the
+`@MIGRATIONS.register` decorator above it (as simonw/llm does); registration order is the order
+they run in. Its name is recorded in the `migrations` table with the time it was applied, and
+it runs in its own transaction, so a crash halfway leaves the schema at the previous step. A
+database that has a migration this code does not know was written by a newer steady and is
+refused. Never edit, rename or reorder a migration that has shipped (its name is what existing
+databases record): add `m005_...` at the bottom with the decorator. A test migrates a blank
+database and checks the resulting schema.
+
+MIGRATIONS is only appended to, by the decorators, while this module is imported; nothing
+changes it afterwards.
 
 Design notes for later migrations: runs.status has no CHECK constraint (SQLite cannot alter
 one without rebuilding the table), so a jobs table may add states freely; thumbnails and scores
@@ -13,11 +19,96 @@ belong in their own tables keyed by images.id.
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 from steady.errors import CatalogError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+_NAME = re.compile(r"m(\d{3})_\w+")
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations this database has, in the order they were applied."""
+    rows = conn.execute("SELECT name FROM migrations ORDER BY applied_at, rowid").fetchall()
+    return [row[0] for row in rows]
+
+
+class Migrations:
+    """An ordered set of migrations, filled by its `register` decorator.
+
+    Names must look like `mNNN_what` with NNN rising in registration order, and be unique:
+    the name is what a database records, so a typo or a shuffle fails at import, not in a
+    user's catalog.
+    """
+
+    def __init__(self) -> None:
+        self._migrations: list[Migration] = []
+
+    def register(self, migration: Migration) -> Migration:
+        """Decorator: append `migration` (run after every one registered before it)."""
+        name = migration.__name__
+        match = _NAME.fullmatch(name)
+        if match is None:
+            raise ValueError(f"migration {name!r} is not named mNNN_what")
+        if self._migrations:
+            last = self._migrations[-1].__name__
+            if name in self.names:
+                raise ValueError(f"migration {name!r} is registered twice")
+            if int(match.group(1)) <= int(last[1:4]):
+                raise ValueError(f"migration {name!r} is registered after {last!r}; number it higher")
+        self._migrations.append(migration)
+        return migration
+
+    @property
+    def names(self) -> list[str]:
+        """The registered migrations' names, in the order they run."""
+        return [migration.__name__ for migration in self._migrations]
+
+    def __iter__(self) -> Iterator[Migration]:
+        return iter(tuple(self._migrations))
+
+    def __len__(self) -> int:
+        return len(self._migrations)
+
+    def migrate(self, conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
+        """Bring the database up to date; returns the names applied now ([] when it already was).
+
+        `conn` must be in autocommit mode (isolation_level=None): each migration opens its own
+        BEGIN IMMEDIATE transaction, which also makes two processes opening a fresh catalog at
+        once take turns instead of both creating tables. A migration that raises is rolled
+        back, leaving the database at the one before it, and the error propagates.
+        """
+        conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        ours = self.names
+        unknown = [name for name in applied(conn) if name not in ours]
+        if unknown:
+            raise CatalogError(
+                f"{where} was written by a newer steady (it has migration {unknown[0]}); upgrade steady to open it"
+            )
+        done_now: list[str] = []
+        for migration in self:
+            name = migration.__name__
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Checked inside the transaction: another process may have just applied it.
+                if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone() is None:
+                    migration(conn)
+                    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, now))
+                    done_now.append(name)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return done_now
+
+
+# The catalog's migrations, in the order they run. Append only, by decorating below.
+MIGRATIONS = Migrations()
 
 _M001 = (
     """
@@ -86,12 +177,14 @@ _M001 = (
 )
 
 
+@MIGRATIONS.register
 def m001_initial(conn: sqlite3.Connection) -> None:
     """Prompts, runs and images, with the gallery's indexes."""
     for statement in _M001:
         conn.execute(statement)
 
 
+@MIGRATIONS.register
 def m002_jobs(conn: sqlite3.Connection) -> None:
     """Durable generation jobs: one per run, with the plan it was checked against, so a job that
     was running when its worker (or the whole program) died is picked up again."""
@@ -119,6 +212,7 @@ def m002_jobs(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_state ON jobs (state, id)")
 
 
+@MIGRATIONS.register
 def m003_gallery(conn: sqlite3.Connection) -> None:
     """What the gallery and `steady import` need: where an image came from, its content hash
     (re-import is idempotent), and the trash (a trashed image's file lives at trash_path)."""
@@ -130,6 +224,7 @@ def m003_gallery(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_model_name ON images (model_name)")
 
 
+@MIGRATIONS.register
 def m004_scores(conn: sqlite3.Connection) -> None:
     """Iterate smarter: each image's prompt adherence and novelty, a small feature vector per image
     (novelty is its distance to earlier images of the same prompt), each run's variety and why it
@@ -152,43 +247,6 @@ def m004_scores(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_prompt_model ON images (prompt, negative_prompt, model_hash)")
 
 
-# Append only. The order here is the order they run in.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_jobs, m003_gallery, m004_scores)
-
-
-def applied(conn: sqlite3.Connection) -> list[str]:
-    """Names of the migrations this database has, in the order they were applied."""
-    rows = conn.execute("SELECT name FROM migrations ORDER BY applied_at, rowid").fetchall()
-    return [row[0] for row in rows]
-
-
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
-    """Bring the database up to date; returns the names applied now ([] when it already was).
-
-    `conn` must be in autocommit mode (isolation_level=None): each migration opens its own
-    BEGIN IMMEDIATE transaction, which also makes two processes opening a fresh catalog at
-    once take turns instead of both creating tables.
-    """
-    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    ours = [migration.__name__ for migration in MIGRATIONS]
-    unknown = [name for name in applied(conn) if name not in ours]
-    if unknown:
-        raise CatalogError(
-            f"{where} was written by a newer steady (it has migration {unknown[0]}); upgrade steady to open it"
-        )
-    done_now: list[str] = []
-    for migration in MIGRATIONS:
-        name = migration.__name__
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Checked inside the transaction: another process may have just applied it.
-            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone() is None:
-                migration(conn)
-                now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-                conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, now))
-                done_now.append(name)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return done_now
+    """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
+    return MIGRATIONS.migrate(conn, where)
