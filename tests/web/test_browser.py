@@ -145,6 +145,13 @@ def test_generate_from_the_page_and_see_the_images_appear(browser, tmp_path: Pat
         removed = page.eval_on_selector_all("#history li:first-child .words .del", "els => els.map(e => e.textContent)")
         assert added == ["large", "green"] and removed == ["small", "blue"]
         page.screenshot(path=str(shots_dir(tmp_path) / "generate.png"))
+        # "Reuse these settings" on the first run in the history puts its prompt and settings back in the form.
+        reuse = page.locator("#history li:last-child button")
+        assert reuse.inner_text() == "reuse these settings"
+        page.fill("#steps", "30")
+        reuse.click()
+        page.wait_for_function("document.querySelector('#prompt').value.startsWith('a small red circle')")
+        assert page.input_value("#steps") == "8" and page.input_value("#seed") in ("42", "43", "44")
         # Bad input is shown, not queued.
         page.fill("#steps", "0")
         page.click("#generate")

@@ -201,8 +201,9 @@ async function loadHistory() {
       img.addEventListener("click", () => openStandalone(id));
       return img;
     }));
-    const reuse = el("button", { type: "button", title: "put this prompt in the form" }, "reuse prompt");
-    reuse.addEventListener("click", () => { $("prompt").value = run.prompt; $("negative_prompt").value = run.negative_prompt; });
+    const reuse = el("button", { type: "button", title: "put this run's settings in the form (those of its best image)" },
+      "reuse these settings");
+    reuse.addEventListener("click", () => reuseRunSettings(run));
     return el("li", { "data-run": run.id },
       el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`
         + (run.variety === null ? "" : ` · variety ${Math.round(run.variety * 100)}%`)),
@@ -395,6 +396,21 @@ async function trashCurrent(restore = false) {
 function reuseSettings() {
   const p = state.detail.record && state.detail.record.params;
   if (!p) return;
+  applySettings(p);
+  closeDetail();
+  show("generate");
+  $("prompt").focus();
+}
+
+// A run from the history: the settings of its first thumbnail (its best image); a run without
+// images (failed, or all trashed) gives back its prompts only.
+async function reuseRunSettings(run) {
+  if (run.image_ids.length) applySettings((await api(`/api/images/${run.image_ids[0]}`)).params);
+  else { $("prompt").value = run.prompt; $("negative_prompt").value = run.negative_prompt; }
+  $("prompt").focus();
+}
+
+function applySettings(p) {
   $("prompt").value = p.prompt;
   $("negative_prompt").value = p.negative_prompt;
   $("seed").value = p.seed;
@@ -406,9 +422,6 @@ function reuseSettings() {
   if ([...$("sampler").options].some((o) => o.value === p.sampler)) $("sampler").value = p.sampler;
   const model = state.models.find((m) => m.model_name === p.model_name || m.hash === p.model_hash);
   if (model) $("model").value = model.value;
-  closeDetail();
-  show("generate");
-  $("prompt").focus();
 }
 
 // ---- start -----------------------------------------------------------------------------------
