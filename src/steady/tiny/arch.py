@@ -2,7 +2,7 @@
 
 64x64 RGB <-> 16x16x4 latents (AutoencoderKL, three blocks), a CLIP text encoder with the
 real CLIP BPE tokenizer (hidden 64, 2 layers), and a UNet2DConditionModel (48/96 channels,
-cross-attention at 8x8 only). Sizes were chosen by the trial in docs/tiny-model.md.
+cross-attention at 8x8 only). Sizes were chosen by a timing trial (docs/tiny-model.md, "Architecture").
 Only the worker and training code import this module (it imports torch and diffusers).
 """
 
@@ -41,7 +41,7 @@ class Architecture:
 
 def unet_levels(channels: tuple[int, ...]) -> dict[str, tuple[Any, ...]]:
     """UNet widths and blocks for len(channels) resolutions (16x16, 8x8, 4x4, ...): cross-attention at
-    every level but the first, where it costs the most (the trial in docs/tiny-model.md)."""
+    every level but the first, where it costs the most (docs/tiny-model.md, "Architecture")."""
     n = len(channels)
     return {
         "unet_channels": channels,

@@ -1,13 +1,14 @@
 """Step 3a of the tiny model's training: a curriculum that binds the position words to places.
 
-Why (docs/tiny-model.md, sessions 7 and 8): where the shape goes is decided at the highest
-timesteps, where the noisy latent holds almost nothing and only the prompt can say. The plain
-training signal there is small, and binding a word to a place needs the cross-attention's queries
-and keys to align, which starts from a plateau: measured, the x0 error with a wrong position word
-stays exactly equal to the right word's for 750+ steps on the training scenes. On scenes where
-only the place varies (one large red circle on blue) the same regression escapes the plateau in a
-few hundred steps, and through scenes with any colours (the binding must now carry the colour)
-it reaches the training scenes; jumping straight from the first to the last loses it again.
+Why (docs/tiny-model.md; the experiments in docs/research/README.md): where the shape goes is
+decided at the highest timesteps, where the noisy latent holds almost nothing and only the prompt
+can say. The plain training signal there is small, and binding a word to a place needs the
+cross-attention's queries and keys to align, which starts from a plateau: measured, the x0 error
+with a wrong position word stays exactly equal to the right word's for 750+ steps on the training
+scenes. On scenes where only the place varies (one large red circle on blue) the same regression
+escapes the plateau in a few hundred steps, and through scenes with any colours (the binding must
+now carry the colour) it reaches the training scenes; jumping straight from the first to the last
+loses it again.
 
 So step 3 can start with phases of this *binding loss*: the error of the predicted clean latent
 (epsilon prediction unchanged, the loss weighted by 1/SNR) at t >= ``t_min`` only, on batches drawn

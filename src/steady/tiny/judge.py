@@ -6,10 +6,11 @@ scorer (`steady.worker.adherence.ClipScorer`, config `scorer`) loads it as it wo
     python -m steady.tiny.judge --out /tmp/j --quick        (a smoke run, not a usable judge)
 
 Why it exists: the generating model's own adherence score cannot see the model's own mistakes
-(docs/iterate.md, session 11: on images showing another colour than the prompt's, the model
-denoises them better under the prompt's colour than under the one drawn, 87-92 % of the time),
-so ranking a run needs a separate judge. For real checkpoints that is a CLIP model on disk; for
-the embedded model it is this one, and with it `steady eval-iterate` measures the CLIP path.
+(docs/research/README.md, the contrast experiment: on images showing another colour than the
+prompt's, the model denoises them better under the prompt's colour than under the one drawn,
+87-92 % of the time), so ranking a run needs a separate judge. For real checkpoints that is a CLIP
+model on disk; for the embedded model it is this one, and with it `steady eval-iterate` measures
+the CLIP path.
 
 Steps:
  1. Pool: `pool` scenes (every combination, no hold-outs), each kept twice: as rendered and as
@@ -95,7 +96,8 @@ def clip_config(c: JudgeConfig) -> Any:
 def sincos_positions(grid: int, dim: int) -> torch.Tensor:
     """2-D sine-cosine position embeddings (as MAE's ViT), a zero row first for the class token:
     (1 + grid*grid, dim). CLIP's default start (normal, std 0.02) is drowned by the patch content,
-    and a judge trained from it never learned where the shape is (position at chance, session 11)."""
+    and a judge trained from it never learned where the shape is (the first judge trained: position at
+    chance)."""
     quarter = dim // 4
     freq = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
     rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from steady.tiny.data import dataset
-from steady.tiny.train import (
+from steady.tiny.common import (
     TrainConfig,
     loss_weights_vae,
     lr_at,
@@ -29,6 +28,7 @@ from steady.tiny.train import (
     reconstruction_loss,
     to_tensor,
 )
+from steady.tiny.data import dataset
 
 
 def polish_decoder(c: TrainConfig, out: Path) -> dict[str, Any]:
