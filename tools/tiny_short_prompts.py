@@ -1,10 +1,11 @@
 """Does a tiny model draw the named shape when the prompt names little else? Checker shape counts
 over 16 seeds (100-115) for short prompts ("a circle", "a small circle", ...) and the README's.
 
-    python tools/tiny_short_prompts.py [MODEL_FOLDER] [--cfg 5]    (default: the shipped tiny model, CFG 5)
+    python tools/tiny_short_prompts.py [MODEL_FOLDER] [--cfg 5] [--seeds 16]
+                                        (default: the shipped tiny model, CFG 5, seeds 100-115)
 
 eval-tiny's prompts name every attribute; its 30 x "a circle" only count colours. This shows what a
-user typing a short prompt gets (docs/tiny-model.md, session 10).
+user typing a short prompt gets (docs/tiny-model.md; figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 
 PROMPTS = ["a circle", "a red circle", "a small circle", "a large circle", "a square", "a triangle", "a cross",
            "a small red circle at the top left on a blue background"]  # fmt: skip
-SEEDS = range(100, 116)
+FIRST_SEED = 100
 
 
 def main(argv: list[str]) -> int:
@@ -29,22 +30,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("model", nargs="?", default="", help="model folder (default: the shipped tiny model)")
     parser.add_argument("--cfg", type=float, default=5.0,
                         help="CFG scale (5: eval-tiny's and the embedded model's default; 7: a checkpoint's)")
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per prompt, from 100 (default 16)")
     args = parser.parse_args(argv)
+    seeds = range(FIRST_SEED, FIRST_SEED + args.seeds)
     request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=args.cfg, sampler="Euler", model=args.model).check()
     renderer = DirectRenderer.load(request)
     plan = renderer.plan
     print(f"model {plan.model_name} [{plan.model_hash}], 20 Euler steps, CFG {args.cfg:g}, "
-          f"seeds {SEEDS.start}-{SEEDS.stop - 1}")  # fmt: skip
+          f"seeds {seeds.start}-{seeds.stop - 1}")  # fmt: skip
     total = 0
     for prompt in PROMPTS:
         wanted = next(s for s in ("circle", "square", "triangle", "cross") if s in prompt)
         shapes: Counter[str | None] = Counter()
-        for seed in SEEDS:
+        for seed in seeds:
             image = np.asarray(renderer.image(prompt, seed).convert("RGB"))
             shapes[analyse(image).attributes()["shape"]] += 1
         total += shapes[wanted]
-        print(f"{shapes[wanted]:2d}/{len(SEEDS)} {prompt!r}: {dict(shapes)}", flush=True)
-    print(f"named shape drawn: {total}/{len(SEEDS) * len(PROMPTS)}")
+        print(f"{shapes[wanted]:2d}/{len(seeds)} {prompt!r}: {dict(shapes)}", flush=True)
+    print(f"named shape drawn: {total}/{len(seeds) * len(PROMPTS)}")
     return 0
 
 
