@@ -10,5 +10,5 @@ Modules (nothing here runs at import time):
   (``python -m steady.tiny.train``); ``common`` holds what ``train`` and ``polish`` share.
 - ``evaluate`` the fixed prompt sets ``steady eval-tiny`` measures with; ``judge`` the tiny world's CLIP.
 
-Design notes and measured numbers: docs/tiny-model.md.
+Design notes: docs/tiny-model.md; measured figures: docs/benchmarks.md.
 """
