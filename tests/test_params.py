@@ -7,7 +7,7 @@ from steady.params import SAMPLERS, GenerationRequest, ImageParams, canonical_sa
 
 
 def test_defaults_pass():
-    request = GenerationRequest(prompt="a red circle").check()
+    request = GenerationRequest(prompt="a red circle").validate()
     assert request.sampler == "Euler a"
 
 
@@ -33,23 +33,23 @@ def test_defaults_pass():
 def test_out_of_range_is_named(field, value, needle):
     request = GenerationRequest(prompt="x", **{field: value})
     with pytest.raises(BadInput) as info:
-        request.check()
+        request.validate()
     assert info.value.argument == field
     assert needle in str(info.value)
 
 
 def test_empty_prompt_without_negative_is_refused():
     with pytest.raises(BadInput, match="prompt"):
-        GenerationRequest(prompt="  ").check()
-    GenerationRequest(prompt="", negative_prompt="blurry").check()
+        GenerationRequest(prompt="  ").validate()
+    GenerationRequest(prompt="", negative_prompt="blurry").validate()
 
 
 def test_run_cap_explains_why_and_how():
     with pytest.raises(BadInput) as info:
-        GenerationRequest(prompt="x", n_images=31).check()
+        GenerationRequest(prompt="x", n_images=31).validate()
     message = str(info.value)
     assert "variety saturates" in message and "--max-images" in message
-    GenerationRequest(prompt="x", n_images=31, max_images=40).check()
+    GenerationRequest(prompt="x", n_images=31, max_images=40).validate()
 
 
 @pytest.mark.parametrize("alias,name", [("euler_ancestral", "Euler a"), ("k_euler_a", "Euler a"),
@@ -66,3 +66,40 @@ def test_image_params_round_trip_and_reproduce():
     request = again.request()
     assert (request.seed, request.width, request.clip_skip) == (5, 64, 2)
     assert len(SAMPLERS) == 9
+
+
+def test_the_table_is_the_one_source_of_every_way_in():
+    """The CLI's options, our API's model and the A1111 mapping are built from the table: a field
+    with flags is an option of `steady generate` with the table's default and help, an API field is
+    in the page's schema, and the A1111 names map to the same fields."""
+    import click
+
+    from steady.cli.generate import generate_command
+    from steady.params import table
+    from steady.web.api import GenerateBody
+
+    rows = table()
+    options = {p.name: p for p in generate_command.params if isinstance(p, click.Option)}
+    for name, row in rows.items():
+        if row.flags:
+            assert name in options, name
+            assert set(row.flags) <= set(options[name].opts + options[name].secondary_opts), name
+            assert options[name].help == row.help
+    assert set(GenerateBody.model_fields) == {n for n, r in rows.items() if r.api}
+    assert GenerateBody.model_fields["steps"].default == 20 and GenerateBody.model_fields["prompt"].is_required()
+    assert {r.a1111 for r in rows.values() if r.a1111} >= {"prompt", "negative_prompt", "steps", "cfg_scale", "seed"}
+
+
+def test_cfg_has_one_name_and_an_alias_everywhere():
+    """`--cfg` and `--cfg-scale` are the same option in generate and the measuring commands."""
+    import click
+
+    from steady.cli.bench import bench_command
+    from steady.cli.evaliterate import eval_iterate_command
+    from steady.cli.evaltiny import eval_tiny_command
+    from steady.cli.generate import generate_command
+
+    for command in (generate_command, eval_tiny_command, eval_iterate_command):
+        (cfg,) = [p for p in command.params if isinstance(p, click.Option) and p.name == "cfg_scale"]
+        assert cfg.opts == ["--cfg", "--cfg-scale"], command.name
+    assert not [p for p in bench_command.params if p.name == "cfg_scale"]  # bench uses the model's CFG

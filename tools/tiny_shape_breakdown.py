@@ -59,11 +59,11 @@ def main() -> None:
     from steady.worker.direct import DirectRenderer
 
     torch.set_num_threads(2)
-    request = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler", model=args.model).check()
+    request = GenerationRequest(prompt="a circle", steps=20, cfg_scale=5.0, sampler="Euler", model=args.model)
     renderer = DirectRenderer.load(request)
-    plan = renderer.plan
+    model = renderer.resolved.model
     vae = renderer.pipe.vae.float()
-    print(f"model {plan.model_name} [{plan.model_hash}]")
+    print(f"model {model.name} [{model.hash}]")
 
     scenes = list(dataset(5, args.recon, drop_prob=0.0, holdout=False))
     with torch.inference_mode():

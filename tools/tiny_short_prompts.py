@@ -33,10 +33,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, default=16, help="seeds per prompt, from 100 (default 16)")
     args = parser.parse_args(argv)
     seeds = range(FIRST_SEED, FIRST_SEED + args.seeds)
-    request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=args.cfg, sampler="Euler", model=args.model).check()
+    request = GenerationRequest(prompt=PROMPTS[0], steps=20, cfg_scale=args.cfg, sampler="Euler", model=args.model)
     renderer = DirectRenderer.load(request)
-    plan = renderer.plan
-    print(f"model {plan.model_name} [{plan.model_hash}], 20 Euler steps, CFG {args.cfg:g}, "
+    model = renderer.resolved.model
+    print(f"model {model.name} [{model.hash}], 20 Euler steps, CFG {args.cfg:g}, "
           f"seeds {seeds.start}-{seeds.stop - 1}")  # fmt: skip
     total = 0
     for prompt in PROMPTS:

@@ -5,7 +5,7 @@ Small public API; nothing heavy is imported here (torch/diffusers live in steady
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from steady.version import __version__
 
 __all__ = ["__version__", "generate", "home", "open_catalog"]
 
@@ -17,11 +17,16 @@ def home():
     return _home()
 
 
-def generate(request, **kwargs):
-    """Run one generation request in this process; returns the list of GenerationResult."""
-    from steady.engine import run_request
+def generate(request, cfg=None, **kwargs):
+    """Run one generation request the way `steady generate` does (checked, planned, queued, made
+    by a supervised worker process, recorded); returns its list of GenerationResult.
+    ``kwargs``: on_event, should_stop, options (steady.jobs.supervisor.SupervisorOptions)."""
+    from steady.jobs.runner import run
+    from steady.jobs.supervisor import raise_failure
 
-    return run_request(request, **kwargs)
+    outcome = run(request, cfg, **kwargs)
+    raise_failure(outcome)
+    return outcome.images
 
 
 def open_catalog(path=None):

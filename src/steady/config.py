@@ -63,9 +63,7 @@ class Settings:
     def scorer(self) -> str:
         """How images are scored for prompt adherence: "model" (the generating model itself, the
         default), the path of a local CLIP model folder (`scorer = "~/models/clip-vit-large"`), or
-        "tiny-clip" (the CLIP model shipped for the embedded model's world)."""
-        from steady.models.default import clip_folder
-
+        "tiny-clip" (the CLIP model shipped for the embedded model's world), as a folder."""
         value = read_config(self.config_path).get("scorer", "model")
         return value if value == "model" else clip_folder(value)
 
@@ -76,6 +74,17 @@ class Settings:
     @property
     def thumbs_dir(self) -> Path:
         return self.cache_dir / "thumbs"
+
+
+def package_dir() -> Path:
+    """The installed package's folder (the embedded model and shipped configs live under it)."""
+    return Path(__file__).resolve().parent
+
+
+def clip_folder(value: str) -> str:
+    """A CLIP scorer setting as a folder path: "tiny-clip" is the judge shipped for the embedded
+    model's world (steady/tiny/judge_weights); anything else is a path (~ expanded)."""
+    return str(package_dir() / "tiny" / "judge_weights") if value == "tiny-clip" else str(Path(value).expanduser())
 
 
 def settings() -> Settings:

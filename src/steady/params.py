@@ -1,9 +1,17 @@
-"""One schema for a generation, shared by the CLI, HTTP, the catalog and PNG metadata.
+"""The request, defined once: one table of fields from which every way in is built.
 
-GenerationRequest is what a user asks for (seed may be -1, size may be left to the model).
-ImageParams is what one image was made with: every value concrete, so that the image can
-be reproduced bit-for-bit from it. Both are plain dataclasses that cross process and HTTP
-boundaries as dicts (`asdict` / `from_dict`), never tuples.
+``GenerationRequest`` is what a user asks for. Each of its fields carries a ``Param`` (type,
+default, bounds, help, CLI flags, A1111 name) in its metadata: that is the parameter table.
+The CLI's options (steady.cli.options), our API's pydantic model (steady.web.api), the A1111
+API's mapping (steady.web.a1111) and ``validate()`` read it, so a new sampling parameter is one
+row here, one step in the worker, and nothing else restated.
+
+``ImageParams`` is what one image was made with: every value concrete, so that the image can be
+reproduced bit-for-bit from it; it is stored in the PNG and in its catalog row. Both are frozen
+dataclasses that cross process and HTTP boundaries as typed objects or dicts, never tuples.
+
+This module sits at the bottom of the house (it imports only steady.errors): the catalog and the
+PNG writer store its records.
 """
 
 from __future__ import annotations
@@ -54,8 +62,135 @@ DEFAULT_CFG_SCALE = 7.0  # a checkpoint's CFG when none is given (A1111's defaul
 MAX_SIDE = 4096
 MIN_SIDE = 16
 MAX_SEED = 2**32 - 1
+MAX_STEPS = 150
+MAX_CFG = 30.0
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One row of the parameter table (the metadata of a GenerationRequest field)."""
+
+    kind: type  # int, float, str or bool: what the value must be
+    help: str
+    flags: tuple[str, ...] = ()  # CLI spellings, the canonical long one first among the longs; () = not an option
+    low: float | None = None
+    high: float | None = None
+    multiple_of: int = 0
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None is allowed: the model decides (steady.request.check fills it in)
+    a1111: str = ""  # the same value's name in A1111's txt2img API ("" = none, or mapped by hand)
+    api: bool = True  # a field of our HTTP API (False: a setting of the machine running the CLI)
+    metavar: str = ""
+
+
+def param(default: Any, kind: type, help: str, **meta: Any) -> Any:
+    """A GenerationRequest field with its row of the table (``default=REQUIRED``: no default)."""
+    if default is REQUIRED:
+        return field(metadata={"param": Param(kind, help, **meta)})
+    return field(default=default, metadata={"param": Param(kind, help, **meta)})
+
+
+REQUIRED = dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str = param(REQUIRED, str, "What to draw (A1111 syntax: (word:1.3), [from:to:0.5], BREAK, {a|b}, __wildcard__).",
+                        a1111="prompt")  # fmt: skip
+    negative_prompt: str = param("", str, "Negative prompt.", flags=("-N", "--negative"), a1111="negative_prompt")
+    steps: int = param(20, int, "Sampling steps.", flags=("--steps",), low=1, high=MAX_STEPS, a1111="steps")
+    cfg_scale: float | None = param(None, float, "CFG scale; default: the model's (7, or 5 for the embedded model, "
+                                    "the scale it was trained at).", flags=("--cfg", "--cfg-scale"), low=0.0,
+                                    high=MAX_CFG, optional=True, a1111="cfg_scale")  # fmt: skip
+    width: int | None = param(None, int, "Multiple of 8; default: the model's native size.", flags=("-W", "--width"),
+                              low=MIN_SIDE, high=MAX_SIDE, multiple_of=8, optional=True, a1111="width")  # fmt: skip
+    height: int | None = param(None, int, "Multiple of 8; default: the model's native size.",
+                               flags=("-H", "--height"), low=MIN_SIDE, high=MAX_SIDE, multiple_of=8, optional=True,
+                               a1111="height")  # fmt: skip
+    seed: int = param(-1, int, "-1 draws a random seed (it is recorded).", flags=("--seed",), low=-1, high=MAX_SEED,
+                      a1111="seed")  # fmt: skip
+    sampler: str = param("Euler a", str, "One of: " + ", ".join(SAMPLERS), flags=("--sampler",))
+    clip_skip: int = param(1, int, "A1111 convention: 2 = penultimate layer.", flags=("--clip-skip",), low=1, high=12)
+    n_images: int = param(1, int, "Images in this run.", flags=("-n", "--images"), low=1, high=100_000)
+    max_images: int = param(DEFAULT_MAX_IMAGES, int, "Cap on images per prompt.", flags=("--max-images",), low=1,
+                            high=100_000)  # fmt: skip
+    model: str = param("", str, "Name in the models folder, or a path. Default: the embedded model.",
+                       flags=("-m", "--model"))  # fmt: skip
+    device: str = param("auto", str, "/".join(DEVICES) + " or cuda:N", flags=("--device",), api=False)
+    dtype: str = param("auto", str, "/".join(DTYPES), flags=("--dtype",), choices=DTYPES, api=False)
+    allow_pickle: bool = param(False, bool, "Load .ckpt/.pt pickles (with torch.load weights_only=True).",
+                               flags=("--allow-pickle",), api=False)  # fmt: skip
+    out_dir: str | None = param(None, str, "Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).",
+                                flags=("--out",), optional=True, api=False)  # fmt: skip
+    until_saturated: bool = param(False, bool, "Keep going (up to -n, or --max-images when -n is 1) until the run "
+                                  "stops producing new patterns.", flags=("--until-saturated",))  # fmt: skip
+    x_axis: str = param("", str, "X/Y grid axis: Prompt S/R, Seed, CFG, Steps or Sampler, e.g. --x 'Prompt S/R: "
+                        "red, blue'.", flags=("--x",), metavar="'KIND: v1, v2'")  # fmt: skip
+    y_axis: str = param("", str, "Second grid axis (with --x).", flags=("--y",), metavar="'KIND: v1, v2'")
+
+    def validate(self) -> GenerationRequest:
+        """This request with its values checked against the table (BadInput naming the first one
+        out of range) and normalised: a new request, the sampler's canonical name, the cap of a
+        --until-saturated run. What depends on the model is filled in by steady.request.check."""
+        for name, p in table().items():
+            _check_value(name, getattr(self, name), p)
+        if not self.prompt.strip() and not self.negative_prompt.strip():
+            raise BadInput("prompt", self.prompt, "is empty and there is no negative prompt")
+        sampler = canonical_sampler(self.sampler)
+        if self.y_axis and not self.x_axis:
+            raise BadInput("y", self.y_axis, "needs an x axis too (give --x first)")
+        if (self.x_axis or self.y_axis) and self.until_saturated:
+            raise BadInput("until_saturated", True, "cannot be combined with an X/Y grid (the grid sets the images)")
+        n_images = self.n_images
+        if self.until_saturated and n_images == 1:
+            n_images = self.max_images  # the cap; the run stops itself before when it saturates
+        if n_images > self.max_images:
+            raise BadInput(
+                "n_images",
+                n_images,
+                f"more than {self.max_images} images from one prompt is wasted: variety saturates "
+                "after a few dozen images, so iterate on the prompt instead; "
+                "raise the cap with --max-images N if you really want more",
+            )
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
+        return dataclasses.replace(self, sampler=sampler, n_images=n_images)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        return cls(**_known_fields(cls, data))
+
+
+def table() -> dict[str, Param]:
+    """The parameter table: each GenerationRequest field's name and its Param, in order."""
+    return {f.name: f.metadata["param"] for f in dataclasses.fields(GenerationRequest)}
+
+
+def _check_value(name: str, value: Any, p: Param) -> None:
+    if value is None and p.optional:
+        return
+    if p.kind is bool:
+        if not isinstance(value, bool):
+            raise BadInput(name, value, "must be true or false")
+        return
+    if p.kind is str:
+        if not isinstance(value, str):
+            raise BadInput(name, value, "must be text")
+        if p.choices and value not in p.choices:
+            raise BadInput(name, value, "must be one of " + ", ".join(p.choices))
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float) if p.kind is float else int):
+        raise BadInput(name, value, "must be a number" if p.kind is float else "must be a whole number")
+    if p.low is not None and p.high is not None and not p.low <= value <= p.high:
+        low, high = (p.low, p.high) if p.kind is float else (int(p.low), int(p.high))
+        raise BadInput(name, value, f"must be between {low} and {high}")
+    if p.multiple_of and value % p.multiple_of:
+        raise BadInput(name, value, f"must be a multiple of {p.multiple_of}")
 
 
 def canonical_sampler(name: str) -> str:
@@ -79,80 +214,7 @@ def resolve_seed(seed: int) -> int:
     return seed
 
 
-@dataclass
-class GenerationRequest:
-    prompt: str
-    negative_prompt: str = ""
-    steps: int = 20
-    cfg_scale: float | None = None  # None: the model's own (DEFAULT_CFG_SCALE, or the embedded model's)
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    seed: int = -1
-    sampler: str = "Euler a"
-    clip_skip: int = 1  # A1111 convention: 1 = use the last layer
-    n_images: int = 1
-    max_images: int = DEFAULT_MAX_IMAGES
-    model: str = ""  # name in the models folder, or a path; "" = embedded default
-    device: str = "auto"
-    dtype: str = "auto"
-    allow_pickle: bool = False
-    out_dir: str | None = None
-    until_saturated: bool = False  # n_images is then a cap: stop when the run stops producing new patterns
-    x_axis: str = ""  # X/Y grid (steady.variants): "Prompt S/R: red, blue" / "Seed: 1, 2" / "CFG: 3, 7" / ...
-    y_axis: str = ""
-
-    def check(self) -> GenerationRequest:
-        """Raise BadInput naming the first argument that is out of range; return self."""
-        if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
-            raise BadInput("prompt", self.prompt, "must be text")
-        if not self.prompt.strip() and not self.negative_prompt.strip():
-            raise BadInput("prompt", self.prompt, "is empty and there is no negative prompt")
-        _int_range("steps", self.steps, 1, 150)
-        cfg = self.cfg_scale
-        if cfg is not None and (isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not 0.0 <= cfg <= 30.0):
-            raise BadInput("cfg_scale", self.cfg_scale, "must be between 0 and 30")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            _int_range(name, value, MIN_SIDE, MAX_SIDE)
-            if value % 8:
-                raise BadInput(name, value, "must be a multiple of 8")
-        if self.seed != -1:
-            _int_range("seed", self.seed, 0, MAX_SEED)
-        self.sampler = canonical_sampler(self.sampler)
-        _int_range("clip_skip", self.clip_skip, 1, 12)
-        _int_range("max_images", self.max_images, 1, 100_000)
-        _int_range("n_images", self.n_images, 1, 100_000)
-        if self.y_axis and not self.x_axis:
-            raise BadInput("y", self.y_axis, "needs an x axis too (give --x first)")
-        if (self.x_axis or self.y_axis) and self.until_saturated:
-            raise BadInput("until_saturated", True, "cannot be combined with an X/Y grid (the grid sets the images)")
-        if self.until_saturated and self.n_images == 1:
-            self.n_images = self.max_images  # the cap; the run stops itself before when it saturates
-        if self.n_images > self.max_images:
-            raise BadInput(
-                "n_images",
-                self.n_images,
-                f"more than {self.max_images} images from one prompt is wasted: variety saturates "
-                "after a few dozen images, so iterate on the prompt instead; "
-                "raise the cap with --max-images N if you really want more",
-            )
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
-        if self.dtype not in DTYPES:
-            raise BadInput("dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
-        return cls(**_known_fields(cls, data))
-
-
-@dataclass
+@dataclass(frozen=True)
 class ImageParams:
     """Everything one image was made with. Stored in the PNG and in its catalog row."""
 
@@ -182,24 +244,11 @@ class ImageParams:
 
     def request(self, **overrides: Any) -> GenerationRequest:
         """The request that reproduces this image (one image, the same seed)."""
-        base = dict(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            width=self.width,
-            height=self.height,
-            seed=self.seed,
-            sampler=self.sampler,
-            clip_skip=self.clip_skip,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        base.update(overrides)
-        return GenerationRequest(**base)
+        shared = {name: getattr(self, name) for name in table() if hasattr(self, name)}
+        return GenerationRequest(**{**shared, **overrides})
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationResult:
     """One finished image: where it is, what made it, what it cost."""
 
@@ -215,13 +264,6 @@ class GenerationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _int_range(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(name, value, "must be a whole number")
-    if not (low <= value <= high):
-        raise BadInput(name, value, f"must be between {low} and {high}")
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:

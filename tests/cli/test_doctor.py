@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from steady.cli.doctor import register
-from steady.worker import machine as M
-from steady.worker.machine import GIB, Machine
+from steady.request import machine as M
+from steady.request.machine import GIB, Machine
 
 
 def group() -> click.Group:

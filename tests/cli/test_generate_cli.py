@@ -88,3 +88,25 @@ def test_sdxl_generate_with_a1111_syntax_ranks_by_adherence(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("adherence ") == 2 and "best first (prompt adherence):" in done.stdout
+
+
+def test_progress_lines_count_every_steps_and_the_cap_is_said(tmp_path):
+    """Off a terminal the CLI prints progress lines a log can read; a grid's total is the sum of its
+    images' steps (a Steps axis makes them differ), not one image's; an --until-saturated run that
+    reaches its cap says so."""
+    from tests.fixtures.tiny_models import save_tiny_single_file
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    save_tiny_single_file("sd1", home / "models" / "tiny.safetensors")
+    env = dict(os.environ, STEADY_HOME=str(home), HF_HUB_OFFLINE="1")
+    base = [sys.executable, "-m", "steady", "generate", "a red circle", "--model", "tiny", "-W", "32", "-H", "32"]
+    grid = subprocess.run(base + ["--x", "Steps: 2, 4", "--y", "Seed: 1, 2"], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert grid.returncode == 0, grid.stderr
+    assert "generate: 12/12 step (100%)" in grid.stderr, grid.stderr
+    capped = subprocess.run(base + ["--steps", "2", "--until-saturated", "-n", "3"], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert capped.returncode == 0, capped.stderr
+    assert "steady: done: reached its cap of 3 images before variety saturated" in capped.stderr
+    assert "generate: 6/6 step (100%)" in capped.stderr

@@ -11,19 +11,21 @@ from steady.catalog import open_catalog
 from steady.config import settings
 from steady.errors import BadInput
 from steady.jobs.queue import JobQueue
-from steady.params import GenerationRequest, ImageParams
+from steady.params import GenerationRequest
+from steady.request.check import ModelChoice, Resolved
 
 
-def _params(seed: int) -> ImageParams:
-    return ImageParams(prompt="a red circle", negative_prompt="", steps=3, cfg_scale=5.0, width=64, height=64,
-                       seed=seed, sampler="Euler", clip_skip=1, model_name="m", model_hash="abc", model_arch="sd1",
-                       device="cpu", dtype="float32", steady_version="t")  # fmt: skip
+def _resolved(prompt: str, n_images: int, seed: int, out: Path) -> Resolved:
+    """A checked request as steady.request.check makes one (no model file is read here)."""
+    request = GenerationRequest(prompt=prompt, n_images=n_images, seed=seed, steps=3, cfg_scale=5.0, width=64,
+                                height=64, sampler="Euler")  # fmt: skip
+    return Resolved(request, ModelChoice(Path("/m"), "m", "abc", "sd1", None), "cpu", "float32", out)
 
 
 def test_lifecycle_and_run_status(tmp_path: Path) -> None:
     with open_catalog(settings().db_path) as cat:
         q = JobQueue(cat)
-        job = q.enqueue(GenerationRequest(prompt="a red circle", n_images=3), _params(100), "/m", str(tmp_path))
+        job = q.enqueue(_resolved("a red circle", 3, 100, tmp_path))
         assert job.state == "queued" and cat.get_run(job.run_id).status == "queued"
         assert [job.seed_of(i) for i in range(3)] == [100, 101, 102]
         assert job.image_path(2).name == f"{job.run_id:05d}-02-102.png"
@@ -45,8 +47,8 @@ def test_lifecycle_and_run_status(tmp_path: Path) -> None:
 def test_recover_requeues_only_jobs_of_dead_owners(tmp_path: Path) -> None:
     with open_catalog(settings().db_path) as cat:
         q = JobQueue(cat)
-        mine = q.enqueue(GenerationRequest(prompt="a", n_images=1), _params(1), "/m", str(tmp_path))
-        theirs = q.enqueue(GenerationRequest(prompt="b", n_images=2), _params(2), "/m", str(tmp_path))
+        mine = q.enqueue(_resolved("a", 1, 1, tmp_path))
+        theirs = q.enqueue(_resolved("b", 2, 2, tmp_path))
         q.claim(mine.id)
         q.claim(theirs.id)
         with cat.transaction() as conn:
@@ -62,8 +64,7 @@ def test_a_job_its_caller_runs_is_claimed_as_it_is_written(tmp_path: Path) -> No
     """`steady generate` beside `steady serve`: the server's queue never sees the CLI's job queued."""
     with open_catalog(settings().db_path) as cat:
         q = JobQueue(cat)
-        job = q.enqueue(GenerationRequest(prompt="a red circle", n_images=2), _params(7), "/m", str(tmp_path),
-                        claim=True)  # fmt: skip
+        job = q.enqueue(_resolved("a red circle", 2, 7, tmp_path), claim=True)
         assert job.state == "running" and job.owner_pid == os.getpid()
         assert cat.get_run(job.run_id).status == "running"
         assert q.claim_next() is None

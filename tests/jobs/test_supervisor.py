@@ -18,7 +18,7 @@ from steady.config import settings
 from steady.jobs.memory import MIB, RecyclePolicy
 from steady.jobs.protocol import ImageDone, Progress, Recycle
 from steady.jobs.queue import JobQueue
-from steady.jobs.runner import run_in_worker, submit
+from steady.jobs.runner import prepare, run, submit
 from steady.jobs.supervisor import Supervisor, SupervisorOptions, WorkerDied
 from steady.params import GenerationRequest
 from tests.fixtures.tiny_models import save_tiny_folder
@@ -53,7 +53,7 @@ def reference(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list
     mp = pytest.MonkeyPatch()
     mp.setenv("STEADY_HOME", str(tmp_path_factory.mktemp("ref-home")))
     try:
-        outcome = run_in_worker(_request(model_dir, 5), options=SupervisorOptions(threads=1))
+        outcome = run(_request(model_dir, 5), options=SupervisorOptions(threads=1))
     finally:
         mp.undo()
     assert outcome.state == "done" and not outcome.recycles and not outcome.deaths
@@ -64,7 +64,7 @@ def test_leaking_worker_is_recycled_at_the_right_image(model_dir: Path, referenc
     policy = RecyclePolicy(warmup_images=1, rss_growth_fraction=0.0, rss_growth_min_bytes=150 * MIB)
     options = SupervisorOptions(policy=policy, fault={"leak_mb_per_image": 100}, threads=1)
     events: list[object] = []
-    outcome = run_in_worker(_request(model_dir, 5), on_event=events.append, options=options)
+    outcome = run(_request(model_dir, 5), on_event=events.append, options=options)
     assert outcome.state == "done"
     # Baseline after image 1 (0-based 0); +100 MiB per image: 200 MiB > 150 before image 3.
     assert len(outcome.recycles) == 1, outcome.recycles
@@ -87,7 +87,7 @@ def test_worker_killed_mid_image_is_replaced_and_the_image_made_again(model_dir:
     cfg = settings()
     killed: list[int] = []
     with open_catalog(cfg.db_path) as cat:
-        job = submit(_request(model_dir, 4, steps=3), cat, cfg)
+        job = submit(prepare(_request(model_dir, 4, steps=3), cfg), cat)
         sup = Supervisor(cat, SupervisorOptions(threads=1))
 
         def on_event(event: object) -> None:
@@ -114,17 +114,17 @@ def test_worker_killed_mid_image_is_replaced_and_the_image_made_again(model_dir:
         np.testing.assert_array_equal(got, want)
 
 
-def _gpu_rung_plan(job_plan: dict) -> dict:
+def _gpu_rung_plan(job_plan) -> dict:
     """The CPU plan relabelled as the all-on-GPU rung: diffusers runs the next thriftier rung
     (model offload to device 'cpu') on the CPU too, so the retry path runs for real without a GPU."""
-    return {**job_plan, "strategy": "gpu"}
+    return {**job_plan.to_dict(), "strategy": "gpu"}
 
 
 def test_out_of_memory_is_retried_one_rung_thriftier(model_dir: Path, reference: list[np.ndarray]) -> None:
     cfg = settings()
     seen: list[ImageDone] = []
     with open_catalog(cfg.db_path) as cat:
-        job = submit(_request(model_dir, 2), cat, cfg)
+        job = submit(prepare(_request(model_dir, 2), cfg), cat)
         with cat.transaction() as conn:
             import json
 
@@ -132,7 +132,7 @@ def test_out_of_memory_is_retried_one_rung_thriftier(model_dir: Path, reference:
         with Supervisor(cat, SupervisorOptions(fault={"oom_once_at": [1]}, threads=1)) as sup:
             outcome = sup.run(JobQueue(cat).claim(job.id), lambda e: seen.append(e) if isinstance(e, ImageDone) else None)
     assert outcome.state == "done"
-    from steady.worker.planner import Plan, next_thriftier
+    from steady.request.planner import Plan, next_thriftier
 
     thriftier = next_thriftier(Plan.from_dict(_gpu_rung_plan(job.plan)))
     assert thriftier is not None
@@ -145,7 +145,7 @@ def test_out_of_memory_is_retried_one_rung_thriftier(model_dir: Path, reference:
 def test_second_out_of_memory_fails_the_job_with_a_message(model_dir: Path) -> None:
     cfg = settings()
     with open_catalog(cfg.db_path) as cat:
-        job = submit(_request(model_dir, 2), cat, cfg)
+        job = submit(prepare(_request(model_dir, 2), cfg), cat)
         with cat.transaction() as conn:
             import json
 
@@ -163,7 +163,7 @@ def test_bad_model_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
     from steady.errors import BadInput
 
     with pytest.raises(BadInput) as err:
-        run_in_worker(GenerationRequest(prompt="x", model=str(tmp_path / "nope.safetensors")))
+        run(GenerationRequest(prompt="x", model=str(tmp_path / "nope.safetensors")))
     assert "model" in str(err.value)
     with open_catalog(settings().db_path) as cat, cat.reading() as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
@@ -173,7 +173,7 @@ def test_recovered_job_makes_only_the_missing_images(model_dir: Path, reference:
     cfg = settings()
     with open_catalog(cfg.db_path) as cat:
         queue = JobQueue(cat)
-        job = submit(_request(model_dir, 3), cat, cfg)
+        job = submit(prepare(_request(model_dir, 3), cfg), cat)
         with Supervisor(cat, SupervisorOptions(threads=1)) as sup:
             first = sup.run(queue.claim(job.id), should_stop=lambda: len(_rows(job.run_id)) >= 1)
         assert first.state == "cancelled" and len(_rows(job.run_id)) == 1
@@ -207,7 +207,7 @@ def test_a_worker_that_keeps_dying_fails_the_job_after_three_tries(model_dir: Pa
 
     cfg = settings()
     with open_catalog(cfg.db_path) as cat:
-        job = submit(_request(model_dir, 2), cat, cfg)
+        job = submit(prepare(_request(model_dir, 2), cfg), cat)
         with Supervisor(cat, SupervisorOptions(fault={"die_at": [1]}, threads=1)) as sup:
             with pytest.raises(WorkerFailed, match="died 3 times on image 1"):
                 sup.run(JobQueue(cat).claim(job.id))

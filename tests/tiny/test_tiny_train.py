@@ -57,10 +57,10 @@ def test_weights_are_float16_and_text_encoder_keys_prefixed(toy_model: Path) -> 
 
 
 def test_loads_through_the_checkpoint_path_and_generates(toy_model: Path) -> None:
-    from steady.engine import run_request
+    import steady
     from steady.params import GenerationRequest
 
-    results = run_request(GenerationRequest(prompt="a red circle", model=str(toy_model), steps=2, seed=5))
+    results = steady.generate(GenerationRequest(prompt="a red circle", model=str(toy_model), steps=2, seed=5))
     assert len(results) == 1
     from PIL import Image
 
@@ -241,7 +241,7 @@ def test_latent_edge_weight_changes_what_step_3_learns(toy_model: Path, tmp_path
 
 def test_the_defaults_are_the_shipped_from_nothing_run() -> None:
     """`python -m steady.tiny.train --out DIR` with no options is the run whose log is committed
-    (docs/tiny-model.md, session 10): the config that log recorded is TrainConfig's defaults."""
+    (docs/tiny-training/from-nothing.json): the config that log recorded is TrainConfig's defaults."""
     log = json.loads((Path(__file__).parents[2] / "docs" / "tiny-training" / "from-nothing.json").read_text())
     assert log["config"] == TrainConfig().to_dict()
     assert "vae" in log["timings_s"] and "init_from" not in log and "vae_from" not in log

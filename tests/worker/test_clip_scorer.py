@@ -15,7 +15,7 @@ from transformers import (
 
 from steady.config import settings
 from steady.errors import BadInput
-from steady.jobs.runner import run_in_worker
+from steady.jobs.runner import run
 from steady.jobs.supervisor import SupervisorOptions
 from steady.models.shipped import tokenizer_dir
 from steady.params import GenerationRequest
@@ -42,7 +42,7 @@ def test_a_clip_folder_in_the_config_scores_every_image(tmp_path: Path) -> None:
     cfg = settings()
     cfg.home.mkdir(parents=True, exist_ok=True)
     cfg.config_path.write_text(f'scorer = "{clip}"\n')
-    outcome = run_in_worker(GenerationRequest("a red circle", n_images=2, steps=3, seed=1),
+    outcome = run(GenerationRequest("a red circle", n_images=2, steps=3, seed=1),
                             options=SupervisorOptions(threads=1))  # fmt: skip
     assert outcome.state == "done", outcome.error
     assert all(0.0 <= r.adherence <= 100.0 for r in outcome.images)
@@ -53,7 +53,7 @@ def test_a_scorer_that_is_not_a_folder_is_refused_before_anything_runs(tmp_path:
     cfg.home.mkdir(parents=True, exist_ok=True)
     cfg.config_path.write_text(f'scorer = "{tmp_path / "nope"}"\n')
     with pytest.raises(BadInput) as caught:
-        run_in_worker(GenerationRequest("a red circle", steps=3))
+        run(GenerationRequest("a red circle", steps=3))
     assert caught.value.argument == "scorer"
 
 
@@ -64,7 +64,7 @@ def test_tiny_clip_in_the_config_scores_with_the_judge_shipped_for_the_embedded_
     cfg.home.mkdir(parents=True, exist_ok=True)
     cfg.config_path.write_text('scorer = "tiny-clip"\n')
     assert settings().scorer == str(embedded_judge_path())
-    outcome = run_in_worker(GenerationRequest("a red circle", n_images=1, steps=3, seed=1),
+    outcome = run(GenerationRequest("a red circle", n_images=1, steps=3, seed=1),
                             options=SupervisorOptions(threads=1))  # fmt: skip
     assert outcome.state == "done", outcome.error
     assert all(0.0 <= r.adherence <= 100.0 for r in outcome.images)

@@ -11,7 +11,7 @@ from steady.models.detect import inspect_model
 from steady.params import ImageParams
 from steady.worker.loader import load_pipeline
 from steady.worker.pipeline import render
-from steady.worker.prompting import encode_pair, needs_weighting
+from steady.worker.encode import encode_pair, needs_weighting
 
 
 @pytest.fixture(scope="module")

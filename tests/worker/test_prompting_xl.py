@@ -9,7 +9,7 @@ import torch
 
 from steady.params import ImageParams
 from steady.worker.pipeline import render
-from steady.worker.prompting import encode_pair, needs_weighting, supported
+from steady.worker.encode import encode_pair, needs_weighting, supported
 from tests.fixtures.tiny_models import make_tiny_pipeline
 
 

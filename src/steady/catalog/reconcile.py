@@ -36,7 +36,7 @@ from steady.catalog.walk import walk_files
 from steady.images.pngmeta import is_temp_name, read_steady_params
 from steady.params import ImageParams
 
-# steady.engine names files f"{run_id:05d}-{index:02d}-{seed}.png".
+# steady.jobs.queue names files f"{run_id:05d}-{index:02d}-{seed}.png".
 _ENGINE_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)\.png$")
 
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from steady import __version__
+from steady.version import __version__
 from steady.errors import SteadyError
 
 # Modules under steady.cli that add commands. Order is the order in `steady --help`.

@@ -22,8 +22,8 @@ CASES = (
 
 def doctor_report() -> dict[str, Any]:
     """Probe, plan the two cases, collect warnings: the --json payload."""
-    from steady.worker.machine import describe, machine_warnings, probe_machine
-    from steady.worker.planner import InsufficientMemory, footprint_for_arch, plan
+    from steady.request.machine import describe, machine_warnings, probe_machine
+    from steady.request.planner import InsufficientMemory, footprint_for_arch, plan
 
     machine = probe_machine()
     plans = []

@@ -4,15 +4,16 @@ saturation rule stop at the right time? Measured on the embedded model against i
 Ranking: each prompt of RANKING_PROMPTS gets --runs runs of --images images (run r: seeds r*n ..
 r*n+n-1); the checker says which images show every attribute the prompt names; each run's top 3
 by adherence are compared with its base rate. One 20-image run per prompt moves the figure by
-about 0.4x from one seed range to the next (session 12), so the default pools three runs.
+about 0.4x from one seed range to the next, so the default pools three runs.
 Saturation: fully specified prompts (every attribute named) and prompts that leave attributes
 free get 30 images each; where SaturationRule would have stopped is read off the novelty
 sequence (the same rule `--until-saturated` applies after each image), and the distinct
 attribute combinations (as the checker reads them) seen by then are compared with those of all
 30 images. The same rule is then applied to ideal images: 30 ground-truth scenes per prompt with
 the named attributes and the rest drawn as in the data set, which separates how well the rule
-works from how well the model follows the prompt. Images go through the same load/render/score
-code as the worker; nothing is written to the gallery.
+works from how well the model follows the prompt. Every run is a request through the same path
+as `steady generate` (checked, planned, made and scored by the supervised worker), into a scratch
+catalog: nothing is written to the gallery.
 
     steady eval-iterate                # about 9 minutes on an idle 2-core CPU (3 runs per prompt)
     steady eval-iterate --json
@@ -20,17 +21,18 @@ code as the worker; nothing is written to the gallery.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 
 import click
 
+from steady.cli.options import request_options
+from steady.cli.progress import progress
 from steady.errors import BadInput
 
-# The first 8 since session 4; the last 4 added in session 11, prompts the shipped model gets right
-# 20-40 % of the time on other seeds (100-139, tools/contrast_experiment.py), so that the ranking
-# target (which applies at base rates <= 50 %) has more than one prompt to apply to.
+# The last 4 are prompts the shipped model gets right 20-40 % of the time on other seeds (100-139),
+# so that the ranking target (which applies at base rates <= 50 %) has more than one prompt to apply to.
 RANKING_PROMPTS = (
     "a red triangle", "a blue square", "a green circle", "a yellow cross", "a large purple triangle",
     "a small orange square", "a white cross", "a small blue triangle",
@@ -55,28 +57,28 @@ IDEAL_SEED = 7  # ground-truth scenes for the ideal-image check
 
 
 @click.command("eval-iterate")
-@click.option("--model", default="", help="Model name or path (default: the embedded tiny model).")
+@request_options("model", "steps", "cfg_scale", "sampler")
 @click.option("--images", "n_rank", default=20, show_default=True, type=int, help="Images per ranking run.")
 @click.option("--runs", "n_runs", default=3, show_default=True, type=int,
               help="Ranking runs per prompt (run r uses seeds r*images .. r*images+images-1).")
-@click.option("--steps", default=20, show_default=True, type=int)
-@click.option("--cfg-scale", "cfg_scale", default=5.0, show_default=True, type=float)
-@click.option("--sampler", default="Euler a", show_default=True)
 @click.option("--threads", default=0, show_default=True, type=int,
-              help="Torch CPU threads (0: torch's default, every core); set it on a shared machine.")
+              help="Torch CPU threads (0: the planner's choice); set it on a shared machine.")
 @click.option("--clip", "clip", default="tiny-clip", show_default=True,
               help="Also rank with this CLIP model folder (\"tiny-clip\": the one shipped for the embedded model's "
                    "world; \"none\": only the generating model's own score).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_iterate_command(model: str, n_rank: int, n_runs: int, steps: int, cfg_scale: float, sampler: str,
-                         threads: int, clip: str, as_json: bool) -> None:
+def eval_iterate_command(model: str, n_rank: int, n_runs: int, steps: int, cfg_scale: float | None, sampler: str,
+                         threads: int, clip: str, as_json: bool) -> None:  # fmt: skip
     """Measure ranking by adherence and the saturation rule on the embedded model."""
     import numpy as np
     from PIL import Image
 
-    from steady.engine import check_and_plan
-    from steady.models.default import clip_folder
+    from steady.cli.evaltiny import check_threads
+    from steady.config import clip_folder, settings
+    from steady.jobs.scratch import Scratch
+    from steady.jobs.supervisor import SupervisorOptions
     from steady.params import GenerationRequest
+    from steady.request.check import check as check_request
     from steady.scoring.evaluate import (
         IterateReport,
         RankingRow,
@@ -90,67 +92,58 @@ def eval_iterate_command(model: str, n_rank: int, n_runs: int, steps: int, cfg_s
     from steady.tiny.data import render as render_scene
     from steady.tiny.data import scene_for
     from steady.tiny.scenes import parse_prompt
-    from steady.worker.adherence import AdherenceScorer, ClipScorer
-    from steady.worker.direct import DirectRenderer
 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     if not 3 <= n_rank <= 200:
         raise BadInput("images", n_rank, "must be between 3 and 200")
     if not 1 <= n_runs <= 20:
         raise BadInput("runs", n_runs, "must be between 1 and 20")
-    most_threads = (os.cpu_count() or 1) * 4
-    if not 0 <= threads <= most_threads:
-        raise BadInput("threads", threads, f"must be 0 (torch's default) or between 1 and {most_threads}")
-    base = GenerationRequest(prompt="a circle", steps=steps, cfg_scale=cfg_scale, sampler=sampler, model=model).check()
-    plan = check_and_plan(base)
-    if plan.width != 64 or plan.height != 64:
-        raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {plan.width})")
+    check_threads(threads)
+    cfg = settings()
+    base = GenerationRequest(prompt="a circle", steps=steps, cfg_scale=cfg_scale, sampler=sampler, model=model)
+    resolved = check_request(base, cfg)
+    if resolved.request.width != 64 or resolved.request.height != 64:
+        raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {resolved.request.width})")
     clip_path = "" if clip == "none" else clip_folder(clip)
     if clip_path and not os.path.isdir(clip_path):
         raise BadInput("clip", clip, "is not a folder; give a local CLIP model folder, \"tiny-clip\" or \"none\"")
-    # 2. Load once; score with the worker's scorer.
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    renderer = DirectRenderer.load(base, plan)
-    scorers: dict[str, AdherenceScorer | ClipScorer] = {"model": AdherenceScorer(renderer.pipe)}
-    if clip_path:
-        scorers["clip"] = ClipScorer(clip_path)
+    # 2. The worker scores every image with the model and, when asked, the CLIP model too.
+    names = {"model": "model", **({clip_path: "clip"} if clip_path else {})}
+    options = SupervisorOptions(threads=threads or None, scorer="model", also_score=tuple(names)[1:])
     rule = SaturationRule()
-    report = IterateReport(rule=rule.to_dict(), score_seconds=dict.fromkeys(scorers, 0.0))
+    report = IterateReport(rule=rule.to_dict(), score_seconds=dict.fromkeys(names.values(), 0.0))
 
-    def run(prompt: str, n: int, first_seed: int = 0) -> tuple[list, dict[str, list[float]]]:
-        images, finals = [], []
-        scores: dict[str, list[float]] = {name: [] for name in scorers}
-        for seed in range(first_seed, first_seed + n):
-            t0 = time.perf_counter()
-            image = renderer.image(prompt, seed, on_final_latents=finals.append)
-            report.generate_seconds += time.perf_counter() - t0
-            for name, scorer in scorers.items():  # every image, as the worker does with its one scorer
-                t1 = time.perf_counter()
-                scores[name].append(scorer.score(finals[-1], image, prompt))
-                report.score_seconds[name] += time.perf_counter() - t1
-            images.append(image)
-        return images, scores
+    def run(scratch: Scratch, prompt: str, n: int, first_seed: int = 0) -> tuple[list, dict[str, list[float]]]:
+        made = scratch.run(dataclasses.replace(base, prompt=prompt, n_images=n, seed=first_seed))
+        scores: dict[str, list[float]] = {name: [] for name in names.values()}
+        for done in made.done:
+            report.generate_seconds += done.seconds
+            for setting, name in names.items():
+                scores[name].append(done.scores[setting])
+                report.score_seconds[name] += done.score_times[setting]
+        return [Image.open(r.path).convert("RGB") for r in made.images], scores
 
     total = len(RANKING_PROMPTS) + len(FULL_PROMPTS) + len(FREE_PROMPTS)
-    with click.progressbar(length=total, label="eval-iterate", file=click.get_text_stream("stderr")) as bar:
-        # 3. Ranking.
-        for prompt in RANKING_PROMPTS:
-            for first_seed in range(0, n_runs * n_rank, n_rank):
-                images, scores = run(prompt, n_rank, first_seed)
-                correct = [check(np.asarray(im.convert("RGB")), prompt).score == 1.0 for im in images]
-                for name, values in scores.items():
-                    report.ranking.append(RankingRow(prompt, n_rank, base_rate(correct),
-                                                     precision_at_k(values, correct, 3), name, first_seed))  # fmt: skip
-            bar.update(1)
-        # 4. Saturation on the model's images (attribute combinations as the checker reads them).
-        for prompt in FULL_PROMPTS + FREE_PROMPTS:
-            images, _ = run(prompt, SATURATION_IMAGES)
-            combos = [tuple(check(np.asarray(im.convert("RGB")), prompt).estimate.attributes().values()) for im in images]
-            report.saturation.append(saturation_row(prompt, prompt in FULL_PROMPTS, images, combos, rule))
-            bar.update(1)
+    bar = progress(total, "prompt", "eval-iterate")
+    try:
+        with Scratch(cfg, options) as scratch:
+            # 3. Ranking.
+            for prompt in RANKING_PROMPTS:
+                for first_seed in range(0, n_runs * n_rank, n_rank):
+                    images, scores = run(scratch, prompt, n_rank, first_seed)
+                    correct = [check(np.asarray(im), prompt).score == 1.0 for im in images]
+                    for name, values in scores.items():
+                        report.ranking.append(RankingRow(prompt, n_rank, base_rate(correct),
+                                                         precision_at_k(values, correct, 3), name, first_seed))  # fmt: skip
+                bar.update(1)
+            # 4. Saturation on the model's images (attribute combinations as the checker reads them).
+            for prompt in FULL_PROMPTS + FREE_PROMPTS:
+                images, _ = run(scratch, prompt, SATURATION_IMAGES)
+                combos = [tuple(check(np.asarray(im), prompt).estimate.attributes().values()) for im in images]
+                report.saturation.append(saturation_row(prompt, prompt in FULL_PROMPTS, images, combos, rule))
+                bar.update(1)
+    finally:
+        bar.close()
     # 5. The same rule on ideal images: ground-truth scenes drawn for each prompt (seconds, no model).
     for index, prompt in enumerate(FULL_PROMPTS + FREE_PROMPTS):
         rng = np.random.default_rng([IDEAL_SEED, index])
@@ -158,11 +151,12 @@ def eval_iterate_command(model: str, n_rank: int, n_runs: int, steps: int, cfg_s
         images = [Image.fromarray(render_scene(sc)) for sc in scenes]
         combos = [tuple(sc.attributes().values()) for sc in scenes]
         report.ideal.append(saturation_row(prompt, prompt in FULL_PROMPTS, images, combos, rule))
+    r = resolved.request
     if as_json:
-        click.echo(json.dumps({"model": plan.model_name, "model_hash": plan.model_hash, "steps": steps,
-                               "cfg_scale": cfg_scale, "sampler": base.sampler, **report.to_dict()}, indent=2))  # fmt: skip
+        click.echo(json.dumps({"model": resolved.model.name, "model_hash": resolved.model.hash, "steps": r.steps,
+                               "cfg_scale": r.cfg_scale, "sampler": r.sampler, **report.to_dict()}, indent=2))  # fmt: skip
         return
-    click.echo(f"model {plan.model_name} [{plan.model_hash}], {steps} steps, CFG {cfg_scale}, {base.sampler}")
+    click.echo(f"model {resolved.model.name} [{resolved.model.hash}], {r.steps} steps, CFG {r.cfg_scale}, {r.sampler}")
     click.echo(format_report(report))
 
 

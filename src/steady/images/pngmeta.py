@@ -79,7 +79,7 @@ class PngInfo:
 
 def a1111_parameters(params: ImageParams) -> str:
     """A1111's `parameters` text for one image, field for field as A1111 writes it."""
-    from steady import __version__
+    from steady.version import __version__
 
     pairs: dict[str, Any] = {
         "Steps": params.steps,

@@ -9,7 +9,7 @@ Defaults and their reasons (docs/worker.md has the measurements):
 - baseline: the worker's RSS after ``warmup_images`` images (allocator pools, cached kernels and
   the first-image workspace are in by then); growth is measured against it.
 - ``rss_growth``: replace when RSS passed baseline + max(15 % of it, 256 MiB). A1111/ComfyUI users
-  report growth of GBs per hour (../shared/MEMORY.md); a healthy worker stays within a few %.
+  report growth of GBs per hour (docs/memory.md); a healthy worker stays within a few %.
 - ``min_available``: replace (if the worker grew at all) when system available RAM falls below
   min(1.5 GiB, 10 % of RAM): the desktop starts to swap there.
 - ``max_swap_in``: replace (if the worker grew) when the machine swaps in more than 8 MiB/s.

@@ -8,7 +8,8 @@ Dataclasses only: they pickle across the spawn boundary and serialise to JSON fo
     supervisor's own       MemorySample (what it measured of the worker and the machine), Recycle
 
 One RenderImage asks for one image, so the supervisor can replace the worker between any two
-images of a run without the worker having to know why.
+images of a run without the worker having to know why. It carries the image's ImageParams and the
+memory Plan as the typed objects the supervisor records, not as dicts to rebuild.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from steady.params import ImageParams
+from steady.request.machine import Gpu
+from steady.request.planner import Plan
+
+HEARTBEAT_S = 1.0
+
+
+@dataclass
+class WorkerOptions:
+    """How the supervisor starts a worker process."""
+
+    threads: int | None = None  # torch threads on the CPU (the planner's choice); None: torch's
+    heartbeat_s: float = HEARTBEAT_S
+    hygiene: bool = True  # gc + malloc_trim + empty_cache after each image
 
 
 class _Message:
@@ -31,14 +47,15 @@ class RenderImage(_Message):
     run_id: int
     index: int
     path: str
-    params: dict[str, Any]  # steady.params.ImageParams.to_dict(): prompt, seed, sampler, model...
+    params: ImageParams  # prompt, seed, sampler, model...: what the image is made with and recorded as
     model_path: str
     n_images: int = 1  # in the run, for progress reports
     allow_pickle: bool = False
-    plan: dict[str, Any] | None = None  # steady.worker.planner.Plan.to_dict(), or None: defaults
+    plan: Plan | None = None  # the memory plan, or None: the worker's defaults
     preview: bool = False  # send a latent preview with some Progress messages (the web page wants them)
     score: bool = True  # score prompt adherence and send the image's novelty feature with ImageDone
     scorer: str = "model"  # "model" (the generating model) or a local CLIP model folder (config `scorer`)
+    also_score: tuple[str, ...] = ()  # more scorers, reported in ImageDone.scores (eval-iterate compares them)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
 
 
@@ -59,6 +76,7 @@ class Ready(_Message):
     pid: int
     torch_threads: int
     device_count: int = 0
+    gpus: list[Gpu] = field(default_factory=list)  # what torch sees, with free VRAM (no NVML needed)
 
 
 @dataclass
@@ -89,6 +107,8 @@ class ImageDone(_Message):
     adherence: float | None = None  # steady.worker.adherence score (None: not scored / not supported)
     feature: bytes = b""  # steady.scoring.novelty feature of the image (float16), for novelty
     score_seconds: float = 0.0  # what scoring cost, next to ``seconds`` for the image itself
+    scores: dict[str, float | None] = field(default_factory=dict)  # every scorer's score, by scorer
+    score_times: dict[str, float] = field(default_factory=dict)  # and what each cost
 
 
 @dataclass
@@ -113,6 +133,7 @@ class Heartbeat(_Message):
     torch_allocated: int = 0  # torch.cuda.memory_allocated (0 without a GPU)
     torch_reserved: int = 0
     busy: bool = False
+    gpus: list[Gpu] = field(default_factory=list)  # free VRAM now (empty without a GPU)
 
 
 @dataclass

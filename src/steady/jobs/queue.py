@@ -20,7 +20,9 @@ from typing import Any
 
 from steady.catalog.db import Catalog, insert_run, now_iso
 from steady.errors import BadInput
-from steady.params import GenerationRequest, ImageParams
+from steady.params import ImageParams
+from steady.request.check import Resolved
+from steady.request.planner import Plan
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -36,7 +38,7 @@ class JobRecord:
     model_path: str
     out_dir: str
     params: dict[str, Any]  # ImageParams of image 0 (seed = base_seed); other images differ by seed
-    plan: dict[str, Any] | None  # steady.worker.planner.Plan.to_dict()
+    plan: Plan | None  # the memory plan (None: the worker's defaults)
     attempts: int
     recycles: int
     error: str
@@ -44,7 +46,7 @@ class JobRecord:
     created_at: str
     updated_at: str
     stop_rule: dict[str, Any] | None = None  # steady.scoring.novelty.SaturationRule.to_dict(): --until-saturated
-    variants: dict[str, Any] | None = None  # {"axes": [Axis...], "variants": [Variant...]} (steady.variants)
+    variants: dict[str, Any] | None = None  # {"axes": [Axis...], "variants": [Variant...]} (steady.prompts.variants)
 
     def seed_of(self, index: int) -> int:
         return (self.base_seed + index) % 2**32
@@ -56,9 +58,6 @@ class JobRecord:
     def image_path(self, index: int) -> Path:
         return Path(self.out_dir) / f"{self.run_id:05d}-{index:02d}-{self.image_params(index).seed}.png"
 
-    def request(self) -> GenerationRequest:
-        return self.image_params(0).request(n_images=self.n_images)
-
 
 _COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "
             "recycles, error, owner_pid, created_at, updated_at, stop_rule_json, variants_json")  # fmt: skip
@@ -68,7 +67,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     (id_, run_id, state, seed, n, model_path, out_dir, params, plan, attempts, recycles, error, owner,
      created, updated, stop_rule, variants) = row  # fmt: skip
     return JobRecord(id_, run_id, state, seed, n, model_path, out_dir, json.loads(params),
-                     json.loads(plan) if plan else None, attempts, recycles, error, owner, created, updated,
+                     Plan.from_dict(json.loads(plan)) if plan else None, attempts, recycles, error, owner, created, updated,
                      json.loads(stop_rule) if stop_rule else None, json.loads(variants) if variants else None)  # fmt: skip
 
 
@@ -78,22 +77,25 @@ class JobQueue:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
 
-    def enqueue(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
-                plan: dict[str, Any] | None = None, stop_rule: dict[str, Any] | None = None,
-                variants: dict[str, Any] | None = None, claim: bool = False) -> JobRecord:  # fmt: skip
-        """Record a run (status 'queued') and its job; ``params`` is image 0's (its seed is the base).
-        ``claim``: the caller runs it itself, so it is 'running' and owned by this process from the
-        start (another process's queue, e.g. `steady serve`, never sees it queued)."""
+    def enqueue(self, resolved: Resolved, stop_rule: dict[str, Any] | None = None, claim: bool = False) -> JobRecord:
+        """Record a run (status 'queued') and its job. ``claim``: the caller runs it itself, so it
+        is 'running' and owned by this process from the start (another process's queue, e.g.
+        `steady serve`, never sees it queued)."""
         now = now_iso()
+        request = resolved.request
+        variants = None
+        if resolved.variants:
+            variants = {"axes": [a.to_dict() for a in resolved.axes], "variants": [v.to_dict() for v in resolved.variants]}
+        params = resolved.base_params()  # each image's own are derived from it (image_params)
         with self.catalog.transaction() as conn:
-            run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
+            run_id = insert_run(conn, request, resolved.model.name, resolved.model.hash, "queued")
             row = conn.execute(
                 "INSERT INTO jobs (run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json,"
                 " created_at, updated_at, stop_rule_json, variants_json)"
                 " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (run_id, params.seed, request.n_images, model_path, out_dir, json.dumps(params.to_dict()),
-                 json.dumps(plan) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None,
-                 json.dumps(variants) if variants else None),
+                (run_id, request.seed, request.n_images, str(resolved.model.path), str(resolved.out_dir),
+                 json.dumps(params.to_dict()), json.dumps(resolved.memory.to_dict()) if resolved.memory else None,
+                 now, now, json.dumps(stop_rule) if stop_rule else None, json.dumps(variants) if variants else None),
             ).fetchone()  # fmt: skip
             if claim:
                 self._set(conn, int(row[0]), "running")

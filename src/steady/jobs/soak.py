@@ -103,7 +103,7 @@ def rss_drift(rss: list[int]) -> tuple[float | None, int | None, int | None]:
 def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> SoakReport:
     from steady.catalog import open_catalog
     from steady.jobs.queue import JobQueue
-    from steady.jobs.runner import submit
+    from steady.jobs.runner import prepare, submit
     from steady.params import GenerationRequest, GenerationResult
 
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
 
     t0, job_ids = time.monotonic(), []
     catalog = open_catalog(cfg.db_path)
-    sup = Supervisor(catalog, SupervisorOptions(policy=c.policy), on_sample=on_sample)
+    sup = Supervisor(catalog, SupervisorOptions(policy=c.policy), on_sample=on_sample, cfg=cfg)
     try:
         k = 0
         while len(rows) < c.images:
@@ -130,7 +130,7 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
             request = GenerationRequest(prompt=PROMPTS[k % len(PROMPTS)], n_images=n, steps=c.steps,
                                         cfg_scale=c.cfg_scale, sampler=c.sampler, width=c.width, height=c.height,
                                         seed=c.seed + 1000 * k, model=model, out_dir=str(images_dir))  # fmt: skip
-            job = submit(request, catalog, cfg, claim=True)
+            job = submit(prepare(request, cfg, gpus=sup.gpus), catalog, claim=True)
             job_ids.append(job.id)
 
             def on_event(e: object, model: str = model, job_id: int = job.id) -> None:

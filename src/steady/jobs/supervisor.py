@@ -11,11 +11,13 @@ What it guarantees:
 - the worker is replaced only between images, never in the middle of one;
 - each recycle and each worker death is reported (``Recycle`` / ``WorkerDied`` events) with its
   reason, and counted on the job row.
-Only this module and steady.worker.main cross the process boundary; only the worker imports torch.
+Only this module and steady.worker.main cross the process boundary; only the worker imports torch
+(this module names the worker's entry point, which runs in the child).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -39,11 +41,12 @@ from steady.jobs.protocol import (
     Recycle,
     RenderImage,
     Shutdown,
+    WorkerOptions,
 )
 from steady.jobs.queue import JobQueue, JobRecord
-from steady.params import GenerationResult
+from steady.params import GenerationResult, ImageParams
+from steady.request.machine import Gpu
 from steady.scoring.novelty import SaturationRule, from_blob
-from steady.worker.main import WorkerOptions, worker_main
 
 
 class WorkerFailed(SteadyError):
@@ -73,6 +76,7 @@ class SupervisorOptions:
     threads: int | None = None  # overrides the plan's CPU thread count (reproducible test runs)
     previews: bool = False  # ask the worker for latent previews in its Progress messages
     scorer: str | None = None  # adherence scorer ("model" or a CLIP folder); None: the settings' `scorer`
+    also_score: tuple[str, ...] = ()  # more scorers whose scores ImageDone reports (not recorded)
 
 
 @dataclass
@@ -85,7 +89,8 @@ class JobOutcome:
     failure: Failure | None = None  # what the worker reported, when it reported a failure
     recycles: list[Recycle] = field(default_factory=list)
     deaths: list[WorkerDied] = field(default_factory=list)
-    stop_reason: str = ""  # why a --until-saturated run stopped before its cap
+    stop_reason: str = ""  # how a --until-saturated run ended: saturated (and why), or at its cap
+    saturated: bool = False  # True: it stopped before its cap because variety saturated
     grid_path: str = ""  # the X/Y grid PNG of a run with axes
 
 
@@ -102,7 +107,7 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, catalog: Catalog, options: SupervisorOptions | None = None,
-                 on_sample: Callable[[MemorySample], None] | None = None):  # fmt: skip
+                 on_sample: Callable[[MemorySample], None] | None = None, cfg: Any = None):  # fmt: skip
         self.catalog = catalog
         self.queue = JobQueue(catalog)
         self.options = options or SupervisorOptions()
@@ -113,10 +118,11 @@ class Supervisor:
         self.deaths: list[WorkerDied] = []
         self.start_seconds: list[float] = []  # spawn to Ready (interpreter + torch imports), per worker
         self.load_seconds: list[float] = []  # model loads reported by the workers
+        self.gpus: list[Gpu] | None = None  # as the worker last reported them (None: no worker yet)
         if self.options.scorer is None:
             from steady.config import settings
 
-            self.scorer = settings().scorer
+            self.scorer = (cfg or settings()).scorer
         else:
             self.scorer = self.options.scorer
 
@@ -128,6 +134,9 @@ class Supervisor:
 
     # -- the worker process ------------------------------------------------------------------
     def start_worker(self) -> _Worker:
+        # The worker's entry point runs only in the child (spawn): this process never imports torch.
+        from steady.worker.main import worker_main
+
         t0 = time.monotonic()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -143,6 +152,7 @@ class Supervisor:
                 except EOFError:
                     break
                 if isinstance(message, Ready):
+                    self.gpus = message.gpus
                     self.start_seconds.append(round(time.monotonic() - t0, 3))
                     self.worker = _Worker(process, parent, message.pid, time.monotonic())
                     self.watch.watch(message.pid)
@@ -225,9 +235,14 @@ class Supervisor:
                 if job.stop_rule:
                     outcome.stop_reason = SaturationRule(**job.stop_rule).check(run_novelties(self.catalog, job.run_id)) or ""
                     if outcome.stop_reason:
+                        outcome.saturated = True
                         break
             if outcome.state == "running":
                 outcome.state = "done"
+                if job.stop_rule and not outcome.saturated:
+                    outcome.stop_reason = (f"reached its cap of {job.n_images} images before variety saturated: its "
+                                           "latest images still brought new patterns; raise -n (or --max-images) "
+                                           "to see more, or narrow the prompt")  # fmt: skip
                 threshold = SaturationRule(**(job.stop_rule or {})).threshold
                 finish_run_scores(self.catalog, job.run_id, threshold, outcome.stop_reason)
                 outcome.grid_path = str(write_grid(job, self.catalog) or "")
@@ -258,7 +273,8 @@ class Supervisor:
             w = self.worker
             assert w is not None
             w.model_path = job.model_path
-            message = self._render(w, job, index, on_event, should_stop)
+            params = job.image_params(index)
+            message = self._render(w, job, index, params, on_event, should_stop)
             if message is None:  # the worker died in the middle of this image
                 deaths += 1
                 event = WorkerDied(self.elapsed(), w.pid, w.process.exitcode, job.id, index, deaths)
@@ -277,18 +293,20 @@ class Supervisor:
                 self.load_seconds.append(round(message.load_seconds, 3))
             if on_event is not None:
                 on_event(message)  # the ImageDone itself: strategy, load time, OOM retries
-            return self._record(w, job, message)
+            return self._record(w, job, params, message)
 
-    def _render(self, w: _Worker, job: JobRecord, index: int, on_event: Callable[[object], None] | None,
+    def _render(self, w: _Worker, job: JobRecord, index: int, params: ImageParams,
+                on_event: Callable[[object], None] | None,
                 should_stop: Callable[[], bool] | None) -> ImageDone | Failure | None:  # fmt: skip
         plan = job.plan
         if plan is not None and self.options.threads:
-            plan = {**plan, "threads": self.options.threads}
+            plan = dataclasses.replace(plan, threads=self.options.threads)
         request = RenderImage(
             job_id=job.id, run_id=job.run_id, index=index, path=str(job.image_path(index)),
-            params=job.image_params(index).to_dict(), model_path=job.model_path, n_images=job.n_images,
-            allow_pickle=bool(job.params.get("extra", {}).get("allow_pickle", False)), plan=plan,
-            preview=self.options.previews, scorer=self.scorer, fault=self.options.fault,
+            params=params, model_path=job.model_path, n_images=job.n_images,
+            allow_pickle=bool(params.extra.get("allow_pickle", False)), plan=plan,
+            preview=self.options.previews, scorer=self.scorer, also_score=self.options.also_score,
+            fault=self.options.fault,
         )  # fmt: skip
         try:
             w.conn.send(request)
@@ -313,6 +331,8 @@ class Supervisor:
                 continue
             if isinstance(message, Heartbeat):
                 self.watch.torch_reserved = message.torch_reserved
+                if message.gpus:
+                    self.gpus = message.gpus
             elif isinstance(message, Progress):
                 if on_event is not None:
                     on_event(message)
@@ -325,8 +345,7 @@ class Supervisor:
             self.worker = None
         w.conn.close()
 
-    def _record(self, w: _Worker, job: JobRecord, done: ImageDone) -> GenerationResult:
-        params = job.image_params(done.index)
+    def _record(self, w: _Worker, job: JobRecord, params: ImageParams, done: ImageDone) -> GenerationResult:
         image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
                                           peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
         value = None

@@ -1,48 +1,37 @@
-"""The model used when no --model is given.
-
-The embedded tiny model (steady/tiny/weights, trained by `python -m steady.tiny.train`, shipped
-as package data) is the default. Should the package lack it (a stripped install), the default
-falls back to a tiny random-weight model in the real Stable Diffusion 1.x architecture, built
-once (deterministically, seed 0) under the models folder: every code path runs offline, but its
-images are noise.
+"""The model used when no --model is given: the embedded tiny model (steady/tiny/weights, trained
+by `python -m steady.tiny.train`, shipped as package data). An install that lacks it (a stripped
+package) is told so, with what to do, rather than given something else.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from steady.config import Settings
+from steady.config import Settings, clip_folder, package_dir
+from steady.errors import ModelError
 
-RANDOM_MODEL_NAME = "steady-tiny-random"
+__all__ = ["EMBEDDED_CFG_SCALE", "EMBEDDED_MODEL_NAME", "clip_folder", "embedded_judge_path", "embedded_model_path",
+           "resolve_default_model"]  # fmt: skip
+
 EMBEDDED_MODEL_NAME = "steady-tiny"  # the shipped folder is called weights/; users see this name
 # The embedded model's CFG when the user gives none: the scale it was trained and evaluated at. Measured
-# on the shipped weights (docs/tiny-model.md, session 13): short prompts' named shape 91/128 at CFG 5,
-# 75/128 at 7 (every other checkpoint's default); eval-tiny mean score 0.966 at 5, 0.941 at 7.
+# on the shipped weights (docs/benchmarks.md): short prompts' named shape 91/128 at CFG 5, 75/128 at 7
+# (every other checkpoint's default); eval-tiny mean score 0.966 at 5, 0.941 at 7.
 EMBEDDED_CFG_SCALE = 5.0
 
 
 def embedded_model_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "tiny" / "weights"
+    return package_dir() / "tiny" / "weights"
 
 
 def embedded_judge_path() -> Path:
     """The tiny world's CLIP model (`python -m steady.tiny.judge`), config `scorer = "tiny-clip"`."""
-    return Path(__file__).resolve().parent.parent / "tiny" / "judge_weights"
-
-
-def clip_folder(value: str) -> str:
-    """A CLIP scorer setting as a folder path: "tiny-clip" is the judge shipped for the embedded
-    model's world; anything else is a path (~ expanded)."""
-    return str(embedded_judge_path()) if value == "tiny-clip" else str(Path(value).expanduser())
+    return Path(clip_folder("tiny-clip"))
 
 
 def resolve_default_model(cfg: Settings) -> Path:
     embedded = embedded_model_path()
     if (embedded / "model_index.json").is_file():
         return embedded
-    target = cfg.models_dir / RANDOM_MODEL_NAME
-    if not (target / "model_index.json").is_file():
-        from steady.worker.random_model import save_random_folder
-
-        save_random_folder(target, arch="sd1", seed=0)
-    return target
+    raise ModelError("model", "(default)", f"the embedded model is missing from this install ({embedded}); "
+                                           f"reinstall steady, or pass --model with a checkpoint from {cfg.models_dir}")

@@ -33,6 +33,7 @@ from steady.params import (
     SAMPLERS,
     GenerationRequest,
     canonical_sampler,
+    table,
 )
 from steady.web.studio import Studio
 
@@ -141,11 +142,10 @@ def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
     clip_skip = int(overrides.get("CLIP_stop_at_last_layers", studio.options_store.get("CLIP_stop_at_last_layers", 1)))
     if body.batch_size < 1 or body.n_iter < 1:
         raise BadInput("batch_size", body.batch_size if body.batch_size < 1 else body.n_iter, "must be at least 1")
-    return GenerationRequest(
-        prompt=body.prompt, negative_prompt=body.negative_prompt, steps=body.steps, cfg_scale=body.cfg_scale,
-        width=body.width, height=body.height, seed=body.seed, sampler=sampler, clip_skip=clip_skip,
-        n_images=body.batch_size * body.n_iter, model=model,
-    )  # fmt: skip
+    # The fields A1111 names as we do come through the parameter table; the rest are mapped above.
+    same = {name: getattr(body, p.a1111) for name, p in table().items() if p.a1111}
+    return GenerationRequest(**same, sampler=sampler, clip_skip=clip_skip, n_images=body.batch_size * body.n_iter,
+                             model=model)  # fmt: skip
 
 
 def make_router(studio: Studio) -> APIRouter:

@@ -20,42 +20,38 @@ name a path. Bad input is a 4xx with {"error": "...", "argument": ..., "value": 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sse_starlette.sse import EventSourceResponse
 
 from steady.catalog import gallery
 from steady.errors import BadInput
 from steady.images.grid import grid_path
-from steady.params import DEFAULT_MAX_IMAGES, GenerationRequest
+from steady.params import GenerationRequest
 from steady.textdiff import word_ops
 from steady.web.studio import Studio, grid_url
 
 
-class GenerateBody(BaseModel):
-    """A run, as the page's form sends it (the same fields as the CLI's flags)."""
+def _generate_body() -> type[BaseModel]:
+    """A run, as the page's form sends it: the parameter table's API fields (steady.params)."""
+    fields: dict[str, Any] = {}
+    for name, f in GenerationRequest.__dataclass_fields__.items():
+        p = f.metadata["param"]
+        if not p.api:
+            continue
+        kind = p.kind | None if p.optional else p.kind
+        default = ... if f.default is dataclasses.MISSING else f.default
+        fields[name] = (kind, Field(default, description=p.help))
+    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **fields)
 
-    model_config = ConfigDict(extra="forbid")
-    prompt: str
-    negative_prompt: str = ""
-    steps: int = 20
-    cfg_scale: float | None = Field(None, description="CFG scale; null: the model's (7, or 5 for the embedded model)")
-    width: int | None = None
-    height: int | None = None
-    seed: int = -1
-    sampler: str = "Euler a"
-    clip_skip: int = 1
-    n_images: int = Field(1, description=f"images in the run (at most {DEFAULT_MAX_IMAGES} unless max_images says more)")
-    max_images: int = DEFAULT_MAX_IMAGES
-    model: str = ""
-    until_saturated: bool = Field(False, description="n_images is a cap: stop when the run stops producing new patterns")
-    x_axis: str = Field("", description="X/Y grid axis, e.g. 'Prompt S/R: red, blue' (Seed, CFG, Steps, Sampler)")
-    y_axis: str = ""
+
+GenerateBody = _generate_body()
 
 
 class ImportBody(BaseModel):

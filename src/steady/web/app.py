@@ -19,9 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-import steady
 from steady.errors import BadInput, SteadyError
 from steady.web import a1111, api
+from steady.version import __version__
 from steady.web.security import Guard, GuardMiddleware
 from steady.web.studio import Studio
 
@@ -41,7 +41,7 @@ def create_app(studio: Studio, guard: Guard | None = None, start_studio: bool = 
             if start_studio:
                 studio.stop()
 
-    app = FastAPI(title="Steady Diffusion", version=steady.__version__, lifespan=lifespan)
+    app = FastAPI(title="Steady Diffusion", version=__version__, lifespan=lifespan)
     app.state.studio = studio
 
     @app.exception_handler(BadInput)

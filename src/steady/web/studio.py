@@ -96,7 +96,7 @@ class Studio:
     def start(self) -> None:
         """Re-queue jobs a dead process left running, then start the generation thread."""
         self.queue.recover()
-        self.supervisor = Supervisor(self.catalog, self.options.supervisor, on_sample=self._on_sample)
+        self.supervisor = Supervisor(self.catalog, self.options.supervisor, on_sample=self._on_sample, cfg=self.cfg)
         self._thread = threading.Thread(target=self._loop, name="steady-generation", daemon=True)
         self._thread.start()
 
@@ -112,11 +112,14 @@ class Studio:
     # -- requests ----------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> JobRecord:
         """Check, plan and queue (BadInput before anything is written); the thread picks it up."""
-        from steady.jobs.runner import submit
+        import dataclasses
+
+        from steady.jobs.runner import prepare, submit
 
         if not request.model and self.default_model:
-            request.model = self.default_model
-        job = submit(request, self.catalog, self.cfg, plan_memory=self.options.plan_memory)
+            request = dataclasses.replace(request, model=self.default_model)
+        gpus = self.supervisor.gpus if self.supervisor is not None else None  # what the worker last saw
+        job = submit(prepare(request, self.cfg, self.options.plan_memory, gpus), self.catalog)
         with self._lock:
             self._futures[job.id] = concurrent.futures.Future()
         self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": "queued",
@@ -211,6 +214,7 @@ class Studio:
         self.live = LiveState()
         self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": outcome.state,
                           "error": outcome.error, "n_images": job.n_images, "stop_reason": outcome.stop_reason,
+                          "saturated": outcome.saturated,
                           "image_ids": [r.image_id for r in outcome.images],
                           "grid_url": grid_url(job.id) if outcome.grid_path else ""})  # fmt: skip
         self._resolve(outcome)
@@ -225,10 +229,12 @@ class Studio:
         live = self.live
         if isinstance(event, Progress):
             live.index, live.step, live.steps = event.image_index, event.step, event.steps
-            live.seconds_per_step = event.seconds_per_step
+            if event.seconds_per_step:  # 0.0 on an image's first step: keep the last known pace
+                live.seconds_per_step = event.seconds_per_step
             message: dict[str, Any] = {"type": "progress", "job_id": job.id, "run_id": job.run_id,
                                        "index": event.image_index, "n_images": event.n_images, "step": event.step,
-                                       "steps": event.steps, "eta_s": round(live.eta_s(), 1),
+                                       "steps": event.steps,
+                                       "eta_s": round(live.eta_s(), 1) if live.seconds_per_step else None,
                                        "fraction": round(live.fraction(), 4)}  # fmt: skip
             if event.preview_png:
                 live.preview_png = event.preview_png

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from steady.worker.prompting import is_xl
+from steady.worker.encode import is_xl
 
 DEFAULT_TIMESTEPS = (250, 450, 650, 850)
 NOISE_SEED = 1234

@@ -32,27 +32,16 @@ from steady.jobs.protocol import (
     Ready,
     RenderImage,
     Shutdown,
+    WorkerOptions,
 )
-
-HEARTBEAT_S = 1.0
-
-
-@dataclass
-class WorkerOptions:
-    threads: int | None = None  # torch threads on the CPU (the planner's choice); None: torch's
-    heartbeat_s: float = HEARTBEAT_S
-    hygiene: bool = True  # gc + malloc_trim + empty_cache after each image
+from steady.worker.recipe import Held
 
 
 @dataclass
 class _State:
     """Everything the worker holds between images (one instance, owned by worker_main)."""
 
-    pipe: Any = None
-    model_key: tuple[Any, ...] | None = None
-    strategy: str = ""  # the planner strategy applied to ``pipe`` ("" before any plan)
-    preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
-    scorer: Any = None  # steady.worker.adherence.AdherenceScorer for ``pipe``
+    held: Held = field(default_factory=Held)
     busy: bool = False
     leaked: list[bytearray] = field(default_factory=list)  # fault injection only
     oom_injected: set[int] = field(default_factory=set)
@@ -86,6 +75,7 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     import torch
 
+    from steady.worker.gpus import torch_gpus
     from steady.worker.pipeline import quiet_libraries
 
     quiet_libraries()
@@ -96,8 +86,8 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
     threading.Thread(target=_read, args=(conn, inbox, cancel), name="steady-worker-reader", daemon=True).start()
     threading.Thread(target=_heartbeat, args=(chan, state, options.heartbeat_s), name="steady-worker-heartbeat",
                      daemon=True).start()  # fmt: skip
-    chan.send(Ready(pid=os.getpid(), torch_threads=torch.get_num_threads(),
-                    device_count=torch.cuda.device_count() if torch.cuda.is_available() else 0))  # fmt: skip
+    gpus = torch_gpus()
+    chan.send(Ready(pid=os.getpid(), torch_threads=torch.get_num_threads(), device_count=len(gpus), gpus=gpus))
     while True:
         message = inbox.get()
         if isinstance(message, Shutdown) or message is None:
@@ -132,40 +122,41 @@ def _heartbeat(chan: _Channel, state: _State, every: float) -> None:
     import psutil
     import torch
 
+    from steady.worker.gpus import torch_gpus
+
     me = psutil.Process()
     while True:
         time.sleep(every)
         allocated = reserved = 0
+        gpus = []
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+            gpus = torch_gpus()
         try:
             chan.send(Heartbeat(pid=os.getpid(), rss_bytes=me.memory_info().rss, torch_allocated=allocated,
-                                torch_reserved=reserved, busy=state.busy))  # fmt: skip
+                                torch_reserved=reserved, busy=state.busy, gpus=gpus))  # fmt: skip
         except (OSError, ValueError):
             return
 
 
 def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threading.Event) -> object:
-    """Steps 3-7 for one image: load (or reuse), encode + denoise + decode, write, report."""
+    """One image through steady.worker.recipe's steps, reported as ImageDone or Failure."""
     import psutil
     import torch
 
     from steady.errors import BadInput, SteadyError
-    from steady.images.pngmeta import write_png
-    from steady.params import ImageParams
-    from steady.worker.pipeline import Interrupted, render
-    from steady.worker.planner import Plan
-    from steady.worker.strategy import apply_plan, run_with_oom_retry
+    from steady.worker import recipe
+    from steady.worker.pipeline import Interrupted
+    from steady.worker.strategy import run_with_oom_retry
 
-    params = ImageParams.from_dict(job.params)
-    me = psutil.Process()
+    params, held, me = job.params, state.held, psutil.Process()
     try:
-        # 3. Load, unless this pipeline is already resident.
-        load_s = _ensure_pipeline(job, params, state)
+        # 1. Load, unless this pipeline is already resident.
+        load_s = recipe.load(held, job.model_path, params, job.allow_pickle, placed_by_plan=job.plan is not None)
         cuda = params.device.startswith("cuda")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        peak_rss, started, events, final = me.memory_info().rss, time.perf_counter(), [], []
+        peak_rss, started, events = me.memory_info().rss, time.perf_counter(), []
 
         def on_step(step: Any) -> bool:
             nonlocal peak_rss
@@ -176,32 +167,31 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
                                rss, vram, step.preview_png))  # fmt: skip
             return not cancel.is_set()
 
-        def attempt(plan: Plan | None) -> Any:
-            if plan is not None and plan.strategy != state.strategy:
-                apply_plan(state.pipe, plan)
-                state.strategy = plan.strategy
+        def attempt(plan: Any) -> Any:
+            recipe.place(held, plan)  # 2. Place as the plan says
             _inject_faults(job, state, torch)
-            final.clear()
-            return render(state.pipe, params, params.device, on_step=on_step, preview=_previewer(job, params, state),
-                          on_final_latents=final.append if job.score else None)  # fmt: skip
+            return recipe.make(held, params, on_step, preview=job.preview, keep_latents=job.score)  # 3-5.
 
-        # 4-5. Encode, denoise, decode; on a GPU out-of-memory error once more, one rung thriftier.
-        plan = Plan.from_dict(job.plan) if job.plan else None
-        if plan is None:
-            image = attempt(None)
+        # 2-5, and on a GPU out-of-memory error once more, one rung thriftier.
+        if job.plan is None:
+            image, latents = attempt(None)
         else:
-            image = run_with_oom_retry(attempt, plan, lambda e: events.append(
+            image, latents = run_with_oom_retry(attempt, job.plan, lambda e: events.append(
                 f"out of GPU memory with {e.from_strategy}; retried with {e.to_strategy}: {e.error}"))  # fmt: skip
         seconds = time.perf_counter() - started
-        # 6. Write atomically; the supervisor records the row (7) when it hears of it.
-        write_png(image, job.path, params)
-        # 7. Score: adherence from the model, the feature novelty is measured on.
-        adherence, feature, score_s = _score(job, params, state, image, final)
-        del image
-        final.clear()
+        # 6. Write atomically; the supervisor records the row when it hears of it.
+        recipe.write(image, job.path, params)
+        # 7. Score: adherence, and the feature novelty is measured on.
+        scores, times, blob, t0 = {}, {}, b"", time.perf_counter()
+        if job.score:
+            blob = recipe.feature(image)
+            for scorer in (job.scorer, *job.also_score):
+                scores[scorer], times[scorer] = recipe.score(held, params, image, latents, scorer)
+        score_s = time.perf_counter() - t0
+        del image, latents
         peak_vram = torch.cuda.max_memory_allocated() if cuda else 0
         return ImageDone(job.job_id, job.run_id, job.index, job.path, seconds, peak_rss, peak_vram, load_s,
-                         state.strategy, events, adherence, feature, score_s)  # fmt: skip
+                         held.strategy, events, scores.get(job.scorer), blob, score_s, scores, times)  # fmt: skip
     except Interrupted:
         return Failure(job.job_id, job.index, "cancelled", "cancelled")
     except BadInput as exc:
@@ -215,53 +205,6 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
-def _ensure_pipeline(job: RenderImage, params: Any, state: _State) -> float:
-    from steady.models.detect import inspect_model
-    from steady.worker.loader import load_pipeline
-    from steady.worker.pipeline import DTYPES, confirm_device
-
-    key = (job.model_path, params.device, params.dtype, job.allow_pickle)
-    if state.pipe is not None and state.model_key == key:
-        return 0.0
-    state.pipe, state.model_key, state.strategy = None, None, ""  # one pipeline at most: drop it first
-    state.preview = state.scorer = None
-    gc.collect()
-    t0 = time.perf_counter()
-    confirm_device(params.device)
-    info = inspect_model(job.model_path)
-    device = "cpu" if job.plan else params.device  # a plan places the pipeline itself
-    state.pipe = load_pipeline(info, device=device, dtype=DTYPES[params.dtype], allow_pickle=job.allow_pickle)
-    state.model_key = key
-    return time.perf_counter() - t0
-
-
-def _score(job: RenderImage, params: Any, state: _State, image: Any, final: list[Any]) -> tuple[Any, bytes, float]:
-    if not job.score:
-        return None, b"", 0.0
-    from steady.prompt_schedule import prompt_schedule
-    from steady.scoring.novelty import image_feature, to_blob
-    from steady.worker.adherence import make_scorer
-
-    t0 = time.perf_counter()
-    if state.scorer is None:
-        state.scorer = make_scorer(state.pipe, job.scorer)
-    # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text.
-    prompt = prompt_schedule(params.prompt, params.steps)[-1].text
-    adherence = state.scorer.score(final[-1], image, prompt) if final else None
-    return adherence, to_blob(image_feature(image)), time.perf_counter() - t0
-
-
-def _previewer(job: RenderImage, params: Any, state: _State) -> Any:
-    """The latent preview maker for the loaded pipeline, when the job asks for previews."""
-    if not job.preview:
-        return None
-    if state.preview is None:
-        from steady.worker.preview import PreviewMaker
-
-        state.preview = PreviewMaker.for_pipeline(state.pipe, params.model_arch)
-    return state.preview
 
 
 def _inject_faults(job: RenderImage, state: _State, torch: Any) -> None:

@@ -1,4 +1,5 @@
-"""Render one image from a loaded pipeline. Part of the worker: imports torch and diffusers.
+"""Encode, denoise and decode one image with a loaded pipeline (steps 3-5 of steady.worker.recipe).
+Part of the worker: imports torch and diffusers.
 
 One image at a time, by design: each image is decoded, handed back and released before the
 next starts, so memory does not grow with the size of a run.
@@ -21,8 +22,8 @@ import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
-from steady.prompt_schedule import prompt_schedule, text_at
-from steady.worker.prompting import encode_pairs, needs_weighting
+from steady.prompts.schedule import prompt_schedule, text_at
+from steady.worker.encode import encode_pairs, needs_weighting
 from steady.worker.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class StepInfo:
 
 
 def confirm_device(device: str) -> None:
-    """The supervisor chose `device` without torch (steady.devices); confirm torch can use it."""
+    """The supervisor chose `device` without torch (steady.request.devices); confirm torch can use it."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device", device, "no CUDA device is available to this torch build")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -100,17 +101,18 @@ def render(
     preview_every_s: float = 0.5,
     on_final_latents: Callable[[Any], None] | None = None,
 ):
-    """Run the denoising loop for one image and return it as a PIL image.
+    """Steps 3-5 of steady.worker.recipe for one image: encode, denoise, decode; returns a PIL image.
 
-    Steps: 1 scheduler, 2 initial noise, 3 encode + denoise + decode (diffusers), 4 hand back.
+    A fresh scheduler and the seed's noise, then the diffusers pipeline's own __call__ (with our
+    weighted conditioning where A1111 syntax needs it).
     `on_step` is called after each step; returning False interrupts the image. With `preview`
     (a steady.worker.preview.PreviewMaker) a step at least `preview_every_s` after the last
     preview carries a small PNG of the current latent.
     """
-    # 1. A fresh scheduler per image, so no state leaks from one image to the next.
+    # A fresh scheduler per image, so no state leaks from one image to the next.
     pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
 
-    # 2. Initial noise from a CPU generator: identical across devices for the same seed.
+    # Initial noise from a CPU generator: identical across devices for the same seed.
     generator = torch.Generator(device="cpu").manual_seed(params.seed)
     scale = pipe.vae_scale_factor
     channels = pipe.unet.config.in_channels
@@ -118,17 +120,22 @@ def render(
     latents = torch.randn(shape, generator=generator, dtype=torch.float32)
     latents = latents.to(device=device, dtype=pipe.unet.dtype)
 
-    # 3. Encode, denoise, decode. Progress and cancellation go through the pipeline's own
+    # Encode, denoise, decode. Progress and cancellation go through the pipeline's own
     # callback_on_step_end and interrupt flag.
     started = time.perf_counter()
     stopped = False
     last_preview = started
+    first_done = 0.0  # when step 1 ended: it also carries encoding and one-time warm-up
 
     def _callback(pipeline, step_index, timestep, tensors):
-        nonlocal stopped, last_preview
+        nonlocal stopped, last_preview, first_done
         done = step_index + 1
         now = time.perf_counter()
-        info = StepInfo(done, params.steps, (now - started) / done)
+        if done == 1:
+            first_done = now
+        # Seconds per step from step 2 on (0.0: not known yet), so that an ETA is not a first
+        # step's warm-up times the steps left.
+        info = StepInfo(done, params.steps, (now - first_done) / (done - 1) if done > 1 else 0.0)
         if preview is not None and done < params.steps and now - last_preview >= preview_every_s:
             info.preview_png, last_preview = preview.png(tensors["latents"]), now
         if on_final_latents is not None and done == params.steps:
@@ -179,5 +186,5 @@ def render(
         output = pipe(**kwargs)
     if stopped:
         raise Interrupted()
-    # 4. Hand back the image; the latents and intermediate tensors go out of scope here.
+    # Hand back the image; the latents and intermediate tensors go out of scope here.
     return output.images[0]

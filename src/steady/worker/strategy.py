@@ -3,7 +3,7 @@
     apply_plan(pipe, p)                                # offload / slicing / tiling / threads
     run_with_oom_retry(lambda p: ..., p, on_event)     # one retry, one rung thriftier
 
-The worker side of steady.worker.planner: torch is imported lazily, only where it is used.
+The worker side of steady.request.planner: torch is imported lazily, only where it is used.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from steady.worker.planner import OomEvent, OutOfMemory, Plan, _gib, next_thriftier
+from steady.request.planner import OomEvent, OutOfMemory, Plan, _gib, next_thriftier
 
 T = TypeVar("T")
 

@@ -103,7 +103,8 @@ function onProgress(event) {
   $("progress").hidden = false;
   $("bar-fill").style.width = `${(event.fraction * 100).toFixed(1)}%`;
   $("progress-text").textContent =
-    `image ${event.index + 1}/${event.n_images} · step ${event.step}/${event.steps} · ${event.eta_s.toFixed(1)} s left`;
+    `image ${event.index + 1}/${event.n_images} · step ${event.step}/${event.steps} · ` +
+    (event.eta_s === null ? "estimating the time left" : `${event.eta_s.toFixed(1)} s left`);
   if (event.preview) { $("preview").src = event.preview; $("preview").hidden = false; }
 }
 
@@ -127,9 +128,12 @@ function onJob(event) {
       $("bar-fill").style.width = event.state === "done" ? "100%" : $("bar-fill").style.width;
       $("progress-text").textContent = event.state === "done" ? `done: run #${event.run_id}` : `${event.state}: ${event.error || ""}`;
       if (event.state === "failed") $("gen-error").textContent = event.error;
-      if (event.stop_reason) {
+      if (event.stop_reason && event.saturated) {
         $("notice").textContent = `This prompt has stopped producing new patterns (${event.stop_reason}): change the prompt.`;
         $("notice").classList.add("saturated");
+      } else if (event.stop_reason) {
+        $("notice").textContent = `This run ${event.stop_reason}.`;
+        $("notice").classList.remove("saturated");
       }
       if (event.state === "done" || event.state === "cancelled") showBest(event.run_id);
       if (event.grid_url) {
@@ -207,7 +211,7 @@ async function loadHistory() {
     return el("li", { "data-run": run.id },
       el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`
         + (run.variety === null ? "" : ` · variety ${Math.round(run.variety * 100)}%`)),
-      run.stop_reason ? el("div", { class: "meta saturated" }, `stopped: ${run.stop_reason}`) : "",
+      run.stop_reason ? el("div", { class: "meta saturated" }, run.stop_reason) : "",
       words(run.diff, run.prompt), run.negative_prompt ? words(run.negative_diff, run.negative_prompt) : "", thumbs, reuse);
   }));
 }

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from steady.worker import machine as M
-from steady.worker.machine import GIB, Gpu, Machine, PagingFile, SwapDevice
+from steady.request import machine as M
+from steady.request.machine import GIB, Gpu, Machine, PagingFile, SwapDevice
 
 PROC_SWAPS = """Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority
 /swap\\040file\t\t\t\tfile\t\t8388604\t\t1024\t\t-2
@@ -115,7 +115,7 @@ def test_machine_round_trips_as_a_dict():
 
 
 def test_probe_this_machine():
-    m = M.probe_machine(torch_gpu=True, cpu_sample_s=0)
+    m = M.probe_machine(cpu_sample_s=0)
     assert m.cpu_logical >= m.cpu_usable >= m.cpu_idle >= 1 and m.cpu_physical >= 1
     assert 0 < m.ram_available <= m.ram_total and m.platform == sys.platform
     assert m.torch_version is not None  # torch is installed in the test environment
@@ -133,6 +133,23 @@ def test_nvml_names_gpus_torch_cannot_use(monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.setattr(M, "nvidia_driver_present", lambda: True)
-    m = M.probe_machine(torch_gpu=False, cpu_sample_s=0)
+    m = M.probe_machine(cpu_sample_s=0)  # torch here is a CPU-only build
     assert m.gpus == [Gpu(0, "NVIDIA GeForce GTX 1650", 4 * GIB, 3 * GIB, usable=False)]
     assert m.usable_gpus() == []
+
+
+def test_gpus_a_worker_reported_are_used_as_given():
+    reported = [Gpu(0, "RTX", 8 * GIB, 5 * GIB)]
+    assert M.probe_machine(gpus=reported, cpu_sample_s=0).gpus == reported
+
+
+def test_without_nvml_a_gpu_build_asks_the_workers_probe_in_a_child(monkeypatch):
+    """A CUDA torch build, a driver, no NVML: the GPUs come from `python -m steady.worker.gpus` in a
+    child process (here torch is a CPU build, so the real child reports none), never from torch
+    imported in this process."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    monkeypatch.setattr(M, "nvidia_driver_present", lambda: True)
+    before = "torch" in sys.modules
+    notes: list[str] = []
+    assert M.gpu_report(True, notes) == [] and notes == []
+    assert ("torch" in sys.modules) == before

@@ -3,22 +3,24 @@
     probe_machine() -> Machine          # everything, as one dataclass; nothing cached
     machine_warnings(machine) -> [str]  # what matters on small machines (`steady doctor` prints them)
 
-Nothing is probed at import time. psutil gives RAM, swap and CPU load. GPUs come from torch
-(imported inside the function): `torch.cuda.mem_get_info` creates a CUDA context in the calling
-process, which holds a few hundred MB of VRAM until that process exits, so a long-lived process
-should probe in a child or pass `torch_gpu=False`. NVML (the optional `nvidia-ml-py` package,
-module `pynvml`) is used, when installed, only to name GPUs that torch cannot use (a CPU-only
-torch build on a machine with an NVIDIA card), since it needs no CUDA context.
+Nothing is probed at import time, and torch is never imported here: this runs in the CLI and
+server processes, where `torch.cuda.mem_get_info` would create a CUDA context that holds a few
+hundred MB of VRAM until the process exits. psutil gives RAM, swap and CPU load; what torch was
+built for is read from its version file (steady.request.devices). GPUs and their free memory come
+from the worker (its Ready and Heartbeat messages report them), from NVML (the optional
+`nvidia-ml-py` package, module `pynvml`, which needs no CUDA context), or from the worker's own
+probe run as a short child process (`python -m steady.worker.gpus`).
 Linux extras come from /proc (swap devices, swappiness) and the cgroup memory limit of a
 container; Windows extras from the registry (paging file sizes), read only on Windows.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 from steady.sysmem import ram_view
 
 GIB = 1024**3
+GPU_PROBE_TIMEOUT_S = 60
 MIB = 1024**2
 
 
@@ -106,10 +109,14 @@ class Machine:
 
 
 # ---------------------------------------------------------------------------------------------
-def probe_machine(*, torch_gpu: bool = True, cpu_sample_s: float = 0.2) -> Machine:
-    """Probe now. `cpu_sample_s` is how long CPU load is sampled to count idle cores (0: skip,
-    every usable core counts as idle). `torch_gpu=False` skips torch (no CUDA context)."""
+def probe_machine(*, gpus: list[Gpu] | None = None, cpu_sample_s: float = 0.2, probe_gpus: bool = True) -> Machine:
+    """Probe now, without importing torch. `cpu_sample_s` is how long CPU load is sampled to count
+    idle cores (0: skip, every usable core counts as idle). GPUs: ``gpus`` when a worker has
+    reported them (its Ready and Heartbeat messages), else `gpu_report` (NVML, or the worker's own
+    probe in a short child process); ``probe_gpus=False`` leaves them out."""
     import psutil
+
+    from steady.request.devices import mps_possible, torch_build
 
     notes: list[str] = []
     # 1. CPU: logical, physical, the ones we may use, and the ones nobody else is using.
@@ -138,7 +145,13 @@ def probe_machine(*, torch_gpu: bool = True, cpu_sample_s: float = 0.2) -> Machi
         swappiness = int(text) if text and text.strip().isdigit() else None
     elif sys.platform == "win32":
         paging = read_paging_files(notes)
-    m = Machine(
+    # 4. What torch was built for, read from its version file (steady.request.devices), and GPUs.
+    build = torch_build()
+    if build.version is None:
+        notes.append("torch is not installed")
+    if gpus is None:
+        gpus = gpu_report(build.gpu, notes) if probe_gpus else []
+    return Machine(
         platform=sys.platform,
         cpu_logical=logical,
         cpu_physical=physical,
@@ -149,48 +162,36 @@ def probe_machine(*, torch_gpu: bool = True, cpu_sample_s: float = 0.2) -> Machi
         ram_available=available,
         swap_total=int(sw.total),
         swap_free=int(sw.free),
+        gpus=list(gpus),
         swap_devices=swap_devices,
         swappiness=swappiness,
         paging_files=paging,
         ram_limit=limit,
+        mps=mps_possible(),
+        torch_version=build.version,
+        torch_cuda=build.cuda or build.hip,
         nvidia_driver=nvidia_driver_present(),
         notes=notes,
     )
-    # 4. GPUs: torch's view first (what we can use), then NVML for cards torch cannot use.
-    if torch_gpu:
-        m = dataclasses.replace(m, **_probe_torch(notes))
-    if not m.gpus and m.nvidia_driver:
-        m = dataclasses.replace(m, gpus=_probe_nvml(notes))
-    return m
 
 
-def _probe_torch(notes: list[str]) -> dict[str, Any]:
-    """Machine fields that torch knows: its version and CUDA build, MPS, the GPUs it can use."""
+def gpu_report(torch_gpu: bool, notes: list[str]) -> list[Gpu]:
+    """The GPUs and their free memory, without a CUDA context in this process: NVML when the
+    optional `nvidia-ml-py` is installed, else (for a GPU build of torch on a machine with a
+    driver) the worker's own probe, `python -m steady.worker.gpus`, run as a short child."""
+    gpus = _probe_nvml(notes, usable=torch_gpu)
+    if gpus or not torch_gpu or (not nvidia_driver_present() and not Path("/dev/kfd").exists()):
+        return gpus
     try:
-        import torch
-    except ImportError as exc:
-        notes.append(f"torch is not importable: {exc}")
-        return {}
-    mps = getattr(torch.backends, "mps", None)
-    gpus: list[Gpu] = []
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            try:
-                free, total = torch.cuda.mem_get_info(i)
-            except RuntimeError as exc:  # a device in exclusive mode held by another process
-                notes.append(f"cuda:{i}: cannot read free memory ({exc}); assuming none is free")
-                free, total = 0, props.total_memory
-            gpus.append(Gpu(index=i, name=props.name, vram_total=int(total), vram_free=int(free)))
-    return {
-        "torch_version": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "mps": bool(mps and mps.is_available()),
-        "gpus": gpus,
-    }
+        out = subprocess.run([sys.executable, "-m", "steady.worker.gpus"], capture_output=True, text=True,
+                             timeout=GPU_PROBE_TIMEOUT_S, check=False)  # fmt: skip
+        return [Gpu(**g) for g in json.loads(out.stdout or "[]")]
+    except (OSError, subprocess.TimeoutExpired, ValueError, TypeError) as exc:
+        notes.append(f"GPU probe failed: {exc}")
+        return []
 
 
-def _probe_nvml(notes: list[str]) -> list[Gpu]:
+def _probe_nvml(notes: list[str], usable: bool) -> list[Gpu]:
     try:
         import pynvml
     except ImportError:
@@ -207,7 +208,7 @@ def _probe_nvml(notes: list[str]) -> list[Gpu]:
             name = pynvml.nvmlDeviceGetName(h)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
             name = name.decode() if isinstance(name, bytes) else str(name)
-            gpus.append(Gpu(index=i, name=name, vram_total=int(mem.total), vram_free=int(mem.free), usable=False))
+            gpus.append(Gpu(index=i, name=name, vram_total=int(mem.total), vram_free=int(mem.free), usable=usable))
         return gpus
     except pynvml.NVMLError as exc:
         notes.append(f"NVML: {exc}")

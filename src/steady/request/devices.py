@@ -77,7 +77,7 @@ def _gpu_present(build: TorchBuild) -> bool:
     return out.stdout.strip() == "1"
 
 
-def _mps_possible() -> bool:
+def mps_possible() -> bool:
     return sys.platform == "darwin" and platform.machine() == "arm64"
 
 
@@ -88,13 +88,13 @@ def choose_device(device: str) -> str:
     if device == "auto":
         if build.gpu and _gpu_present(build):
             return "cuda"
-        return "mps" if _mps_possible() else "cpu"
+        return "mps" if mps_possible() else "cpu"
     if device.startswith("cuda"):
         if not build.gpu:
             raise BadInput("device", device, f"this torch build ({build.version}) has no CUDA support")
         if not _gpu_present(build):
             raise BadInput("device", device, "no CUDA device is available to this torch build")
-    if device == "mps" and not _mps_possible():
+    if device == "mps" and not mps_possible():
         raise BadInput("device", device, "Apple MPS is not available on this machine")
     return device
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.errors import BadInput, SteadyError
-from steady.worker.machine import GIB, MIB, Gpu, Machine
+from steady.request.machine import GIB, MIB, Gpu, Machine
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GPU_LADDER = ("gpu", "gpu+vae-tiling", "model-offload", "sequential-offload")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steady.prompt_schedule import Scheduled, prompt_schedule, text_at
+from steady.prompts.schedule import Scheduled, prompt_schedule, text_at
 
 
 def per_step(prompt: str, steps: int) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from steady.prompts import BREAK, parse_emphasis, uses_emphasis
+from steady.prompts.syntax import BREAK, parse_emphasis, uses_emphasis
 
 CHUNK = 75
 
@@ -135,7 +135,7 @@ def encode_pair(pipe: Any, prompt: str, negative: str, clip_skip: int = 1) -> Pr
 def encode_pairs(pipe: Any, pairs: list[tuple[str, str]], clip_skip: int = 1) -> list[PromptEmbeds]:
     """Weighted embeddings of (prompt, negative) pairs, all padded with empty chunks to the same
     number of 75-token chunks, so that one image's conditioning can be swapped between steps
-    (A1111 prompt editing, steady.prompt_schedule) as A1111 pads it."""
+    (A1111 prompt editing, steady.prompts.schedule) as A1111 pads it."""
     texts = dict.fromkeys(text for pair in pairs for text in pair)  # each distinct text chunked and encoded once
     chunked = {text: [_chunks(tokenizer, text) for tokenizer, _ in _encoders(pipe)] for text in texts}
     count = max(len(chunks) for per_encoder in chunked.values() for chunks in per_encoder)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from steady.devices import TorchBuild, choose_device, choose_dtype, torch_build
+from steady.request.devices import TorchBuild, choose_device, choose_dtype, torch_build
 from steady.errors import BadInput
 
 
 def test_torch_build_is_read_from_the_version_file_without_importing_torch() -> None:
-    code = ("import sys; from steady.devices import torch_build; b = torch_build(); "
+    code = ("import sys; from steady.request.devices import torch_build; b = torch_build(); "
             "print(b.version, b.cuda, 'torch' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     import torch

@@ -8,7 +8,7 @@ Rules, as AUTOMATIC1111 documents them: `(x)` multiplies the weight of x by 1.1 
 it by 1.1, nesting multiplies; `(x:1.5)` sets the factor to 1.5; `\\(` and friends are literal
 brackets; an unclosed bracket applies to the end of the prompt; `BREAK` (upper case, a word of
 its own) starts a new 75-token chunk. The worker turns fragments into weighted CLIP embeddings
-(steady.worker.prompting), so prompts copied from A1111 images behave the same here.
+(steady.worker.encode), so prompts copied from A1111 images behave the same here.
 
 Why not compel: its syntax (`word++`, `(word)1.3`) and its weighting arithmetic differ from
 A1111's, so A1111 prompts would need translating and would still not give A1111's embeddings.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steady.prompts import BREAK, Fragment, parse_emphasis, uses_emphasis
+from steady.prompts.syntax import BREAK, Fragment, parse_emphasis, uses_emphasis
 
 
 @pytest.mark.parametrize(("prompt", "expected"), [

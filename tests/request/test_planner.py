@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from steady.errors import BadInput
-from steady.worker.machine import GIB, MIB, Gpu, Machine
-from steady.worker import planner as P
-from steady.worker.planner import (
+from steady.request.machine import GIB, MIB, Gpu, Machine
+from steady.request import planner as P
+from steady.request.planner import (
     InsufficientMemory,
     OomEvent,
     OutOfMemory,
@@ -344,8 +344,8 @@ def test_apply_plan_places_the_pipeline_once(strategy, call):
 def test_planner_imports_and_plans_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from steady.worker.machine import Machine\n"
-        "from steady.worker.planner import plan, footprint_for_arch\n"
+        "from steady.request.machine import Machine\n"
+        "from steady.request.planner import plan, footprint_for_arch\n"
         "m = Machine('linux', 4, 2, 4, 4, None, 16 << 30, 12 << 30, 0, 0)\n"
         "print(plan(footprint_for_arch('sd1'), m, width=512, height=512).strategy)\n"
     )

@@ -2,14 +2,15 @@
 
 import math
 
-from steady.bench import BenchSettings, run_bench
+from steady.config import settings
+from steady.jobs.bench import BenchSettings, run_bench
 
 
 def test_bench_runs_both_sides(tmp_path):
     from tests.fixtures.tiny_models import save_tiny_folder
 
     model = save_tiny_folder("sd1", tmp_path / "tiny")
-    report = run_bench(BenchSettings(model=str(model), steps=2, width=32, height=32, images=2))
+    report = run_bench(BenchSettings(model=str(model), steps=2, width=32, height=32, images=2), settings())
     for side in (report.plain, report.steady):
         assert len(side.seconds_per_image) == 2
         assert all(t > 0 for t in side.seconds_per_image)

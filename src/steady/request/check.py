@@ -1,0 +1,140 @@
+"""Check a request: everything that can be refused is refused here, before anything is written
+or any process starts. Torch-free.
+
+    resolved = check(GenerationRequest("a red circle", n_images=4), settings())
+    resolved.request.cfg_scale      # the model's default filled in (7, or 5 for the embedded model)
+    resolved.image_params(1)        # what image 1 is made with (seed base + 1, its variant's prompt)
+
+``check`` returns a new, frozen ``Resolved``: the validated request with every model default
+filled in once (CFG, size, the seed drawn), the model file found and inspected, the device and
+dtype chosen, the output folder proven writable, and the run's variants (wildcards, X/Y grid)
+expanded. Nothing downstream changes it; the memory plan (steady.request.plan) makes a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steady.config import Settings
+from steady.errors import BadInput, OutputError
+from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, resolve_seed
+from steady.prompts.variants import Axis, Variant, axes_of, expand
+from steady.version import __version__
+
+# Free disk space we insist on beyond the images themselves: a full disk mid-run is the one
+# failure that can take other programs down with us.
+DISK_RESERVE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model file a request resolved to."""
+
+    path: Path
+    name: str
+    hash: str  # A1111 short hash
+    arch: str
+    info: Any  # steady.models.detect.ModelInfo
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A checked request: every value concrete, ready to plan and queue."""
+
+    request: GenerationRequest  # validated; cfg_scale, width, height and seed filled in
+    model: ModelChoice
+    device: str
+    dtype: str
+    out_dir: Path
+    variants: tuple[Variant, ...] = ()  # one per image when the run has wildcards or a grid
+    axes: tuple[Axis, ...] = ()
+    memory: Any = None  # steady.request.planner.Plan, once steady.request.plan has made one
+
+    def base_params(self) -> ImageParams:
+        """The run's parameters before its variants: image 0's seed (the run's base seed). Every
+        field ImageParams shares with the request comes from the resolved request, so a new row
+        of the parameter table is recorded with every image as soon as ImageParams has it."""
+        r = self.request
+        shared = {f.name: getattr(r, f.name) for f in dataclasses.fields(ImageParams) if hasattr(r, f.name)}
+        return ImageParams(**{
+            **shared, "cfg_scale": float(r.cfg_scale), "model_name": self.model.name, "model_hash": self.model.hash,
+            "model_arch": self.model.arch, "device": self.device, "dtype": self.dtype, "steady_version": __version__,
+            "extra": {"allow_pickle": True} if r.allow_pickle else {},
+        })  # fmt: skip
+
+    def image_params(self, index: int) -> ImageParams:
+        """What image ``index`` of the run is made with: seed base + index, then its variant."""
+        overrides = self.variants[index].overrides if self.variants else {}
+        return dataclasses.replace(self.base_params(), **{"seed": (self.request.seed + index) % 2**32, **overrides})
+
+
+def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ...] | None = None) -> Resolved:
+    """Validate ``request`` and resolve it against its model and this machine.
+
+    ``variants``: per-image overrides given by the caller (eval commands render many prompts in
+    one run); by default they come from the prompt's wildcards and the X/Y axes."""
+    from steady.models.default import EMBEDDED_CFG_SCALE, EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
+    from steady.models.detect import inspect_model, pickle_refusal
+    from steady.models.hashing import short_hash
+    from steady.models.resolve import find_model
+    from steady.request.devices import choose_device, choose_dtype
+
+    # The values themselves, against the parameter table.
+    request = request.validate()
+    # The model: found, inspected (format, architecture, native size), its defaults.
+    model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
+    info = inspect_model(model_path)
+    embedded = Path(model_path) == embedded_model_path()
+    if embedded:
+        info = dataclasses.replace(info, name=EMBEDDED_MODEL_NAME)
+    if info.format == "pickle" and not request.allow_pickle:
+        raise pickle_refusal(info)
+    cfg_scale = request.cfg_scale
+    if cfg_scale is None:  # the model's own CFG
+        cfg_scale = EMBEDDED_CFG_SCALE if embedded else DEFAULT_CFG_SCALE
+    # Device and dtype, decided without torch (the worker confirms the device when it loads).
+    device = choose_device(request.device)
+    dtype = choose_dtype(request.dtype, device)
+    # The scorer setting (a CLIP folder must exist), the seed, the variants.
+    if cfg.scorer != "model" and not Path(cfg.scorer).is_dir():
+        raise BadInput("scorer", cfg.scorer, f"(in {cfg.config_path}) is not a folder; give a local CLIP model "
+                                             "folder, or \"model\" to score with the generating model")  # fmt: skip
+    request = dataclasses.replace(request, cfg_scale=float(cfg_scale), width=request.width or info.native_size,
+                                  height=request.height or info.native_size, seed=resolve_seed(request.seed))  # fmt: skip
+    axes = tuple(axes_of(request))
+    if variants is None:
+        variants = tuple(expand(request, request.seed, cfg.home / "wildcards"))
+    if request.x_axis:  # a grid sets how many images the run has
+        request = dataclasses.replace(request, n_images=len(variants))
+    elif variants and len(variants) != request.n_images:
+        raise BadInput("n_images", request.n_images, f"the run has {len(variants)} variants")
+    # The output folder: writable, with room for the run.
+    out_dir = Path(request.out_dir).expanduser() if request.out_dir else cfg.outputs_dir / _dt.date.today().isoformat()
+    prepare_out_dir(out_dir, needed_bytes=request.n_images * (request.width * request.height * 3 + 4096))
+    model = ModelChoice(Path(model_path), info.name, short_hash(model_path, cfg), info.arch, info)
+    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes)
+
+
+def prepare_out_dir(out_dir: Path, needed_bytes: int) -> None:
+    """Create the folder and prove it is writable and has room, or raise OutputError (`out`)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".steady-probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError("out", str(out_dir), f"cannot write there ({exc.strerror or exc})") from exc
+    free = shutil.disk_usage(out_dir).free
+    if free < needed_bytes + DISK_RESERVE_BYTES:
+        raise OutputError(
+            "out",
+            str(out_dir),
+            f"disk is full: {free // 2**20} MiB free, need about {(needed_bytes + DISK_RESERVE_BYTES) // 2**20} MiB",
+        )

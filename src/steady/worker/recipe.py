@@ -1,0 +1,121 @@
+"""One image, as numbered steps: the only render loop in steady. Part of the worker (torch).
+
+    1 load     the pipeline, unless the one held is for the same model, device and dtype
+    2 place    apply the memory plan (placement, offload, slicing, tiling, threads)
+    3 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing)
+    4 denoise  the sampler's loop from the seed's noise; progress and cancel between steps
+    5 decode   the final latents to an image (3-5: steady.worker.pipeline.render, through the
+               diffusers pipeline's own __call__)
+    6 write    the PNG, atomically, with every parameter (steady.images.pngmeta)
+    7 score    prompt adherence, and the feature novelty is measured on
+
+The worker process (steady.worker.main) runs all seven for each RenderImage it is sent. The one
+in-process user, steady.worker.direct (measurements that must leave the process boundary out),
+calls the same functions: ``load``, ``make``, ``score``, ``feature``.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from steady.params import ImageParams
+from steady.request.planner import Plan
+
+
+@dataclass
+class Held:
+    """What the worker keeps between images: at most one pipeline and what is made for it."""
+
+    pipe: Any = None
+    key: tuple[Any, ...] | None = None  # (model path, device, dtype, allow_pickle) of ``pipe``
+    strategy: str = ""  # the memory strategy applied to ``pipe`` ("" before any plan)
+    preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
+    scorers: dict[str, Any] = field(default_factory=dict)  # steady.worker.adherence scorers for ``pipe``, by setting
+
+    def drop(self) -> None:
+        self.pipe = self.key = self.preview = None
+        self.scorers = {}
+        self.strategy = ""
+
+
+def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, placed_by_plan: bool) -> float:
+    """1. Load the model into ``held`` unless it is there already; returns the seconds it took.
+    ``placed_by_plan``: load on the CPU and let step 2 place it."""
+    from steady.models.detect import inspect_model
+    from steady.worker.loader import load_pipeline
+    from steady.worker.pipeline import DTYPES, confirm_device, quiet_libraries
+
+    key = (model_path, params.device, params.dtype, allow_pickle)
+    if held.pipe is not None and held.key == key:
+        return 0.0
+    held.drop()  # one pipeline at most: the old one goes before the new one loads
+    gc.collect()
+    t0 = time.perf_counter()
+    quiet_libraries()
+    confirm_device(params.device)
+    device = "cpu" if placed_by_plan else params.device
+    held.pipe = load_pipeline(inspect_model(model_path), device=device, dtype=DTYPES[params.dtype],
+                              allow_pickle=allow_pickle)  # fmt: skip
+    held.key = key
+    return time.perf_counter() - t0
+
+
+def place(held: Held, plan: Plan | None) -> None:
+    """2. Apply the memory plan, when it differs from the one the pipeline has."""
+    from steady.worker.strategy import apply_plan
+
+    if plan is not None and plan.strategy != held.strategy:
+        apply_plan(held.pipe, plan)
+        held.strategy = plan.strategy
+
+
+def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None = None, preview: bool = False,
+         keep_latents: bool = False) -> tuple[Any, Any]:  # fmt: skip
+    """3-5. Encode, denoise, decode: the PIL image, and its final latents when ``keep_latents``
+    (the adherence score reads them). ``on_step`` returning False stops the image (Interrupted)."""
+    from steady.worker.pipeline import render
+
+    final: list[Any] = []
+    image = render(held.pipe, params, params.device, on_step=on_step, preview=_previewer(held, params) if preview else None,
+                   on_final_latents=final.append if keep_latents else None)  # fmt: skip
+    return image, (final[-1] if final else None)
+
+
+def write(image: Any, path: str, params: ImageParams) -> None:
+    """6. The PNG, atomically (temp file, fsync, rename), with A1111 parameters and our JSON."""
+    from steady.images.pngmeta import write_png
+
+    write_png(image, path, params)
+
+
+def score(held: Held, params: ImageParams, image: Any, latents: Any, scorer: str) -> tuple[float | None, float]:
+    """7. Prompt adherence by ``scorer`` ("model" or a CLIP folder), and the seconds it took."""
+    from steady.prompts.schedule import prompt_schedule
+    from steady.worker.adherence import make_scorer
+
+    t0 = time.perf_counter()
+    if scorer not in held.scorers:
+        held.scorers[scorer] = make_scorer(held.pipe, scorer)
+    # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text.
+    prompt = prompt_schedule(params.prompt, params.steps)[-1].text
+    adherence = held.scorers[scorer].score(latents, image, prompt) if latents is not None else None
+    return adherence, time.perf_counter() - t0
+
+
+def feature(image: Any) -> bytes:
+    """7. The image's novelty feature (steady.scoring.novelty), as the blob the catalog stores."""
+    from steady.scoring.novelty import image_feature, to_blob
+
+    return to_blob(image_feature(image))
+
+
+def _previewer(held: Held, params: ImageParams) -> Any:
+    if held.preview is None:
+        from steady.worker.preview import PreviewMaker
+
+        held.preview = PreviewMaker.for_pipeline(held.pipe, params.model_arch)
+    return held.preview
