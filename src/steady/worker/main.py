@@ -99,6 +99,7 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
         finally:
             state.busy = False
         if options.hygiene:
+            state.held.freeze()  # once per pipeline: the collections below skip it
             gc.collect()
             malloc_trim()
             if torch.cuda.is_available():

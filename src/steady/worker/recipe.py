@@ -35,8 +35,21 @@ class Held:
     strategy: str = ""  # the memory strategy applied to ``pipe`` ("" before any plan)
     preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
     scorers: dict[str, Any] = field(default_factory=dict)  # steady.worker.adherence scorers for ``pipe``, by setting
+    frozen: bool = False  # gc.freeze() has moved ``pipe`` and its caches out of the collector's sight
+
+    def freeze(self) -> None:
+        """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
+        walks all of it (0.21 s per image on the embedded model, 64x64, where an image takes 0.3 s);
+        frozen, the collector walks only what later images make."""
+        if self.pipe is not None and not self.frozen:
+            gc.collect()
+            gc.freeze()
+            self.frozen = True
 
     def drop(self) -> None:
+        if self.frozen:  # the old pipeline's cycles must be collectable again
+            gc.unfreeze()
+            self.frozen = False
         self.pipe = self.key = self.preview = None
         self.scorers = {}
         self.strategy = ""
