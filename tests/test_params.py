@@ -103,3 +103,39 @@ def test_cfg_has_one_name_and_an_alias_everywhere():
         (cfg,) = [p for p in command.params if isinstance(p, click.Option) and p.name == "cfg_scale"]
         assert cfg.opts == ["--cfg", "--cfg-scale"], command.name
     assert not [p for p in bench_command.params if p.name == "cfg_scale"]  # bench uses the model's CFG
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_cfg_scale_must_be_finite(value):
+    with pytest.raises(BadInput) as info:
+        GenerationRequest(prompt="x", cfg_scale=value).validate()
+    assert info.value.argument == "cfg_scale" and "finite" in info.value.why
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_prompts_have_a_maximum_length(field):
+    from steady.params import MAX_PROMPT_CHARS, table
+
+    assert table()[field].max_length == MAX_PROMPT_CHARS == 20_000
+    GenerationRequest(**{"prompt": "x", field: "y" * MAX_PROMPT_CHARS}).validate()
+    with pytest.raises(BadInput) as info:
+        GenerationRequest(**{"prompt": "x", field: "y" * (MAX_PROMPT_CHARS + 1)}).validate()
+    assert info.value.argument == field and "20,001 characters" in info.value.why
+    assert len(str(info.value)) < 300  # one line, not the whole prompt
+
+
+def test_every_text_field_has_a_bound():
+    from steady.params import table
+
+    assert all(p.max_length > 0 for p in table().values() if p.kind is str and not p.choices)
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt", "out_dir", "model", "x_axis"])
+@pytest.mark.parametrize("text,why", [("a\udcffb", "not valid UTF-8"), ("a\x00b", "NUL")])
+def test_text_that_cannot_be_stored_is_refused(field, text, why):
+    """Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape); SQLite and PNG
+    text chunks refuse them, and a NUL cannot be in a path or a tEXt chunk."""
+    with pytest.raises(BadInput) as info:
+        GenerationRequest(**{"prompt": "x", field: text}).validate()
+    assert info.value.argument == field and why in info.value.why
+    str(info.value).encode("utf-8")  # the message itself can be printed

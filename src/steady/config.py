@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steady.errors import BadInput
+from steady.errors import BadInput, check_text
 
 CONFIG_KEYS = ("models_dir", "scorer")
 
@@ -24,6 +24,7 @@ CONFIG_KEYS = ("models_dir", "scorer")
 def home() -> Path:
     env = os.environ.get("STEADY_HOME")
     if env:
+        check_text("STEADY_HOME", env)  # the catalog stores paths under it as text
         return Path(env).expanduser()
     import platformdirs
 
@@ -43,6 +44,7 @@ class Settings:
         """STEADY_MODELS, else `models_dir` in config.toml, else home/models."""
         env = os.environ.get("STEADY_MODELS")
         if env:
+            check_text("STEADY_MODELS", env)
             return Path(env).expanduser()
         configured = read_config(self.config_path).get("models_dir")
         return Path(configured).expanduser() if configured else self.home / "models"

@@ -35,3 +35,21 @@ class OutputError(BadInput):
 
 class CatalogError(SteadyError):
     """The catalog database is unusable."""
+
+
+def check_text(name: str, value: str) -> None:
+    """BadInput naming ``name`` when ``value`` cannot be stored as text: a NUL character (paths and
+    PNG text chunks cannot hold one), or bytes that are not UTF-8 (Python hands them over from the
+    command line or the environment as lone surrogates, which SQLite and PNG iTXt chunks refuse)."""
+    if "\x00" in value:
+        raise BadInput(name, shorten(value), f"contains a NUL character (at character {value.index(chr(0))})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInput(name, shorten(value), f"is not valid UTF-8 text (a byte that is not UTF-8 at character {exc.start}; "
+                                           "give it as UTF-8)") from None  # fmt: skip
+
+
+def shorten(value: str, keep: int = 80) -> str:
+    """A long value, shortened for an error message (it is one line, not the whole prompt)."""
+    return value if len(value) <= keep else value[:keep] + f"… ({len(value):,} characters)"

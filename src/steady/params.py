@@ -17,11 +17,12 @@ PNG writer store its records.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from steady.errors import BadInput
+from steady.errors import BadInput, check_text, shorten
 
 # Sampler names as users know them from A1111/Forge; the worker maps them to diffusers
 # schedulers (steady.worker.schedulers). Aliases cover ComfyUI/k-diffusion spellings.
@@ -64,6 +65,13 @@ MIN_SIDE = 16
 MAX_SEED = 2**32 - 1
 MAX_STEPS = 150
 MAX_CFG = 30.0
+# A prompt's bound. Real A1111 prompts, with LoRA tags, embeddings and BREAK sections, run to a few
+# thousand characters; the text encoder reads 75 tokens (some 300 characters) per chunk, so 20,000
+# characters is some 60 chunks, far past what still steers an image, while one request, its catalog
+# row and its PNG text chunk stay small.
+MAX_PROMPT_CHARS = 20_000
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_NAME_CHARS = 100  # a sampler's or a device's name
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -83,6 +91,7 @@ class Param:
     a1111: str = ""  # the same value's name in A1111's txt2img API ("" = none, or mapped by hand)
     api: bool = True  # a field of our HTTP API (False: a setting of the machine running the CLI)
     metavar: str = ""
+    max_length: int = 0  # text: the most characters it may have (0: no bound)
 
 
 def param(default: Any, kind: type, help: str, **meta: Any) -> Any:
@@ -97,9 +106,10 @@ REQUIRED = dataclasses.MISSING
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    prompt: str = param(REQUIRED, str, "What to draw (A1111 syntax: (word:1.3), [from:to:0.5], BREAK, {a|b}, __wildcard__).",
-                        a1111="prompt")  # fmt: skip
-    negative_prompt: str = param("", str, "Negative prompt.", flags=("-N", "--negative"), a1111="negative_prompt")
+    prompt: str = param(REQUIRED, str, "What to draw (A1111 syntax: (word:1.3), [from:to:0.5], BREAK, {a|b}, __wildcard__; "
+                        f"at most {MAX_PROMPT_CHARS:,} characters).", a1111="prompt", max_length=MAX_PROMPT_CHARS)  # fmt: skip
+    negative_prompt: str = param("", str, f"Negative prompt (at most {MAX_PROMPT_CHARS:,} characters).",
+                                 flags=("-N", "--negative"), a1111="negative_prompt", max_length=MAX_PROMPT_CHARS)  # fmt: skip
     steps: int = param(20, int, "Sampling steps.", flags=("--steps",), low=1, high=MAX_STEPS, a1111="steps")
     cfg_scale: float | None = param(None, float, "CFG scale; default: the model's (7, or 5 for the embedded model, "
                                     "the scale it was trained at).", flags=("--cfg", "--cfg-scale"), low=0.0,
@@ -111,24 +121,26 @@ class GenerationRequest:
                                a1111="height")  # fmt: skip
     seed: int = param(-1, int, "-1 draws a random seed (it is recorded).", flags=("--seed",), low=-1, high=MAX_SEED,
                       a1111="seed")  # fmt: skip
-    sampler: str = param("Euler a", str, "One of: " + ", ".join(SAMPLERS), flags=("--sampler",))
+    sampler: str = param("Euler a", str, "One of: " + ", ".join(SAMPLERS), flags=("--sampler",), max_length=MAX_NAME_CHARS)
     clip_skip: int = param(1, int, "A1111 convention: 2 = penultimate layer.", flags=("--clip-skip",), low=1, high=12)
     n_images: int = param(1, int, "Images in this run.", flags=("-n", "--images"), low=1, high=100_000)
     max_images: int = param(DEFAULT_MAX_IMAGES, int, "Cap on images per prompt.", flags=("--max-images",), low=1,
                             high=100_000)  # fmt: skip
     model: str = param("", str, "Name in the models folder, or a path. Default: the embedded model.",
-                       flags=("-m", "--model"))  # fmt: skip
-    device: str = param("auto", str, "/".join(DEVICES) + " or cuda:N", flags=("--device",), api=False)
+                       flags=("-m", "--model"), max_length=MAX_PATH_CHARS)  # fmt: skip
+    device: str = param("auto", str, "/".join(DEVICES) + " or cuda:N", flags=("--device",), api=False,
+                        max_length=MAX_NAME_CHARS)  # fmt: skip
     dtype: str = param("auto", str, "/".join(DTYPES), flags=("--dtype",), choices=DTYPES, api=False)
     allow_pickle: bool = param(False, bool, "Load .ckpt/.pt pickles (with torch.load weights_only=True).",
                                flags=("--allow-pickle",), api=False)  # fmt: skip
     out_dir: str | None = param(None, str, "Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).",
-                                flags=("--out",), optional=True, api=False)  # fmt: skip
+                                flags=("--out",), optional=True, api=False, max_length=MAX_PATH_CHARS)  # fmt: skip
     until_saturated: bool = param(False, bool, "Keep going (up to -n, or --max-images when -n is 1) until the run "
                                   "stops producing new patterns.", flags=("--until-saturated",))  # fmt: skip
     x_axis: str = param("", str, "X/Y grid axis: Prompt S/R, Seed, CFG, Steps or Sampler, e.g. --x 'Prompt S/R: "
-                        "red, blue'.", flags=("--x",), metavar="'KIND: v1, v2'")  # fmt: skip
-    y_axis: str = param("", str, "Second grid axis (with --x).", flags=("--y",), metavar="'KIND: v1, v2'")
+                        "red, blue'.", flags=("--x",), metavar="'KIND: v1, v2'", max_length=MAX_PROMPT_CHARS)  # fmt: skip
+    y_axis: str = param("", str, "Second grid axis (with --x).", flags=("--y",), metavar="'KIND: v1, v2'",
+                        max_length=MAX_PROMPT_CHARS)  # fmt: skip
 
     def validate(self) -> GenerationRequest:
         """This request with its values checked against the table (BadInput naming the first one
@@ -181,11 +193,16 @@ def _check_value(name: str, value: Any, p: Param) -> None:
     if p.kind is str:
         if not isinstance(value, str):
             raise BadInput(name, value, "must be text")
+        if p.max_length and len(value) > p.max_length:
+            raise BadInput(name, shorten(value), f"is {len(value):,} characters long; at most {p.max_length:,} are taken")
+        check_text(name, value)
         if p.choices and value not in p.choices:
             raise BadInput(name, value, "must be one of " + ", ".join(p.choices))
         return
     if isinstance(value, bool) or not isinstance(value, (int, float) if p.kind is float else int):
         raise BadInput(name, value, "must be a number" if p.kind is float else "must be a whole number")
+    if p.kind is float and not math.isfinite(value):
+        raise BadInput(name, value, "must be a finite number")
     if p.low is not None and p.high is not None and not p.low <= value <= p.high:
         low, high = (p.low, p.high) if p.kind is float else (int(p.low), int(p.high))
         raise BadInput(name, value, f"must be between {low} and {high}")
