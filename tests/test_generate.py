@@ -154,6 +154,7 @@ def test_json_chunk_has_every_parameter(sd1_folder, sup):
     for key in ("prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed", "sampler",
                 "clip_skip", "model_name", "model_hash", "model_arch", "device", "dtype"):
         assert key in chunk, key
+    assert chunk["extra"]["threads"] == 1  # the CPU thread count the pixels were made with (sup: threads=1)
 
 
 def test_run_status_records_how_it_ended(sd1_folder, sup, tmp_path):

@@ -38,13 +38,15 @@ def test_doctor_text(small):
     assert "SD 1.5 at 512x512: cpu" in out and "bfloat16" in out
     assert "SDXL at 1024x1024: refused: " in out and "needs about" in out
     assert "no swap at all" in out and "CPU-only build" in out
+    assert "Precision: --dtype auto on cpu is float32: this CPU has no native bfloat16" in out
 
 
 def test_doctor_json(small):
     result = CliRunner().invoke(group(), ["doctor", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"machine", "plans", "warnings"}
+    assert set(data) == {"machine", "dtype", "plans", "warnings"}
+    assert data["dtype"]["dtype"] == "float32" and "no native bfloat16" in data["dtype"]["reason"]
     sd15, sdxl = data["plans"]
     assert sd15["plan"]["strategy"] == "cpu" and sd15["refused"] is None
     assert sdxl["plan"] is None and "GiB of RAM" in sdxl["refused"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from steady.request.devices import TorchBuild, choose_device, choose_dtype, torch_build
+from steady.request.devices import TorchBuild, choose_device, choose_dtype, dtype_reason, native_bf16, torch_build
 from steady.errors import BadInput
 
 
@@ -48,8 +48,12 @@ def test_auto_is_the_cpu_here_and_explicit_devices_are_checked() -> None:
 
 
 def test_dtype_rules() -> None:
-    assert choose_dtype("auto", "cpu") == "float32" and choose_dtype("auto", "cuda") == "float16"
+    assert choose_dtype("auto", "cpu", cpu_bf16=False) == "float32" and choose_dtype("auto", "cuda") == "float16"
+    assert choose_dtype("auto", "cpu", cpu_bf16=True) == "bfloat16"  # native bf16: the networks in bf16
+    assert choose_dtype("auto", "cpu", cpu_bf16=None) == "float32"  # unknown: the safe choice
     assert choose_dtype("bfloat16", "cpu") == "bfloat16"
+    assert "no native bfloat16" in dtype_reason("auto", "cpu", cpu_bf16=False)
+    assert dtype_reason("auto", "cpu", cpu_bf16=True).startswith("bfloat16: this CPU has native bfloat16")
     with pytest.raises(BadInput) as info:
         choose_dtype("float16", "cpu")
     assert info.value.argument == "dtype"
@@ -79,3 +83,9 @@ def test_the_cli_process_never_imports_torch_the_worker_does(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "HEAVY none" in done.stdout, done.stdout[-2000:]
     assert len(list((tmp_path / "out").glob("*.png"))) == 1
+
+
+def test_native_bf16_from_cpu_flags() -> None:
+    assert native_bf16("flags : fpu avx512f avx512_bf16 amx_tile") is True
+    assert native_bf16("flags : fpu sse avx2 fma") is False
+    assert native_bf16("Features : fp asimd bf16 i8mm") is True  # Arm

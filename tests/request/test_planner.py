@@ -136,7 +136,9 @@ def test_chosen_plans_fit_their_budgets_and_say_why():
     assert p.device == "cuda" and p.threads is None
     assert "model CPU offload" in p.reason and "would need" in p.reason
     cpu = plan(SD1, machine(0, 16, idle=3), width=512, height=512)
-    assert cpu.threads == 3 and cpu.device == "cpu"  # never more threads than idle cores
+    assert cpu.threads == 4 and cpu.device == "cpu"  # the physical cores, whatever the load
+    assert plan(SD1, machine(0, 16, idle=1), width=512, height=512).threads == 4  # pixels do not follow the load
+    assert plan(SD1, machine(0, 16, cpu_usable=2), width=512, height=512).threads == 2  # but only cores we may use
 
 
 # --- refusals ------------------------------------------------------------------------------------
@@ -294,7 +296,7 @@ def test_apply_plan_sets_cpu_flags_on_a_tiny_pipeline():
 
     pipe = make_tiny_pipeline("sd1")
     threads = torch.get_num_threads()
-    p = plan(SD1, machine(0, 64, idle=1), width=1024, height=1024, batch=2, sdpa=False)
+    p = plan(SD1, machine(0, 64, cpu_physical=1), width=1024, height=1024, batch=2, sdpa=False)
     try:
         done = S.apply_plan(pipe, P.dataclasses.replace(p, vae_tiling=True, vae_slicing=True))
         assert torch.get_num_threads() == 1 and "threads=1" in done

@@ -22,10 +22,14 @@ CASES = (
 
 def doctor_report() -> dict[str, Any]:
     """Probe, plan the two cases, collect warnings: the --json payload."""
+    from steady.request.devices import choose_dtype, dtype_reason
     from steady.request.machine import describe, machine_warnings, probe_machine
     from steady.request.planner import InsufficientMemory, footprint_for_arch, plan
 
     machine = probe_machine()
+    # What `--device auto --dtype auto` picks here, and why (as steady.request.check decides it).
+    device = "cuda" if machine.usable_gpus() else ("mps" if machine.mps else "cpu")
+    dtype = choose_dtype("auto", device, machine.cpu_bf16)
     plans = []
     for case in CASES:
         entry: dict[str, Any] = {"model": case["label"], "plan": None, "refused": None}
@@ -39,6 +43,7 @@ def doctor_report() -> dict[str, Any]:
     return {
         "machine": machine.to_dict(),
         "machine_lines": describe(machine),
+        "dtype": {"device": device, "dtype": dtype, "reason": dtype_reason("auto", device, machine.cpu_bf16)},
         "plans": plans,
         "warnings": machine_warnings(machine),
     }
@@ -63,6 +68,7 @@ def doctor_command(as_json: bool) -> None:
     click.echo("Machine")
     for line in report["machine_lines"]:
         click.echo(f"  {line}")
+    click.echo(f"Precision: --dtype auto on {report['dtype']['device']} is {report['dtype']['reason']}")
     click.echo("Plans (estimates, not measured on this machine; see docs/planner.md)")
     for entry in report["plans"]:
         click.echo(f"  {_plan_line(entry)}")

@@ -20,11 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from steady.catalog.db import open_catalog
 from steady.config import Settings
-from steady.jobs.protocol import ImageDone
+from steady.jobs.protocol import ImageDone, Progress
 from steady.jobs.runner import prepare, run
 from steady.jobs.supervisor import Supervisor, SupervisorOptions, raise_failure
 from steady.params import GenerationRequest, GenerationResult
@@ -136,3 +138,98 @@ def worker_peak_rss(sup: Supervisor) -> int:
         return 0
     return 0
 
+
+
+# --- the CPU suite: float32 against --dtype auto, and this machine's ceiling -----------------------
+@dataclass
+class SuiteRow:
+    model: str
+    side: int
+    asked: str  # the --dtype given: float32 or auto
+    dtype: str  # what ran
+    steps: int
+    seconds_per_step: float  # the timed image's, from step 2 on (step 1 carries encoding)
+    seconds_per_image: float  # encode + denoise + decode + adherence score, as the worker reports it
+    load_seconds: float
+    peak_rss_bytes: int  # the worker's VmHWM
+    step_tflops: float | None = None  # one CFG UNet step's FLOPs over its seconds
+    of_ceiling: float | None = None  # step_tflops over the matmul ceiling in the dtype that ran
+
+
+@dataclass
+class SuiteReport:
+    threads: int
+    matmul_tflops: dict[str, float]  # best 4096^3 matmul, float32 and bfloat16
+    rows: list[SuiteRow]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def speedups(self) -> list[tuple[str, int, float, float]]:
+        """(model, side, auto's per-step speed-up over float32, per-image speed-up)."""
+        out = []
+        for row in self.rows:
+            if row.asked != "auto":
+                continue
+            base = next(r for r in self.rows if (r.model, r.side, r.asked) == (row.model, row.side, "float32"))
+            out.append((row.model, row.side, base.seconds_per_step / row.seconds_per_step,
+                        base.seconds_per_image / row.seconds_per_image))  # fmt: skip
+        return out
+
+    def markdown(self) -> str:
+        lines = [f"threads {self.threads}; matmul ceiling 4096³: float32 {self.matmul_tflops['float32']:.3f}, "
+                 f"bfloat16 {self.matmul_tflops['bfloat16']:.3f} TFLOP/s", "",
+                 "| model | size | --dtype | ran as | steps | s/step | s/image | TFLOP/s per step | of ceiling | load s "
+                 "| peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in self.rows:
+            tf = f"{r.step_tflops:.3f}" if r.step_tflops is not None else "–"
+            share = f"{r.of_ceiling:.0%}" if r.of_ceiling is not None else "–"
+            lines.append(f"| {r.model} | {r.side}² | {r.asked} | {r.dtype} | {r.steps} | {r.seconds_per_step:.3f} | "
+                         f"{r.seconds_per_image:.2f} | {tf} | {share} | {r.load_seconds:.1f} | "
+                         f"{r.peak_rss_bytes / 2**20:.0f} |")  # fmt: skip
+        lines.append("")
+        for model, side, step, image in self.speedups():
+            lines.append(f"auto over float32, {model} {side}²: {step:.2f}× per step, {image:.2f}× per image")
+        return "\n".join(lines)
+
+
+def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512), steps: int = 8,
+              echo: Callable[[str], None] = print) -> SuiteReport:  # fmt: skip
+    """The embedded model at its 64², and ``model`` (a full-size checkpoint) at each of ``sides``:
+    float32 against --dtype auto through the real path, one warm-up image and one timed image each
+    (a fresh worker per row, so that each row's load and peak are its own)."""
+    from steady.jobs.scratch import Scratch
+
+    ceiling = _ceiling_child({})
+    cases = [("", 64)] + [(model, side) for side in sides if model]
+    rows: list[SuiteRow] = []
+    for name, side in cases:
+        flops = _ceiling_child({"model": name or str(_embedded()), "side": side})["unet_step_flops"]
+        for asked in ("float32", "auto"):
+            echo(f"bench suite: {name or 'embedded'} {side}² --dtype {asked}")
+            request = GenerationRequest(prompt=BenchSettings.prompt, steps=steps, width=side, height=side, seed=1,
+                                        n_images=2, model=name, dtype=asked)  # fmt: skip
+            paces: list[float] = []
+            with Scratch(cfg, SupervisorOptions()) as scratch:
+                made = scratch.run(request, on_event=lambda e: paces.append(e.seconds_per_step)
+                                   if isinstance(e, Progress) and e.image_index == 1 and e.step == e.steps else None)  # fmt: skip
+                peak = worker_peak_rss(scratch.supervisor)
+            timed, dtype = made.done[1], made.images[1].params.dtype
+            per_step = paces[-1]
+            step_tflops = flops / per_step / 1e12
+            rows.append(SuiteRow(name or "embedded", side, asked, dtype, steps, per_step,
+                                 timed.seconds + timed.score_seconds, made.done[0].load_seconds, peak, step_tflops,
+                                 step_tflops / ceiling["matmul_tflops"][dtype]))  # fmt: skip
+    return SuiteReport(ceiling["threads"], ceiling["matmul_tflops"], rows)
+
+
+def _embedded() -> Path:
+    from steady.models.default import embedded_model_path
+
+    return embedded_model_path()
+
+
+def _ceiling_child(args: dict) -> dict:
+    done = subprocess.run([sys.executable, "-m", "steady.worker.ceiling", json.dumps(args)], check=True,
+                          capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -27,6 +27,7 @@ from typing import Any
 
 from steady.catalog.db import Catalog
 from steady.catalog.scores import finish_run_scores, record_scores, run_novelties
+from steady.config import Settings, settings
 from steady.errors import BadInput, SteadyError
 from steady.images.grid import write_grid
 from steady.jobs.memory import MemoryWatch, RecyclePolicy, WorkerStats
@@ -46,6 +47,7 @@ from steady.jobs.protocol import (
 from steady.jobs.queue import JobQueue, JobRecord
 from steady.params import GenerationResult, ImageParams
 from steady.request.machine import Gpu
+from steady.request.planner import Plan
 from steady.scoring.novelty import SaturationRule, from_blob
 
 
@@ -107,7 +109,7 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, catalog: Catalog, options: SupervisorOptions | None = None,
-                 on_sample: Callable[[MemorySample], None] | None = None, cfg: Any = None):  # fmt: skip
+                 on_sample: Callable[[MemorySample], None] | None = None, cfg: Settings | None = None):  # fmt: skip
         self.catalog = catalog
         self.queue = JobQueue(catalog)
         self.options = options or SupervisorOptions()
@@ -120,8 +122,6 @@ class Supervisor:
         self.load_seconds: list[float] = []  # model loads reported by the workers
         self.gpus: list[Gpu] | None = None  # as the worker last reported them (None: no worker yet)
         if self.options.scorer is None:
-            from steady.config import settings
-
             self.scorer = (cfg or settings()).scorer
         else:
             self.scorer = self.options.scorer
@@ -273,8 +273,11 @@ class Supervisor:
             w = self.worker
             assert w is not None
             w.model_path = job.model_path
+            plan = self._plan_for(job)
             params = job.image_params(index)
-            message = self._render(w, job, index, params, on_event, should_stop)
+            if plan is not None and plan.threads:  # the pixels depend on it: recorded with the image
+                params = dataclasses.replace(params, extra={**params.extra, "threads": plan.threads})
+            message = self._render(w, job, index, params, plan, on_event, should_stop)
             if message is None:  # the worker died in the middle of this image
                 deaths += 1
                 event = WorkerDied(self.elapsed(), w.pid, w.process.exitcode, job.id, index, deaths)
@@ -295,12 +298,15 @@ class Supervisor:
                 on_event(message)  # the ImageDone itself: strategy, load time, OOM retries
             return self._record(w, job, params, message)
 
-    def _render(self, w: _Worker, job: JobRecord, index: int, params: ImageParams,
+    def _plan_for(self, job: JobRecord) -> Plan | None:
+        """The job's memory plan, with the thread count this supervisor was told to use, if any."""
+        if job.plan is not None and self.options.threads:
+            return dataclasses.replace(job.plan, threads=self.options.threads)
+        return job.plan
+
+    def _render(self, w: _Worker, job: JobRecord, index: int, params: ImageParams, plan: Plan | None,
                 on_event: Callable[[object], None] | None,
                 should_stop: Callable[[], bool] | None) -> ImageDone | Failure | None:  # fmt: skip
-        plan = job.plan
-        if plan is not None and self.options.threads:
-            plan = dataclasses.replace(plan, threads=self.options.threads)
         request = RenderImage(
             job_id=job.id, run_id=job.run_id, index=index, path=str(job.image_path(index)),
             params=params, model_path=job.model_path, n_images=job.n_images,

@@ -84,7 +84,7 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     from steady.models.detect import inspect_model, pickle_refusal
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
-    from steady.request.devices import choose_device, choose_dtype
+    from steady.request.devices import choose_device, choose_dtype, native_bf16
 
     # The values themselves, against the parameter table.
     request = request.validate()
@@ -101,7 +101,7 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
         cfg_scale = EMBEDDED_CFG_SCALE if embedded else DEFAULT_CFG_SCALE
     # Device and dtype, decided without torch (the worker confirms the device when it loads).
     device = choose_device(request.device)
-    dtype = choose_dtype(request.dtype, device)
+    dtype = choose_dtype(request.dtype, device, native_bf16())
     # The scorer setting (a CLIP folder must exist), the seed, the variants.
     if cfg.scorer != "model" and not Path(cfg.scorer).is_dir():
         raise BadInput("scorer", cfg.scorer, f"(in {cfg.config_path}) is not a folder; give a local CLIP model "

@@ -7,7 +7,7 @@ machine has (device files on Linux; a short child process elsewhere), and the wo
 imports torch anyway, confirms the device when it loads the model (`confirm_device`).
 
     device = choose_device("auto")            # "cuda", "mps" or "cpu"
-    dtype = choose_dtype("auto", device)      # "float16" on GPUs, "float32" on the CPU
+    dtype = choose_dtype("auto", device, native_bf16())   # "float16" on GPUs; "bfloat16" on a CPU with native bf16
 """
 
 from __future__ import annotations
@@ -99,10 +99,45 @@ def choose_device(device: str) -> str:
     return device
 
 
-def choose_dtype(dtype: str, device: str) -> str:
-    """'auto': half precision on GPUs (half the memory), float32 on the CPU (fp16 is slow there)."""
+def choose_dtype(dtype: str, device: str, cpu_bf16: bool | None = None) -> str:
+    """'auto': half precision on GPUs (half the memory); on the CPU bfloat16 where the CPU has
+    native bfloat16 instructions (``cpu_bf16``: `native_bf16()`; None, unknown, counts as no),
+    else float32 (fp16 is slow on CPUs, and bf16 without native support converts inside every
+    operation)."""
     if dtype == "auto":
-        return "float32" if device == "cpu" else "float16"
+        if device != "cpu":
+            return "float16"
+        return "bfloat16" if cpu_bf16 else "float32"
     if dtype == "float16" and device == "cpu":
         raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
     return dtype
+
+
+def dtype_reason(dtype: str, device: str, cpu_bf16: bool | None = None) -> str:
+    """Why `--dtype auto` picks what it picks here, in a line (`steady doctor` prints it)."""
+    chosen = choose_dtype(dtype, device, cpu_bf16)
+    if dtype != "auto":
+        return f"{chosen}: asked for"
+    if device != "cpu":
+        return f"{chosen}: half the memory of float32 on a GPU"
+    if chosen == "bfloat16":
+        return ("bfloat16: this CPU has native bfloat16 (AVX512-BF16/AMX or Arm BF16); the networks run in "
+                "bfloat16 (channels_last), the latents and the sampler in float32")
+    return "float32: this CPU has no native bfloat16 instructions (bfloat16 would convert in every operation)"
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Native bfloat16 from /proc/cpuinfo's flags (None: unknown, e.g. not Linux). Without it torch
+    still runs bfloat16 on the CPU, converting to float32 inside each operation: correct, and half
+    the memory, but slower."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    words = set(cpuinfo.split())
+    if words & {"avx512_bf16", "amx_bf16"}:
+        return True
+    if "Features" in cpuinfo and "bf16" in words:  # Arm
+        return True
+    return False

@@ -116,7 +116,7 @@ def probe_machine(*, gpus: list[Gpu] | None = None, cpu_sample_s: float = 0.2, p
     probe in a short child process); ``probe_gpus=False`` leaves them out."""
     import psutil
 
-    from steady.request.devices import mps_possible, torch_build
+    from steady.request.devices import mps_possible, native_bf16, torch_build
 
     notes: list[str] = []
     # 1. CPU: logical, physical, the ones we may use, and the ones nobody else is using.
@@ -157,7 +157,7 @@ def probe_machine(*, gpus: list[Gpu] | None = None, cpu_sample_s: float = 0.2, p
         cpu_physical=physical,
         cpu_usable=usable,
         cpu_idle=idle,
-        cpu_bf16=_cpu_bf16(),
+        cpu_bf16=native_bf16(),
         ram_total=int(vm.total),
         ram_available=available,
         swap_total=int(sw.total),
@@ -258,20 +258,6 @@ def _cgroup_cpu_quota() -> int | None:
     return max(1, int(parts[0]) // max(1, int(parts[1])))
 
 
-def _cpu_bf16() -> bool | None:
-    """Native bfloat16 from /proc/cpuinfo flags. Without it torch still runs bfloat16 on the CPU,
-    converting to float32 inside each operation: correct, and half the memory, but slower."""
-    text = _read_text("/proc/cpuinfo")
-    if text is None:
-        return None
-    words = set(text.split())
-    if words & {"avx512_bf16", "amx_bf16"}:
-        return True
-    if "Features" in text and "bf16" in words:  # Arm
-        return True
-    return False
-
-
 def nvidia_driver_present() -> bool:
     """An NVIDIA driver is installed: nvidia-smi on PATH, or the Linux driver's /proc entry."""
     return shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia").exists()
@@ -369,8 +355,9 @@ def machine_warnings(m: Machine) -> list[str]:
     busy = m.cpu_usable - m.cpu_idle
     if busy > 0:
         w.append(
-            f"{busy} of {m.cpu_usable} CPU cores were busy with other programs: CPU generation uses only the "
-            "idle ones, because a thread sharing a core with another program stalls all the others"
+            f"{busy} of {m.cpu_usable} CPU cores were busy with other programs: CPU generation uses every "
+            "physical core (so that the same request gives the same pixels whatever the load), and a thread "
+            "sharing its core with another program stalls the others: close what is busy for full speed"
         )
     return w
 

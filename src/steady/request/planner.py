@@ -323,10 +323,11 @@ def ram_budget(m: Machine) -> int:
 
 
 def cpu_threads(m: Machine) -> int:
-    """Physical cores, but never more than the idle ones: an OpenMP thread whose core is taken by
-    another process holds every other thread at the next barrier (measured here: 25x slower with
-    one of two cores busy)."""
-    return max(1, min(m.cpu_physical, m.cpu_usable, m.cpu_idle))
+    """The physical cores this process may use, whatever the load: a CPU convolution's sums are
+    split by thread, so another count changes a few pixel values by one, and the same request must
+    give the same pixels on the same machine. The cost: an OpenMP thread whose core another process
+    holds stalls the others at each barrier (much slower while the machine is busy, never wrong)."""
+    return max(1, min(m.cpu_physical, m.cpu_usable))
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -438,7 +439,9 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
     if device == "cpu" or (device == "auto" and not out):
         if dtype == "float16":
             raise BadInput("dtype", dtype, "float16 needs a GPU, and none is usable here; use float32 or bfloat16")
-        for d in ["float32", "bfloat16"] if dtype == "auto" else [dtype]:
+        # auto: bfloat16 alone where it is native (faster and half the memory); else float32 first,
+        # bfloat16 (half the memory, slower) when float32 does not fit.
+        for d in (["bfloat16"] if m.cpu_bf16 else ["float32", "bfloat16"]) if dtype == "auto" else [dtype]:
             plans = [_make(job, "cpu", d, s, _Peaks(0, ram), cpu_threads(m)) for s in _steps(job, accel=False)]
             if d == "bfloat16" and not m.cpu_bf16:  # still correct: torch converts inside each op
                 plans = [dataclasses.replace(q, reason=q.reason + "; this CPU has no native bfloat16, so it runs "

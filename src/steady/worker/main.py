@@ -73,6 +73,11 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
     # Ctrl-C reaches the whole process group: the supervisor decides what to do with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    # OpenMP threads that wait at a barrier sleep instead of spinning. The worker uses every physical
+    # core whatever the load (the pixels depend on the thread count); spinning threads on a core
+    # another program holds took the embedded model from 2 s to 22 s an image here, sleeping ones
+    # do not. Set before torch loads its OpenMP runtime, which reads it once.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from steady.worker.gpus import torch_gpus

@@ -24,6 +24,7 @@ from steady.errors import BadInput
 from steady.params import ImageParams
 from steady.prompts.schedule import prompt_schedule, text_at
 from steady.worker.encode import encode_pairs, needs_weighting
+from steady.worker.precision import latents_dtype
 from steady.worker.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def render(
     channels = pipe.unet.config.in_channels
     shape = (1, channels, params.height // scale, params.width // scale)
     latents = torch.randn(shape, generator=generator, dtype=torch.float32)
-    latents = latents.to(device=device, dtype=pipe.unet.dtype)
+    latents = latents.to(device=device, dtype=latents_dtype(pipe))  # float32 under steady.worker.precision
 
     # Encode, denoise, decode. Progress and cancellation go through the pipeline's own
     # callback_on_step_end and interrupt flag.

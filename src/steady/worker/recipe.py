@@ -73,6 +73,10 @@ def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, p
     device = "cpu" if placed_by_plan else params.device
     held.pipe = load_pipeline(inspect_model(model_path), device=device, dtype=DTYPES[params.dtype],
                               allow_pickle=allow_pickle)  # fmt: skip
+    if params.device == "cpu" and params.dtype == "bfloat16":
+        from steady.worker.precision import mixed_cpu_bf16
+
+        mixed_cpu_bf16(held.pipe)  # bf16 networks, float32 latents and sampler
     held.key = key
     return time.perf_counter() - t0
 
