@@ -126,11 +126,14 @@ def test_unreadable_file(tmp_path):
         path.chmod(0o644)
 
 
-def test_pickle_detected_without_loading(tmp_path):
+def test_a_damaged_pickle_is_a_model_error(tmp_path):
+    """A pickle is inspected like a safetensors file (tests/models/test_pickled.py); one that is
+    not a readable checkpoint is refused naming `model`."""
     path = tmp_path / "old.ckpt"
-    path.write_bytes(b"PK\x03\x04" + b"\0" * 200)  # never unpickled by inspect_model
-    info = inspect_model(path)
-    assert (info.format, info.arch, info.prediction_type, info.overrides) == ("pickle", None, None, {})
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 200)
+    with pytest.raises(ModelError, match="cannot read the pickle checkpoint") as e:
+        inspect_model(path)
+    assert e.value.argument == "model"
 
 
 def test_folder_with_unsupported_pipeline(tmp_path):

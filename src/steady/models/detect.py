@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.errors import ModelError
+from steady.models.pickled import pickle_shapes
 
 ARCHS = ("sd1", "sd2", "sdxl")
 SAFETENSORS_EXT = (".safetensors",)
@@ -49,7 +50,7 @@ class ModelInfo:
     path: Path
     name: str
     format: str  # 'diffusers' | 'safetensors' | 'pickle'
-    arch: str | None  # 'sd1' | 'sd2' | 'sdxl'; None for a pickle (known only after loading)
+    arch: str  # 'sd1' | 'sd2' | 'sdxl'
     prediction_type: str | None  # 'epsilon' | 'v_prediction'; None when the weights cannot tell
     native_size: int | None  # 512 / 768 / 1024 (the side the model was trained at)
     size_bytes: int
@@ -366,8 +367,8 @@ def prediction_from_keys(shapes: Shapes, arch: str) -> str | None:
 
 
 def info_from_shapes(path: Path, fmt: str, shapes: Shapes, size_bytes: int) -> ModelInfo:
-    """ModelInfo for a state dict's {name: shape}; used for safetensors headers and, by the
-    loader, for pickles once they are loaded."""
+    """ModelInfo for a state dict's {name: shape}: a safetensors header's, or a pickle's as
+    steady.models.pickled reads it (without torch and without loading it)."""
     arch = detect_arch(shapes, str(path))
     pred = prediction_from_keys(shapes, arch)
     return ModelInfo(
@@ -463,8 +464,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     if ext in PICKLE_EXT:
         if size < 64:
             raise ModelError("model", str(path), f"file is {size} bytes, too small to be a checkpoint")
-        return ModelInfo(path=p, name=p.stem, format="pickle", arch=None, prediction_type=None,
-                         native_size=None, size_bytes=size, overrides={})
+        return info_from_shapes(p, "pickle", pickle_shapes(p), size)
     raise ModelError(
         "model", str(path), f"unsupported file type {ext or '(none)'}; expected .safetensors, .ckpt or a diffusers folder"
     )
