@@ -127,7 +127,7 @@ def test_progress_events_carry_a_latent_preview(server: RunningServer) -> None:
 
 def test_bad_input_is_a_4xx_naming_the_argument_and_nothing_is_queued(server: RunningServer) -> None:
     with server.client() as client:
-        before = client.get("/api/history", params={"limit": 200}).json()
+        before = client.get("/api/history", params={"limit": 100}).json()
         cases = [({"prompt": "x", "steps": 0}, 400, "steps"), ({"prompt": "x", "n_images": 31}, 400, "n_images"),
                  ({"prompt": "x", "width": 100}, 400, "width"), ({"prompt": "x", "sampler": "nope"}, 400, "sampler"),
                  ({"prompt": "x", "model": "no-such-model"}, 400, "model"), ({"prompt": "x", "steps": "many"}, 422, "steps"),
@@ -136,7 +136,7 @@ def test_bad_input_is_a_4xx_naming_the_argument_and_nothing_is_queued(server: Ru
             reply = client.post("/api/generate", json=body)
             assert reply.status_code == status, (body, reply.text)
             assert reply.json()["argument"] == argument and argument in reply.json()["error"]
-        assert client.get("/api/history", params={"limit": 200}).json() == before
+        assert client.get("/api/history", params={"limit": 100}).json() == before
         assert client.get("/api/images/999999").status_code == 404
         assert client.get("/api/images", params={"since": "yesterday"}).status_code == 400
 

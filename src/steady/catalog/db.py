@@ -205,6 +205,11 @@ class Catalog:
         with self.reading() as conn:
             return queries.prompt_iterations(conn, text)
 
+    def runs_page(self, text: str = "", limit: int = 20, offset: int = 0) -> list[RunSummary]:
+        """Newest first: `limit` runs (whose prompt contains `text`, when given) after `offset`."""
+        with self.reading() as conn:
+            return queries.runs_page(conn, text, limit, offset)
+
     def get_run(self, run_id: int) -> RunSummary | None:
         with self.reading() as conn:
             return queries.get_run(conn, run_id)

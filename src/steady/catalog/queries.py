@@ -113,6 +113,20 @@ def prompt_iterations(conn: sqlite3.Connection, text: str) -> list[RunSummary]:
     return [_run(row) for row in rows]
 
 
+def runs_page(conn: sqlite3.Connection, text: str = "", limit: int = 20, offset: int = 0) -> list[RunSummary]:
+    """Newest first, `limit` runs after the first `offset`: all runs, or those whose prompt
+    contains `text` (any case). A page at a time, so no request makes the server hold them all."""
+    for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+            raise BadInput(name, value, f"must be a whole number from {low} to 2**63 - 1")
+    if not isinstance(text, str):
+        raise BadInput("prompt", text, "must be text")
+    where, args = (" WHERE steady_contains(p.text, ?)", (text,)) if text else ("", ())
+    rows = conn.execute(_RUN_SELECT + where + " ORDER BY r.created_at DESC, r.id DESC LIMIT ? OFFSET ?",
+                        (*args, limit, offset)).fetchall()  # fmt: skip
+    return [_run(row) for row in rows]
+
+
 def get_run(conn: sqlite3.Connection, run_id: int) -> RunSummary | None:
     row = conn.execute(_RUN_SELECT + " WHERE r.id = ?", (run_id,)).fetchone()
     return None if row is None else _run(row)

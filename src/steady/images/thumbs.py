@@ -4,7 +4,8 @@
 
 A thumbnail is a JPEG (small, fast to decode in the browser) at most `size` pixels on its long
 side, named by image id and size and sharded into 256 folders; it is remade when the source is
-newer. Decoding a source image keeps Pillow's decompression-bomb limit: a bomb raises BadInput.
+newer. The source is a path or a file already open for reading (the web server opens it itself,
+to check what it opened). Decoding keeps Pillow's decompression-bomb limit: a bomb raises BadInput.
 Pixels are released as soon as the thumbnail is written, so serving thousands keeps memory flat.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from steady.errors import BadInput
 
@@ -23,17 +25,20 @@ def thumb_path(thumbs_dir: Path, image_id: int, size: int) -> Path:
     return thumbs_dir / f"{image_id % 256:02x}" / f"{image_id}-{size}.jpg"
 
 
-def thumbnail(source: str | os.PathLike[str], thumbs_dir: Path, image_id: int, size: int = 256) -> Path:
-    """The cached thumbnail of `source`, made now if it is missing or older than the source."""
+def thumbnail(source: str | os.PathLike[str] | BinaryIO, thumbs_dir: Path, image_id: int, size: int = 256,
+              name: str = "") -> Path:  # fmt: skip
+    """The cached thumbnail of `source`, made now if it is missing or older than the source
+    (`name`: what an error calls an open file)."""
     from PIL import Image
 
     if size not in SIZES:
         raise BadInput("size", size, "must be one of " + ", ".join(map(str, SIZES)))
     target = thumb_path(thumbs_dir, image_id, size)
+    name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "the image")
     try:
-        source_mtime = os.stat(source).st_mtime
+        source_mtime = os.fstat(source.fileno()).st_mtime if hasattr(source, "fileno") else os.stat(source).st_mtime
     except OSError as exc:
-        raise BadInput("image", str(source), f"cannot be read ({exc.strerror})") from exc
+        raise BadInput("image", name, f"cannot be read ({exc.strerror})") from exc
     try:
         if target.stat().st_mtime >= source_mtime:
             return target
@@ -46,7 +51,7 @@ def thumbnail(source: str | os.PathLike[str], thumbs_dir: Path, image_id: int, s
             image.thumbnail((size, size), Image.Resampling.LANCZOS if max(image.size) <= 2 * size else Image.Resampling.BICUBIC)
             rgb = image.convert("RGB")
     except (OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise BadInput("image", str(source), f"cannot be decoded ({exc})") from exc
+        raise BadInput("image", name, f"cannot be decoded ({exc})") from exc
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

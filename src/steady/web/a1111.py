@@ -2,7 +2,7 @@
 
     POST /sdapi/v1/txt2img       images as base64 PNG, `parameters` (the request), `info` (a JSON string)
     GET  /sdapi/v1/sd-models     [{title, model_name, hash, sha256, filename, config}]
-    GET  /sdapi/v1/options       POST it too: sd_model_checkpoint switches the model
+    GET  /sdapi/v1/options       POST it too: the settings in OPTIONS only; sd_model_checkpoint switches the model
     GET  /sdapi/v1/samplers      [{name, aliases, options}];  GET /sdapi/v1/schedulers
     GET  /sdapi/v1/progress      {progress, eta_relative, state, current_image, textinfo}
     POST /sdapi/v1/interrupt     stop the image in progress
@@ -11,7 +11,8 @@
 A txt2img request becomes one GenerationRequest (batch_size × n_iter images) in the same queue
 as the page's runs, so its images are in the catalog and the gallery like any other. Features
 steady does not have (hires fix, scripts, face restoration, tiling, subseeds) are refused with a
-4xx naming the field rather than silently ignored.
+4xx naming the field rather than silently ignored; so are settings steady does not know, in
+POST /options and in a request's override_settings (OPTIONS lists the known ones and their values).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from steady.errors import BadInput
 from steady.params import (
@@ -35,6 +38,8 @@ from steady.params import (
     canonical_sampler,
     table,
 )
+from steady.web.files import folders, open_recorded
+from steady.web.limits import Body, check_text_fields
 from steady.web.studio import Studio
 
 _IGNORED_SCHEDULERS = ("", "automatic", "normal", "uniform")
@@ -51,10 +56,10 @@ class ModelEntry:
     config: str | None = None
 
 
-class Txt2ImgBody(BaseModel):
+class Txt2ImgBody(Body):
     """A1111's StableDiffusionTxt2ImgProcessingAPI, the fields steady reads (others are accepted)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] | None = None
@@ -79,8 +84,64 @@ class Txt2ImgBody(BaseModel):
     alwayson_scripts: dict[str, Any] | None = None
 
 
-class PngInfoBody(BaseModel):
+class PngInfoBody(Body):
     image: str
+
+
+def _clip_skip(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
+        raise ValueError("must be a whole number from 1 to 12")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError("must be " + " or ".join(repr(c) for c in choices))
+        return value
+
+    return check
+
+
+def _hash(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and len(value) <= 64):
+        raise ValueError("must be a model hash (at most 64 characters) or null")
+    return value
+
+
+def _checkpoint(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 4096:
+        raise ValueError("must be a model's title, name, file or hash (GET /sdapi/v1/sd-models lists them)")
+    return value
+
+
+# The settings steady knows: each checks its value (ValueError says why). sd_vae: steady uses each
+# model's own VAE; samples_format: steady writes PNG; sd_checkpoint_hash follows from the checkpoint
+# (accepted so that a client may post back what GET returned).
+OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "sd_model_checkpoint": _checkpoint,
+    "sd_checkpoint_hash": _hash,
+    "CLIP_stop_at_last_layers": _clip_skip,
+    "sd_vae": _one_of("Automatic", "None"),
+    "samples_format": _one_of("png"),
+}
+
+
+def checked_options(values: Any, where: str = "") -> dict[str, Any]:
+    """``values`` (a JSON object) with every key a known setting and every value checked, or
+    BadInput naming the first that is not (``where``: the field they came in, for the name)."""
+    if not isinstance(values, dict):
+        raise BadInput(where or "body", values, "must be a JSON object of settings")
+    check_text_fields(values, where)
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else key
+        if key not in OPTIONS:
+            raise BadInput(name, value, "is not a setting steady knows; it knows " + ", ".join(OPTIONS))
+        try:
+            OPTIONS[key](value)
+        except ValueError as exc:
+            raise BadInput(name, value, str(exc)) from None
+    return values
 
 
 def model_list(studio: Studio) -> list[ModelEntry]:
@@ -135,11 +196,11 @@ def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
         sampler = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
     elif scheduler not in _IGNORED_SCHEDULERS:
         raise BadInput("scheduler", body.scheduler, "must be Automatic or Karras")
-    overrides = body.override_settings or {}
+    overrides = checked_options(body.override_settings or {}, "override_settings")
     model = studio.default_model
     if overrides.get("sd_model_checkpoint"):
-        model = model_name_for(studio, find_entry(studio, str(overrides["sd_model_checkpoint"])))
-    clip_skip = int(overrides.get("CLIP_stop_at_last_layers", studio.options_store.get("CLIP_stop_at_last_layers", 1)))
+        model = model_name_for(studio, find_entry(studio, overrides["sd_model_checkpoint"]))
+    clip_skip = overrides.get("CLIP_stop_at_last_layers", studio.options_store.get("CLIP_stop_at_last_layers", 1))
     if body.batch_size < 1 or body.n_iter < 1:
         raise BadInput("batch_size", body.batch_size if body.batch_size < 1 else body.n_iter, "must be at least 1")
     # The fields A1111 names as we do come through the parameter table; the rest are mapped above.
@@ -159,7 +220,7 @@ def make_router(studio: Studio) -> APIRouter:
         if outcome.state == "failed":
             return JSONResponse({"error": "GenerationFailed", "detail": outcome.error, "errors": outcome.error},
                                 status_code=500)  # fmt: skip
-        images = await asyncio.to_thread(_encode_files, [r.path for r in outcome.images]) if body.send_images else []
+        images = await asyncio.to_thread(_encode_files, studio, [r.path for r in outcome.images]) if body.send_images else []
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(_info(outcome, request, body))}
 
     @router.get("/sd-models")
@@ -172,14 +233,13 @@ def make_router(studio: Studio) -> APIRouter:
 
     @router.post("/options")
     def set_options(body: dict[str, Any]) -> Any:
-        if "sd_model_checkpoint" in body:
-            entry = find_entry(studio, str(body["sd_model_checkpoint"]))
+        """Known settings only (OPTIONS), all checked before any is applied."""
+        checked = checked_options(body)
+        if "sd_model_checkpoint" in checked:
+            entry = find_entry(studio, checked["sd_model_checkpoint"])
             studio.default_model = model_name_for(studio, entry)
-        if "CLIP_stop_at_last_layers" in body:
-            value = body["CLIP_stop_at_last_layers"]
-            if not isinstance(value, int) or not 1 <= value <= 12:
-                raise BadInput("CLIP_stop_at_last_layers", value, "must be a whole number from 1 to 12")
-        studio.options_store.update({k: v for k, v in body.items() if k != "sd_model_checkpoint"})
+        kept = ("sd_model_checkpoint", "sd_checkpoint_hash")  # these two follow from default_model
+        studio.options_store.update({k: v for k, v in checked.items() if k not in kept})
         return None
 
     @router.get("/samplers")
@@ -232,10 +292,13 @@ def make_router(studio: Studio) -> APIRouter:
     return router
 
 
-def _encode_files(paths: list[str]) -> list[str]:
+def _encode_files(studio: Studio, paths: list[str]) -> list[str]:
     encoded = []
     for path in paths:
-        with open(path, "rb") as handle:
+        handle = open_recorded(path, folders(studio.cfg))
+        if handle is None:
+            raise BadInput("images", path, "was made but cannot be served (gone, replaced by a link, or elsewhere)")
+        with handle:
             encoded.append(base64.b64encode(handle.read()).decode())
     return encoded
 
@@ -248,6 +311,8 @@ def read_png_info_b64(data: str) -> dict[str, Any]:
 
     from steady.images.pngmeta import read_png_info
 
+    if data.startswith("data:") and "," not in data:
+        raise BadInput("image", data[:40], "is a data: URL without the comma before its base64 data")
     payload = data.split(",", 1)[1] if data.startswith("data:") else data
     try:
         raw = base64.b64decode(payload, validate=False)

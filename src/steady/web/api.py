@@ -9,12 +9,16 @@
     GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
     PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
     DELETE /api/trash                 empty the trash
-    GET    /api/history               recent runs with their word diffs and thumbnails (the iterate panel)
+    GET    /api/history               runs newest first (?limit&offset&q, 100 a page at most), each with its word
+                                      diff against the run before it and its thumbnails (the iterate panel)
     POST   /api/import                {folder}: index existing PNGs in place (progress as 'import' events)
     GET    /api/models, /api/machine  models on disk; memory of the worker, the server and the machine
 
 Files are only ever served by image id, from the path its catalog row records: no request can
-name a path. Bad input is a 4xx with {"error": "...", "argument": ..., "value": ...}.
+name a path, and the file is opened and checked first (steady.web.files: a regular file, no
+symlink, inside the catalog's folders). Bad input is a 4xx with {"error": "...", "argument": ...,
+"value": ...} (steady.web.limits bounds the body, and what an error repeats of a value); ids are
+whole numbers from 1 to 2**63 - 1 (SQLite's), lists are pages.
 """
 
 from __future__ import annotations
@@ -22,12 +26,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, create_model
 from sse_starlette.sse import EventSourceResponse
 
 from steady.catalog import gallery
@@ -35,7 +38,12 @@ from steady.errors import BadInput
 from steady.images.grid import grid_path
 from steady.params import GenerationRequest
 from steady.textdiff import word_ops
+from steady.web.files import folders, open_recorded, stream
+from steady.web.limits import MAX_ID, Body
 from steady.web.studio import Studio, grid_url
+
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id (1 to 2**63 - 1)")]
+MAX_HISTORY_PAGE = 100
 
 
 def _generate_body() -> type[BaseModel]:
@@ -48,19 +56,17 @@ def _generate_body() -> type[BaseModel]:
         kind = p.kind | None if p.optional else p.kind
         default = ... if f.default is dataclasses.MISSING else f.default
         fields[name] = (kind, Field(default, description=p.help))
-    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **fields)
+    return create_model("GenerateBody", __base__=Body, **fields)
 
 
 GenerateBody = _generate_body()
 
 
-class ImportBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ImportBody(Body):
     folder: str
 
 
-class FlagsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FlagsBody(Body):
     favourite: bool | None = None
     rejected: bool | None = None
 
@@ -82,6 +88,7 @@ def image_json(record: Any) -> dict[str, Any]:
 def make_router(studio: Studio) -> APIRouter:
     router = APIRouter(prefix="/api")
     cfg = studio.cfg
+    roots = folders(cfg)  # outputs, trash, thumbnails: where files may be served from
 
     @router.post("/generate", status_code=202)
     def generate(body: GenerateBody) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def make_router(studio: Studio) -> APIRouter:
         return {"job_id": job.id, "run_id": job.run_id, "n_images": job.n_images, "seed": job.base_seed}
 
     @router.get("/jobs/{job_id}")
-    def job_state(job_id: int) -> Any:
+    def job_state(job_id: Id) -> Any:
         try:
             job = studio.queue.get(job_id)
         except BadInput:
@@ -100,18 +107,18 @@ def make_router(studio: Studio) -> APIRouter:
                 "n_images": job.n_images, "image_ids": [i.id for i in images], "grid_url": grid}  # fmt: skip
 
     @router.get("/jobs/{job_id}/grid")
-    def job_grid(job_id: int) -> Any:
+    def job_grid(job_id: Id) -> Any:
         try:
             job = studio.queue.get(job_id)
         except BadInput:
             return not_found("job", job_id)
-        path = grid_path(job)  # named by the job's own run: no request names a path
-        if not path.is_file():
+        handle = open_recorded(grid_path(job), roots)  # named by the job's own run: no request names a path
+        if handle is None:
             return not_found("grid", job_id)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return stream(handle, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     @router.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: int) -> Any:
+    def cancel(job_id: Id) -> Any:
         try:
             return {"cancelled": studio.cancel(job_id)}
         except BadInput:
@@ -151,54 +158,61 @@ def make_router(studio: Studio) -> APIRouter:
         return EventSourceResponse(stream(), ping=15)
 
     @router.get("/images")
-    def images(offset: int = 0, limit: int = Query(100, ge=1, le=gallery.MAX_PAGE), q: str = "", model: str = "",
-               since: str = "", until: str = "", favourite: bool = False, run: int | None = None,
+    def images(offset: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(100, ge=1, le=gallery.MAX_PAGE),
+               q: str = "", model: str = "", since: str = "", until: str = "", favourite: bool = False,
+               run: int | None = Query(None, ge=1, le=MAX_ID),
                hide_rejected: bool = False, trash: bool = False, sort: str = "newest") -> dict[str, Any]:  # fmt: skip
         flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash, sort)
         return gallery.gallery_page(studio.catalog, flt, offset, limit).to_dict()
 
     @router.get("/images/{image_id}")
-    def image(image_id: int) -> Any:
+    def image(image_id: Id) -> Any:
         record = studio.catalog.get_image(image_id)
         return not_found("image", image_id) if record is None else image_json(record)
 
     @router.get("/images/{image_id}/file")
-    def image_file(image_id: int) -> Any:
+    def image_file(image_id: Id) -> Any:
         record = studio.catalog.get_image(image_id)
         if record is None:
             return not_found("image", image_id)
-        path = record.trash_path or record.path
-        if not os.path.isfile(path):
+        handle = open_recorded(record.trash_path or record.path, roots)
+        if handle is None:
             return not_found("file", record.file_name)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return stream(handle, "image/png", {"Cache-Control": "private, max-age=3600"})
 
     @router.get("/images/{image_id}/thumb")
-    async def image_thumb(image_id: int, size: int = 256) -> Any:
+    async def image_thumb(image_id: Id, size: int = 256) -> Any:
         from steady.images.thumbs import thumbnail
 
         record = studio.catalog.get_image(image_id)
         if record is None:
             return not_found("image", image_id)
-        source = record.trash_path or record.path
-        # Decoding is CPU work: off the event loop, so one slow thumbnail never stalls the page.
-        path = await asyncio.to_thread(thumbnail, source, cfg.thumbs_dir, image_id, size)
-        return FileResponse(path, media_type="image/jpeg",
-                            headers={"Cache-Control": "private, max-age=604800"})  # fmt: skip
+        source = open_recorded(record.trash_path or record.path, roots)
+        if source is None:
+            return not_found("file", record.file_name)
+        with source:  # decoding is CPU work: off the event loop, so one slow thumbnail never stalls the page
+            path = await asyncio.to_thread(thumbnail, source, cfg.thumbs_dir, image_id, size, record.file_name)
+        cached = open_recorded(path, roots[-1:], exact_elsewhere=False)  # the thumbnails' folder, nowhere else
+        if cached is None:
+            return not_found("thumbnail", image_id)
+        return stream(cached, "image/jpeg", {"Cache-Control": "private, max-age=604800"})
 
     @router.patch("/images/{image_id}")
-    def flags(image_id: int, body: FlagsBody) -> Any:
+    def flags(image_id: Id, body: FlagsBody) -> Any:
+        if studio.catalog.get_image(image_id) is None:
+            return not_found("image", image_id)
         gallery.set_flags(studio.catalog, image_id, body.favourite, body.rejected)
         return image_json(studio.catalog.get_image(image_id))
 
     @router.delete("/images/{image_id}")
-    def trash(image_id: int) -> Any:
+    def trash(image_id: Id) -> Any:
         if studio.catalog.get_image(image_id) is None:
             return not_found("image", image_id)
         gallery.trash_image(studio.catalog, image_id, cfg.trash_dir)
         return {"trashed": image_id}
 
     @router.post("/images/{image_id}/restore")
-    def restore(image_id: int) -> Any:
+    def restore(image_id: Id) -> Any:
         if studio.catalog.get_image(image_id) is None:
             return not_found("image", image_id)
         gallery.restore_image(studio.catalog, image_id)
@@ -209,7 +223,7 @@ def make_router(studio: Studio) -> APIRouter:
         return {"deleted": gallery.empty_trash(studio.catalog)}
 
     @router.get("/runs/{run_id}")
-    def run(run_id: int) -> Any:
+    def run(run_id: Id) -> Any:
         summary = studio.catalog.get_run(run_id)
         if summary is None:
             return not_found("run", run_id)
@@ -219,9 +233,11 @@ def make_router(studio: Studio) -> APIRouter:
                 "best": best_of_run(studio.catalog, run_id, 3)}  # fmt: skip
 
     @router.get("/history")
-    def history(limit: int = Query(20, ge=1, le=200), q: str = "") -> list[dict[str, Any]]:
-        """Runs newest first; each with its words against the run before it (what that edit changed)."""
-        runs = studio.catalog.prompt_iterations(q)[-limit:] if q else studio.catalog.recent_runs(limit + 1)[::-1]
+    def history(limit: int = Query(20, ge=1, le=MAX_HISTORY_PAGE), offset: int = Query(0, ge=0, le=MAX_ID),
+                q: str = "") -> list[dict[str, Any]]:  # fmt: skip
+        """Runs newest first, a page at a time (all runs, or those whose prompt contains q); each
+        with its words against the run before it (what that edit changed)."""
+        runs = studio.catalog.runs_page(q, limit + 1, offset)[::-1]  # one more: the first row's diff needs it
         thumbs = gallery.run_thumbs(studio.catalog, [r.id for r in runs])
         rows: list[dict[str, Any]] = []
         previous = None

@@ -2,9 +2,10 @@
 in the user's browser may drive it (DNS rebinding, CSRF).
 
 Every request passes three checks, in order:
-1. Host: on loopback only 127.0.0.1 / localhost / [::1] (with any port) are accepted, so a
-   rebinding DNS name pointing at 127.0.0.1 is refused; with --listen any host is accepted
-   because the token guards it.
+1. Host: on loopback the whole header must be 127.0.0.1, localhost or [::1], optionally with
+   `:PORT` (digits only), so a rebinding DNS name pointing at 127.0.0.1 is refused, and so are
+   look-alikes such as `[::1]evil.example` or `localhost:80@evil.example`; with --listen any
+   host is accepted because the token guards it.
 2. Origin / Sec-Fetch-Site: a request a browser marks as coming from another site is refused,
    whatever its method; a request without those headers (curl, A1111 clients) passes.
 3. Token (when one is set, always with --listen): `Authorization: Bearer T`, HTTP basic auth
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_HOST = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?")
 COOKIE = "steady_token"
 
 
@@ -41,12 +43,7 @@ class Guard:
     def host_ok(self, host_header: str) -> bool:
         if not self.loopback_only:
             return True
-        host = host_header.strip().lower()
-        if host.startswith("["):
-            host = host[: host.find("]") + 1] if "]" in host else host
-        else:
-            host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return host in LOOPBACK_HOSTS
+        return LOOPBACK_HOST.fullmatch(host_header.strip().lower()) is not None
 
     def origin_ok(self, request: Request) -> bool:
         if request.headers.get("sec-fetch-site", "") == "cross-site":
@@ -104,8 +101,8 @@ class GuardMiddleware:
     def refusal(self, request: Request) -> Response | None:
         host = request.headers.get("host", "")
         if not self.guard.host_ok(host):
-            return JSONResponse({"error": f"Host {host!r} is not this studio's address (use 127.0.0.1)",
-                                 "argument": "host"}, status_code=403)  # fmt: skip
+            return JSONResponse({"error": f"host {host[:200]!r} is not this studio's address (use 127.0.0.1)",
+                                 "argument": "host", "value": host[:200]}, status_code=403)  # fmt: skip
         if not self.guard.origin_ok(request):
             origin = request.headers.get("origin") or request.headers.get("sec-fetch-site", "")
             return JSONResponse({"error": f"requests from another site ({origin}) are refused",
