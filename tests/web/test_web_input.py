@@ -189,3 +189,13 @@ def test_error_bodies_are_strict_json(client: TestClient) -> None:
     reply = client.post("/api/generate", content='{"prompt": "x", "steps": NaN}', headers={"content-type": "application/json"})
     assert reply.status_code == 422
     json.loads(reply.text, parse_constant=lambda c: pytest.fail(f"{c} in a JSON reply"))
+
+
+def test_a_200_kb_prompt_is_refused_by_both_apis_naming_the_prompt(client: TestClient) -> None:
+    """Under the body limit, over the parameter table's prompt bound (20,000 characters)."""
+    prompt = "a " * 100_000
+    body = refused(client.post("/api/generate", json={"prompt": prompt, "steps": 2}), 400, "prompt")
+    assert "200,000 characters" in body["error"] and len(body["value"]) < 300
+    refused(client.post("/sdapi/v1/txt2img", json={"prompt": prompt, "steps": 2}), 422, "prompt")
+    refused(client.post("/api/generate", json={"prompt": "x", "negative_prompt": prompt}), 400, "negative_prompt")
+    assert client.get("/api/status").json()["queue"] == []
