@@ -75,3 +75,79 @@ def test_list_models_skips_and_reports_bad_files(models_dir):
     assert infos[0].prediction_type == "v_prediction"
     assert [p.name for p, _ in errors] == ["broken.safetensors"]
     assert list_models(settings()) == infos
+
+
+def test_the_scan_does_not_follow_links_out_of_bounds(models_dir, tmp_path, capsys):
+    """A link to / or .. in the models folder made `steady models` and --model NAME walk the whole
+    filesystem; links are followed only into folders that do not hold the models folder, each real
+    folder once, at most MAX_DEPTH deep."""
+    import time
+
+    from steady.models.resolve import MAX_DEPTH, candidates
+    from tests.fixtures.cli import run_main
+
+    save_tiny_single_file("sd1", models_dir / "own.safetensors")
+    shared = tmp_path / "a1111" / "Stable-diffusion"  # an A1111 folder linked in: followed
+    save_tiny_single_file("sd1", shared / "linked.safetensors")
+    (models_dir / "a1111").symlink_to(shared)
+    (models_dir / "again").symlink_to(shared)  # the same folder by a second link: searched once
+    (shared / "loop").symlink_to(shared)
+    (models_dir / "root").symlink_to("/")
+    (models_dir / "up").symlink_to("..")
+    (models_dir / "self").symlink_to(models_dir)
+    deep = models_dir.joinpath(*[f"d{i}" for i in range(MAX_DEPTH + 1)])
+    deep.mkdir(parents=True)
+    (deep / "buried.safetensors").write_bytes(b"x")
+    skipped = []
+    started = time.monotonic()
+    found = candidates(models_dir, skipped)
+    assert time.monotonic() - started < 5
+    assert sorted(p.name for p in found) == ["linked.safetensors", "own.safetensors"]
+    reasons = {p.name: why for p, why in skipped}
+    assert {"root", "up", "self"} <= set(reasons) and "holds the models folder" in reasons["root"]
+    assert "another link" in reasons["again"] and "another link" in reasons["loop"]
+    assert f"deeper than {MAX_DEPTH}" in reasons[f"d{MAX_DEPTH}"]
+    assert find_model("linked", settings()).name == "linked.safetensors"
+    code, out = run_main(["models", "--no-hash"], capsys)
+    assert code == 0 and "own" in out.out and "linked" in out.out
+    assert "steady: note:" in out.err and "holds the models folder" in out.err
+
+
+def test_the_scan_passes_over_what_it_cannot_read(models_dir, monkeypatch, capsys):
+    """A folder that cannot be listed (permission denied) ended `steady models` in a traceback; it
+    is passed over with a note (injected: the tests may run as root, whom permissions do not stop)."""
+    import os
+
+    from tests.fixtures.cli import run_main
+
+    save_tiny_single_file("sd1", models_dir / "good.safetensors")
+    (models_dir / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    skipped = []
+    assert [i.name for i in list_models(settings(), skipped)] == ["good"]
+    assert [(p.name, why) for p, why in skipped] == [("locked", "cannot be listed (Permission denied)")]
+    code, out = run_main(["models", "--no-hash"], capsys)
+    assert code == 0 and "good" in out.out and "locked: cannot be listed" in out.err
+
+
+def test_a_fifo_is_not_read_as_a_model(models_dir, capsys):
+    """Reading a FIFO waits for a writer: a model path that is not a regular file is refused."""
+    import os
+
+    from steady.models.detect import inspect_model
+    from tests.fixtures.cli import run_main
+
+    fifo = models_dir / "pipe.safetensors"
+    os.mkfifo(fifo)
+    assert list_models(settings()) == []
+    with pytest.raises(ModelError, match="not a regular file"):
+        inspect_model(fifo)
+    code, out = run_main(["generate", "x", "-m", str(fifo)], capsys)
+    assert code == 2 and "not a regular file" in out.err

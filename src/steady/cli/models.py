@@ -17,7 +17,10 @@ def models_command(as_json: bool, no_hash: bool) -> None:
     from steady.models.resolve import list_models
 
     cfg = settings()
-    found = list_models(cfg)
+    skipped: list = []
+    found = list_models(cfg, skipped)
+    for path, why in skipped:  # what the scan passed over, so nothing is missing without a word
+        click.echo(f"steady: note: {path}: {why}", err=True)
     if not found and not as_json:
         click.echo(f"no models in {cfg.models_dir} (put .safetensors files or diffusers folders there)")
         return

@@ -454,10 +454,12 @@ def inspect_model(path: str | Path) -> ModelInfo:
             return inspect_folder(p.resolve())
         if not p.exists():
             raise ModelError("model", str(path), "no such file or folder")
+        if not p.is_file():  # reading a FIFO would wait for a writer
+            raise ModelError("model", str(path), "is not a regular file (a FIFO, socket or device)")
         p = p.resolve()
         size = p.stat().st_size
-    except PermissionError as e:
-        raise ModelError("model", str(path), f"cannot read: {e.strerror}") from e
+    except OSError as e:
+        raise ModelError("model", str(path), f"cannot read: {e.strerror or e}") from e
     ext = p.suffix.lower()
     if ext in SAFETENSORS_EXT:
         return info_from_shapes(p, "safetensors", shapes_of(read_safetensors_header(p)), size)

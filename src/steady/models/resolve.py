@@ -9,6 +9,7 @@ sub-folders). Errors name the argument `model` and list what is available.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from steady.config import Settings
@@ -23,32 +24,89 @@ LISTED_EXT = SAFETENSORS_EXT + (".ckpt", ".pt", ".pth")
 _MAX_LISTED_IN_ERROR = 20
 
 
+# The walk's bounds: A1111 users keep a few levels of sub-folders; a link into a big tree must not
+# turn a listing into a walk of the filesystem.
+MAX_DEPTH = 8  # folders below models_dir
+MAX_FOLDERS = 5000
+
+
 def _is_folder_model(p: Path) -> bool:
-    return p.is_dir() and (p / "model_index.json").is_file()
+    try:
+        return p.is_dir() and (p / "model_index.json").is_file()
+    except OSError:  # a folder we may not look into is not a model we can use
+        return False
 
 
-def candidates(models_dir: Path) -> list[Path]:
-    """Model files and diffusers folders under models_dir (not descending into those folders)."""
+def candidates(models_dir: Path, skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Model files and diffusers folders under models_dir (not descending into those folders).
+
+    Linked folders are followed (an A1111 models folder linked in is common), but each real folder
+    is visited once, a link to a folder that holds models_dir (``/``, ``..``) is not entered, the
+    walk goes at most MAX_DEPTH folders deep and through at most MAX_FOLDERS folders, and an entry
+    that cannot be read is passed over; each of those is added to ``skipped`` as (path, why)."""
     found: list[Path] = []
-    if not models_dir.is_dir():
+    note = skipped.append if skipped is not None else (lambda item: None)
+    try:
+        root = models_dir.resolve()
+        if not root.is_dir():
+            return found
+        seen = {_identity(root)}
+    except OSError as exc:
+        note((models_dir, f"cannot be read ({exc.strerror or exc})"))
         return found
-    stack = [models_dir]
+    stack: list[tuple[Path, int]] = [(models_dir, 0)]
+    folders = 0
     while stack:
-        d = stack.pop()
+        d, depth = stack.pop()
+        folders += 1
+        if folders > MAX_FOLDERS:
+            note((d, f"not searched: the scan stops after {MAX_FOLDERS} folders"))
+            break
         try:
-            entries = sorted(d.iterdir())
-        except OSError:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            note((d, f"cannot be listed ({exc.strerror or exc})"))
             continue
-        for e in entries:
-            if e.name.startswith("."):
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if _is_folder_model(e):
-                found.append(e)
-            elif e.is_dir():
-                stack.append(e)
-            elif e.suffix.lower() in LISTED_EXT and e.is_file():
-                found.append(e)
+            e = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                if is_dir and _is_folder_model(e):
+                    found.append(e)
+                elif is_dir:
+                    why = _why_not_enter(e, entry, root, depth, seen)
+                    if why:
+                        note((e, why))
+                    else:
+                        stack.append((e, depth + 1))
+                elif e.suffix.lower() in LISTED_EXT and entry.is_file():
+                    found.append(e)
+            except OSError as exc:
+                note((e, f"cannot be read ({exc.strerror or exc})"))
     return sorted(found, key=lambda p: p.relative_to(models_dir).as_posix().lower())
+
+
+def _identity(p: Path) -> tuple[int, int]:
+    st = os.stat(p)
+    return st.st_dev, st.st_ino
+
+
+def _why_not_enter(p: Path, entry: os.DirEntry[str], root: Path, depth: int, seen: set[tuple[int, int]]) -> str:
+    """Why the folder ``p`` is not searched, or "" (it is then marked seen)."""
+    if depth + 1 > MAX_DEPTH:
+        return f"not searched: deeper than {MAX_DEPTH} folders below the models folder"
+    if entry.is_symlink():
+        target = p.resolve()
+        if root == target or root.is_relative_to(target):
+            return f"not searched: links to {target}, which holds the models folder itself"
+    identity = _identity(p)
+    if identity in seen:
+        return "not searched again: the same folder is reached by another link"
+    seen.add(identity)
+    return ""
 
 
 def _display(p: Path, models_dir: Path) -> str:
@@ -66,6 +124,13 @@ def _available_text(models_dir: Path) -> str:
 
 def find_model(name_or_path: str, settings: Settings) -> Path:
     """An existing file/diffusers folder, or a model name under settings.models_dir."""
+    try:
+        return _find_model(name_or_path, settings)
+    except OSError as exc:  # a folder on the way may not be looked into
+        raise ModelError("model", name_or_path, f"cannot be read ({exc.strerror or exc})") from exc
+
+
+def _find_model(name_or_path: str, settings: Settings) -> Path:
     raw = str(name_or_path).strip()
     if not raw:
         raise ModelError("model", name_or_path, "empty; give a model name or path")
@@ -95,10 +160,11 @@ def find_model(name_or_path: str, settings: Settings) -> Path:
 
 
 def list_models(settings: Settings, errors: list[tuple[Path, str]] | None = None) -> list[ModelInfo]:
-    """Every usable model under models_dir, sorted by name. Files that are not usable models are
-    left out; pass `errors` to receive (path, reason) for each of them."""
+    """Every usable model under models_dir, sorted by name. Files that are not usable models, and
+    folders the scan passed over (candidates), are left out; pass `errors` to receive (path,
+    reason) for each of them."""
     out: list[ModelInfo] = []
-    for p in candidates(settings.models_dir):
+    for p in candidates(settings.models_dir, errors):
         try:
             out.append(inspect_model(p))
         except ModelError as e:
