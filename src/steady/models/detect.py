@@ -445,6 +445,37 @@ def inspect_folder(path: Path) -> ModelInfo:
 
 
 # ---------------------------------------------------------------------------------------------
+# clip skip
+# ---------------------------------------------------------------------------------------------
+def text_layers(info: ModelInfo) -> int | None:
+    """The fewest transformer layers among the model's text encoders (as diffusers builds them),
+    from the checkpoint's shapes or the folder's configs; None when no config says."""
+    counts = []
+    for component in ("text_encoder", "text_encoder_2"):
+        if info.format == "diffusers":
+            config = Path(info.path) / component / "config.json"
+            try:
+                n = json.loads(config.read_text(encoding="utf-8")).get("num_hidden_layers") if config.is_file() else None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                n = None
+        else:
+            n = info.overrides.get(component, {}).get("num_hidden_layers")
+        if isinstance(n, int) and n > 0:
+            counts.append(n)
+    return min(counts) if counts else None
+
+
+def clip_skip_limit(info: ModelInfo) -> int | None:
+    """The largest A1111 clip skip the model can take, so that the layer read is a transformer
+    layer: N for an encoder of N layers (clip skip 1 reads the last, N the first); SDXL conditions
+    on the penultimate layer at clip skip 1, so N - 1. None: unknown."""
+    layers = text_layers(info)
+    if layers is None:
+        return None
+    return max(1, layers - 1) if info.arch == "sdxl" else layers
+
+
+# ---------------------------------------------------------------------------------------------
 def inspect_model(path: str | Path) -> ModelInfo:
     """Describe a checkpoint file or diffusers folder. ModelError (argument `model`) if it is
     missing, unreadable, corrupt or not a Stable Diffusion model."""

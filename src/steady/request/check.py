@@ -81,14 +81,14 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     ``variants``: per-image overrides given by the caller (eval commands render many prompts in
     one run); by default they come from the prompt's wildcards and the X/Y axes."""
     from steady.models.default import EMBEDDED_CFG_SCALE, EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
-    from steady.models.detect import inspect_model, pickle_refusal
+    from steady.models.detect import clip_skip_limit, inspect_model, pickle_refusal, text_layers
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
     from steady.request.devices import choose_device, choose_dtype, native_bf16
 
     # The values themselves, against the parameter table.
     request = request.validate()
-    # The model: found, inspected (format, architecture, native size), its defaults.
+    # The model: found, inspected (format, architecture, native size, text encoder layers), its defaults.
     model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
     info = inspect_model(model_path)
     embedded = Path(model_path) == embedded_model_path()
@@ -96,6 +96,10 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
         info = dataclasses.replace(info, name=EMBEDDED_MODEL_NAME)
     if info.format == "pickle" and not request.allow_pickle:
         raise pickle_refusal(info)
+    skip_limit = clip_skip_limit(info)  # the table's bound is SD 1.x's 12 layers; the model's own is this
+    if skip_limit is not None and request.clip_skip > skip_limit:
+        raise BadInput("clip_skip", request.clip_skip, f"must be between 1 and {skip_limit} for {info.name} (its "
+                                                       f"text encoder has {text_layers(info)} layers)")  # fmt: skip
     cfg_scale = request.cfg_scale
     if cfg_scale is None:  # the model's own CFG
         cfg_scale = EMBEDDED_CFG_SCALE if embedded else DEFAULT_CFG_SCALE
