@@ -353,3 +353,34 @@ def test_temp_names_are_recognised(tmp_path, monkeypatch):
     write_png(small_image(), tmp_path / "a.png", make_params())
     assert len(seen) == 1 and is_temp_name(seen[0]) and seen[0].startswith(".a.png.")
     assert not is_temp_name("a.png") and not is_temp_name(".hidden.tmp") and not is_temp_name("x.12345678.tmp")
+
+
+def test_a_truncated_png_is_called_truncated(tmp_path):
+    """Cut inside its chunks: refused as truncated (not "not a PNG image"); cut inside the image
+    data after the text chunks: read, with a warning that the image data is incomplete."""
+    whole = write_png(small_image(), tmp_path / "whole.png", make_params()).read_bytes()
+    cut = tmp_path / "cut.png"
+    for size in (3, 8, 20, 40, 100):
+        cut.write_bytes(whole[:size])
+        with pytest.raises(BadInput) as caught:
+            read_png_info(cut)
+        assert caught.value.argument == "path" and f"is a truncated PNG ({size} bytes" in caught.value.why
+    cut.write_bytes(whole[:-20])
+    info = read_png_info(cut)
+    assert info.source == "steady" and any("truncated" in w for w in info.warnings)
+    assert read_png_info(tmp_path / "whole.png").warnings == []
+    cut.write_bytes(b"")
+    with pytest.raises(BadInput, match="is empty"):
+        read_png_info(cut)
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, capsys):
+    from tests.fixtures.cli import run_main
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(BadInput, match="not a regular file"):
+        read_png_info(fifo)
+    code, out = run_main(["info", str(fifo)], capsys)
+    assert code == 2 and out.err.startswith(f"steady: error: image='{fifo}': is not a regular file")

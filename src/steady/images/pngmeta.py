@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -184,6 +185,7 @@ def read_text_chunks(path: str | os.PathLike[str], *, decode_if_needed: bool = T
 
     where = str(path)
     result = PngText()
+    ends = _ends(path, where)
     try:
         with Image.open(path) as image:
             if image.format != "PNG":
@@ -202,15 +204,60 @@ def read_text_chunks(path: str | os.PathLike[str], *, decode_if_needed: bool = T
         raise BadInput("path", where, "is a folder, not a PNG file") from exc
     except PermissionError as exc:
         raise BadInput("path", where, "cannot be read (permission denied)") from exc
-    except UnidentifiedImageError as exc:
-        raise BadInput("path", where, "is not a PNG image") from exc
+    except (UnidentifiedImageError, SyntaxError, OSError) as exc:
+        if ends.truncated():
+            raise BadInput("path", where, f"is a truncated PNG ({ends.size} bytes, cut off before its end)") from exc
+        if ends.size == 0:
+            raise BadInput("path", where, "is empty (0 bytes), not a PNG image") from exc
+        if isinstance(exc, UnidentifiedImageError):
+            raise BadInput("path", where, "is not a PNG image") from exc
+        raise BadInput("path", where, f"cannot be read as a PNG: {exc}") from exc
     except Image.DecompressionBombError as exc:
         raise BadInput("path", where, f"refused: {exc}") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except ValueError as exc:
         raise BadInput("path", where, f"cannot be read as a PNG: {exc}") from exc
+    if ends.truncated():
+        result.warnings.append(f"the file is truncated ({ends.size} bytes, no end chunk): its image data is incomplete")
     # image.info also holds non-text entries (dpi, gamma, icc_profile); iTXt values are str.
     result.chunks = {str(key): str(value) for key, value in chunks.items() if isinstance(value, str)}
     return result
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every complete PNG ends with this chunk
+
+
+@dataclass
+class _Ends:
+    size: int
+    head: bytes
+    tail: bytes
+
+    def truncated(self) -> bool:
+        """A PNG's start (its signature, or part of it) without a PNG's end."""
+        png = self.head.startswith(PNG_SIGNATURE) or (0 < self.size < 8 and PNG_SIGNATURE.startswith(self.head))
+        return png and self.tail != _IEND
+
+
+def _ends(path: str | os.PathLike[str], where: str) -> _Ends:
+    """The file's size, first 16 and last 12 bytes; BadInput when it is not a regular file (a
+    FIFO would block the read until something writes to it)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise BadInput("path", where, "is a folder, not a PNG file")
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput("path", where, "is not a regular file (a FIFO, socket or device), not a PNG file")
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, st.st_size - len(_IEND)))
+            return _Ends(st.st_size, head, f.read())
+    except FileNotFoundError as exc:
+        raise BadInput("path", where, "no such file") from exc
+    except PermissionError as exc:
+        raise BadInput("path", where, "cannot be read (permission denied)") from exc
+    except OSError as exc:
+        raise BadInput("path", where, f"cannot be read: {exc.strerror or exc}") from exc
 
 
 def read_steady_params(path: str | os.PathLike[str]) -> ImageParams | None:
