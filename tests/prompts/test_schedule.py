@@ -39,3 +39,21 @@ def test_emphasis_escapes_and_nesting_are_kept_for_the_weighting_step() -> None:
                                                   ("a [x]", False), ("a (x:1.2)", False), ("a [x:y:z]", False)])  # fmt: skip
 def test_only_editing_and_alternation_make_a_schedule(prompt: str, expected: bool) -> None:
     assert (prompt_schedule(prompt, 20) != [Scheduled(20, prompt)]) is expected
+
+
+def test_a_switch_past_any_step_is_never_and_before_any_is_at_once() -> None:
+    """[a:b:999…9] (a number too big for a float) raised OverflowError in the worker."""
+    huge = "9" * 400
+    assert prompt_schedule(f"[a:b:{huge}]", 20) == [Scheduled(20, "a")]
+    assert prompt_schedule(f"[a:b:-{huge}]", 20) == [Scheduled(20, "b")]
+
+
+def test_brackets_nested_too_deep_are_bad_input_not_a_recursion_error() -> None:
+    from steady.errors import BadInput
+    from steady.prompts.syntax import MAX_NESTING
+
+    assert prompt_schedule("[" * MAX_NESTING + "a|b" + "]" * MAX_NESTING, 2)[-1].text.strip("[]") == "b"
+    for prompt in ("[" * 1000 + "a" + "]" * 1000, "[" * 1000 + "a|b" + "]" * 1000):
+        with pytest.raises(BadInput) as info:
+            prompt_schedule(prompt, 20)
+        assert info.value.argument == "prompt" and "nest 1000 deep" in info.value.why

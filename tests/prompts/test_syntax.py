@@ -29,3 +29,26 @@ def test_break_splits_and_is_only_a_whole_upper_case_word() -> None:
                                                                Fragment("dragon", 1.2)]  # fmt: skip
     assert parse_emphasis("BREAKFAST break") == [Fragment("BREAKFAST break", 1.0)]
     assert uses_emphasis("x BREAK y") and uses_emphasis("(x)") and not uses_emphasis("a red circle, 4k")
+
+
+@pytest.mark.parametrize(("prompt", "why"), [("(a:" + "9" * 400 + ")", "not a finite number"),
+                                             ("(" * 8000 + "a", "nest 8000 deep"),
+                                             ("(a" * 5000, "nest 5000 deep")])  # fmt: skip
+def test_weights_that_are_not_finite_are_bad_input(prompt, why):
+    """A weight of 1e400, or 1.1 to the 8000th, made an infinite weight (NaN embeddings); thousands
+    of unclosed brackets also took seconds to weight."""
+    from steady.errors import BadInput
+
+    with pytest.raises(BadInput) as info:
+        parse_emphasis(prompt)
+    assert info.value.argument == "prompt" and why in info.value.why
+    assert len(str(info.value)) < 300
+
+
+def test_a_prompt_that_cannot_be_parsed_is_refused_before_it_is_queued(capsys, tmp_path):
+    from steady.config import settings
+    from tests.fixtures.cli import run_main
+
+    code, out = run_main(["generate", "x", "-N", "(" * 200 + "blurry", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and out.err.startswith("steady: error: negative_prompt=") and "nest 200 deep" in out.err
+    assert not settings().db_path.exists() and not (tmp_path / "o").exists()

@@ -20,8 +20,11 @@ encodes each distinct text once and swaps the conditioning between steps.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+
+from steady.prompts.syntax import check_syntax
 
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
 
@@ -45,7 +48,9 @@ class _Alternate:
 
 
 def prompt_schedule(prompt: str, steps: int) -> list[Scheduled]:
-    """The texts the prompt takes during `steps` sampling steps (one entry if it never changes)."""
+    """The texts the prompt takes during `steps` sampling steps (one entry if it never changes).
+    BadInput (steady.prompts.syntax.check_syntax) for brackets nested too deep to parse."""
+    check_syntax(prompt)
     tree = _parse(prompt)
     nodes = list(_walk(tree))
     if not any(isinstance(n, _Edit | _Alternate) for n in nodes):
@@ -74,6 +79,8 @@ def text_at(schedule: list[Scheduled], step_index: int) -> int:
 
 # -- parsing -------------------------------------------------------------------------------------
 def _step(when: float, steps: int) -> int:
+    if not math.isfinite(when):  # [a:b:999…9] past any step: never switches
+        return steps if when > 0 else 0
     return min(steps, int(when * steps if when < 1 else when))
 
 

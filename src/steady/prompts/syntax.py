@@ -16,14 +16,21 @@ A1111's, so A1111 prompts would need translating and would still not give A1111'
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+
+from steady.errors import BadInput, shorten
 
 UP = 1.1
 DOWN = 1 / 1.1
 _TOKEN = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 _SYNTAX = re.compile(r"[()\[\]]|\bBREAK\b")
+# How deep brackets may nest. Real prompts nest a few levels ("((masterpiece))"); parsing is
+# recursive and each level costs a pass over the rest of the prompt, so a prompt of thousands of
+# nested brackets would exhaust the recursion limit or take minutes. 1.1**100 is still finite.
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,34 @@ def uses_emphasis(prompt: str) -> bool:
     return bool(_SYNTAX.search(prompt))
 
 
+def check_syntax(prompt: str, name: str = "prompt") -> None:
+    """BadInput naming ``name`` when the prompt cannot be parsed sensibly: brackets nested deeper
+    than MAX_NESTING (unclosed ones count: they apply to the end), or an emphasis weight that is
+    not a finite number (``(word:1e400)``). Linear in the prompt's length; steady.request.check
+    calls it, so such a prompt is refused before anything is queued."""
+    depth = deepest = 0
+    escaped = False
+    for c in prompt:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]" and depth:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise BadInput(name, shorten(prompt), f"brackets nest {deepest} deep; at most {MAX_NESTING} are taken")
+    for match in _TOKEN.finditer(prompt):
+        if match.group(1) is not None and not math.isfinite(float(match.group(1))):
+            raise BadInput(name, shorten(prompt), f"emphasis weight {shorten(match.group(1), 20)} is not a finite number")
+
+
 def parse_emphasis(prompt: str) -> list[Fragment]:
+    """The prompt's fragments and their weights; BadInput (check_syntax) for one that nests too
+    deep or has a weight that is not a finite number."""
+    check_syntax(prompt)
     out: list[list | None] = []  # [text, weight] pairs (None: a BREAK), merged at the end
     round_open: list[int] = []
     square_open: list[int] = []
