@@ -19,7 +19,7 @@ def columns(conn, table):
 
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
-    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores"]
+    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"migrations", "prompts", "runs", "images", "jobs", "image_features"}
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
@@ -36,8 +36,9 @@ def test_blank_database_gets_the_schema(tmp_path):
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
                        "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
-    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores"] and all(r[1].endswith("+00:00") for r in rows)
-    assert "state" in columns(conn, "jobs") and "plan_json" in columns(conn, "jobs")
+    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes"]
+    assert all(r[1].endswith("+00:00") for r in rows)
+    assert {"state", "plan_json", "attempts", "strikes"} <= set(columns(conn, "jobs"))
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))
     # The gallery's prompt search can use the index.
     plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM images WHERE prompt LIKE 'a li%'"))

@@ -53,9 +53,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(home: Path, guard: Guard | None = None, start_studio: bool = True) -> Iterator[RunningServer]:
+def running_server(home: Path, guard: Guard | None = None, start_studio: bool = True,
+                   supervisor: SupervisorOptions | None = None) -> Iterator[RunningServer]:  # fmt: skip
+    """``supervisor``: its options (to inject a fault); previews on and one thread by default."""
     cfg = Settings(home=home)
-    studio = Studio(cfg, StudioOptions(supervisor=SupervisorOptions(previews=True, threads=1), plan_memory=True))
+    options = supervisor or SupervisorOptions(previews=True, threads=1)
+    studio = Studio(cfg, StudioOptions(supervisor=options, plan_memory=True))
     app = create_app(studio, guard or Guard(), start_studio=start_studio)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

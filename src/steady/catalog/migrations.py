@@ -247,6 +247,14 @@ def m004_scores(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_prompt_model ON images (prompt, negative_prompt, model_hash)")
 
 
+@MIGRATIONS.register
+def m005_job_strikes(conn: sqlite3.Connection) -> None:
+    """How many tries of a job's next image ended with its worker or the program dead (cleared when
+    the worker answers), so a job whose input kills its worker ends failed instead of being
+    retried at every restart (steady.jobs.queue.MAX_TRIES_PER_IMAGE)."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

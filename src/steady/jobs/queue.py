@@ -7,7 +7,10 @@ has seed ``base_seed + i`` and the file name ``{run:05d}-{i:02d}-{seed}.png``, s
 interrupted image gives the same pixels under the same name.
 
 States: queued -> running -> done | failed | cancelled. A job left 'running' by a process that
-no longer exists goes back to 'queued' (``recover``).
+no longer exists goes back to 'queued' (``recover``), unless its next image has been tried
+MAX_TRIES_PER_IMAGE times without an answer: ``strikes`` counts the tries of the job's next image
+that ended with its worker (or the whole program) dead, and is cleared when the worker answers.
+Such a job ends 'failed', so an input that kills its worker is not retried forever.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from steady.request.check import Resolved
 from steady.request.planner import Plan
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+MAX_TRIES_PER_IMAGE = 3  # tries of one image that may end with its worker or the program dead
 FINAL_STATES = ("done", "failed", "cancelled")
 
 
@@ -47,6 +51,7 @@ class JobRecord:
     updated_at: str
     stop_rule: dict[str, Any] | None = None  # steady.scoring.novelty.SaturationRule.to_dict(): --until-saturated
     variants: dict[str, Any] | None = None  # {"axes": [Axis...], "variants": [Variant...]} (steady.prompts.variants)
+    strikes: int = 0  # tries of its next image that ended with the worker or the program dead
 
     def seed_of(self, index: int) -> int:
         return (self.base_seed + index) % 2**32
@@ -60,15 +65,16 @@ class JobRecord:
 
 
 _COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "
-            "recycles, error, owner_pid, created_at, updated_at, stop_rule_json, variants_json")  # fmt: skip
+            "recycles, error, owner_pid, created_at, updated_at, stop_rule_json, variants_json, strikes")  # fmt: skip
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (id_, run_id, state, seed, n, model_path, out_dir, params, plan, attempts, recycles, error, owner,
-     created, updated, stop_rule, variants) = row  # fmt: skip
+     created, updated, stop_rule, variants, strikes) = row  # fmt: skip
     return JobRecord(id_, run_id, state, seed, n, model_path, out_dir, json.loads(params),
                      Plan.from_dict(json.loads(plan)) if plan else None, attempts, recycles, error, owner, created, updated,
-                     json.loads(stop_rule) if stop_rule else None, json.loads(variants) if variants else None)  # fmt: skip
+                     json.loads(stop_rule) if stop_rule else None, json.loads(variants) if variants else None,
+                     strikes)  # fmt: skip
 
 
 class JobQueue:
@@ -147,6 +153,20 @@ class JobQueue:
         with self.catalog.transaction() as conn:
             conn.execute(f"UPDATE jobs SET {column} = {column} + 1, updated_at = ? WHERE id = ?", (now_iso(), job_id))
 
+    def strike(self, job_id: int) -> int:
+        """The worker died making the job's next image: one more strike (and attempt); the count."""
+        with self.catalog.transaction() as conn:
+            row = conn.execute("UPDATE jobs SET strikes = strikes + 1, attempts = attempts + 1, updated_at = ?"
+                               " WHERE id = ? RETURNING strikes", (now_iso(), job_id)).fetchone()  # fmt: skip
+        if row is None:
+            raise BadInput("job_id", job_id, "no such job in the catalog")
+        return int(row[0])
+
+    def clear_strikes(self, job_id: int) -> None:
+        """The worker answered for the job's image (made, refused or cancelled it): no strikes."""
+        with self.catalog.transaction() as conn:
+            conn.execute("UPDATE jobs SET strikes = 0 WHERE id = ? AND strikes > 0", (job_id,))
+
     def done_indices(self, job: JobRecord) -> set[int]:
         with self.catalog.reading() as conn:
             rows = conn.execute("SELECT idx FROM images WHERE run_id = ?", (job.run_id,)).fetchall()
@@ -158,21 +178,34 @@ class JobQueue:
 
     def recover(self, alive: Any = None) -> list[int]:
         """Put jobs left 'running' by a dead process back in the queue; returns their ids.
-        ``alive(pid) -> bool`` defaults to psutil.pid_exists (this process counts as alive)."""
+        ``alive(pid) -> bool`` defaults to psutil.pid_exists (this process counts as alive).
+        The program ending while it made a job's image is a strike against that image: a job
+        with MAX_TRIES_PER_IMAGE of them ends 'failed' instead, with a message that says why."""
         import psutil
 
         alive = alive or psutil.pid_exists
+        requeued: list[int] = []
         with self.catalog.transaction() as conn:
             rows = conn.execute("SELECT id, owner_pid FROM jobs WHERE state = 'running'").fetchall()
             lost = [jid for jid, pid in rows if pid != os.getpid() and not alive(pid)]
             for jid in lost:
+                (strikes, run_id, n_images) = conn.execute(
+                    "UPDATE jobs SET strikes = strikes + 1, updated_at = ? WHERE id = ? RETURNING strikes, run_id, n_images",
+                    (now_iso(), jid)).fetchone()  # fmt: skip
+                if strikes >= MAX_TRIES_PER_IMAGE:
+                    done = {r[0] for r in conn.execute("SELECT idx FROM images WHERE run_id = ?", (run_id,))}
+                    index = next((i for i in range(n_images) if i not in done), n_images)
+                    self._set(conn, jid, "failed", f"image {index} of run {run_id} was tried {strikes} times and "
+                              "its worker or the program died each time; it is not tried again")  # fmt: skip
+                    continue
                 conn.execute("UPDATE jobs SET state = 'queued', owner_pid = 0, updated_at = ? WHERE id = ?",
                              (now_iso(), jid))  # fmt: skip
                 conn.execute(
                     "UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = (SELECT run_id FROM jobs WHERE id = ?)",
                     (jid,),
                 )
-        return lost
+                requeued.append(jid)
+        return requeued
 
     def requeue(self, job_id: int) -> None:
         """Put a job that was stopped by a shutdown (not by its user) back in the queue."""

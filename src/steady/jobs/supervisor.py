@@ -8,6 +8,11 @@ What it guarantees:
 - every image a job asks for ends up written and recorded exactly once: a worker that dies (a
   crash, the OOM killer, SIGKILL) is replaced and the image it was making is made again with the
   same seed, under the same name (identical pixels); a half-written temp file is removed;
+- an image whose worker died MAX_TRIES_PER_IMAGE times in a row (counted on the job row, so
+  across restarts too: steady.jobs.queue) fails its job instead of being tried again;
+- a cancel stops the image at its next step; one that has no step to stop at (a model load, a
+  huge prompt's encode) stops when the worker is replaced, ``cancel_grace_s`` later; a cancelled
+  image whose worker died is not made again;
 - the worker is replaced only between images, never in the middle of one;
 - each recycle and each worker death is reported (``Recycle`` / ``WorkerDied`` events) with its
   reason, and counted on the job row.
@@ -44,7 +49,7 @@ from steady.jobs.protocol import (
     Shutdown,
     WorkerOptions,
 )
-from steady.jobs.queue import JobQueue, JobRecord
+from steady.jobs.queue import MAX_TRIES_PER_IMAGE, JobQueue, JobRecord
 from steady.params import GenerationResult, ImageParams
 from steady.request.machine import Gpu
 from steady.request.planner import Plan
@@ -72,7 +77,8 @@ class SupervisorOptions:
     policy: RecyclePolicy = field(default_factory=RecyclePolicy)
     sample_interval: float = 0.5
     start_timeout_s: float = 300.0
-    max_deaths_per_image: int = 2  # the image is tried 1 + this many times
+    max_deaths_per_image: int = MAX_TRIES_PER_IMAGE - 1  # the image is tried 1 + this many times
+    cancel_grace_s: float = 10.0  # a cancelled image not stopped this long after (or 2 steps) ends its worker
     worker: WorkerOptions = field(default_factory=WorkerOptions)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: passed to every RenderImage
     threads: int | None = None  # overrides the plan's CPU thread count (reproducible test runs)
@@ -219,12 +225,14 @@ class Supervisor:
         """Make every image of ``job`` that is not recorded yet (it must be 'running': claimed)."""
         outcome = JobOutcome(job.id, job.run_id, "running", [])
         recycles0, deaths0 = len(self.recycles), len(self.deaths)
+        strikes = job.strikes  # earlier tries of its next image that ended with a dead worker or program
         try:
             for index in self.queue.missing_indices(job):
                 if should_stop is not None and should_stop():
                     outcome.state = "cancelled"
                     break
-                result = self._make_image(job, index, on_event, should_stop)
+                result = self._make_image(job, index, on_event, should_stop, strikes)
+                strikes = 0
                 if isinstance(result, Failure):
                     outcome.state = "cancelled" if result.kind == "cancelled" else "failed"
                     outcome.error, outcome.failure = result.message, result
@@ -262,14 +270,16 @@ class Supervisor:
         return outcome
 
     def _make_image(self, job: JobRecord, index: int, on_event: Callable[[object], None] | None,
-                    should_stop: Callable[[], bool] | None) -> GenerationResult | Failure:  # fmt: skip
-        deaths = 0
+                    should_stop: Callable[[], bool] | None, strikes: int = 0) -> GenerationResult | Failure:  # fmt: skip
+        deaths = strikes
         while True:
             reason = self.recycle_reason(job.model_path)
             if reason is not None:
                 self._recycle(reason, job, on_event)
             if self.worker is None:
                 self.start_worker()
+                if should_stop is not None and should_stop():  # cancelled while the worker started
+                    return Failure(job.id, index, "cancelled", "cancelled")
             w = self.worker
             assert w is not None
             w.model_path = job.model_path
@@ -279,17 +289,21 @@ class Supervisor:
                 params = dataclasses.replace(params, extra={**params.extra, "threads": plan.threads})
             message = self._render(w, job, index, params, plan, on_event, should_stop)
             if message is None:  # the worker died in the middle of this image
-                deaths += 1
+                deaths = self.queue.strike(job.id)
                 event = WorkerDied(self.elapsed(), w.pid, w.process.exitcode, job.id, index, deaths)
                 self.deaths.append(event)
-                self.queue.count(job.id, "attempts")
                 _remove_temp_files(job.image_path(index))
                 if on_event is not None:
                     on_event(event)
                 if deaths > self.options.max_deaths_per_image:
-                    raise WorkerFailed(f"the worker died {deaths} times on image {index} of run {job.run_id} "
-                                       f"(last exit code {w.process.exitcode})")  # fmt: skip
+                    before = f" ({strikes} of them before a restart)" if strikes else ""
+                    raise WorkerFailed(f"the worker died {deaths} times on image {index} of run {job.run_id}{before} "
+                                       f"(last exit code {w.process.exitcode}); it is not tried again")  # fmt: skip
+                if should_stop is not None and should_stop():  # cancelled: not made again
+                    return Failure(job.id, index, "cancelled", "cancelled (its worker had died)")
                 continue
+            if deaths:
+                self.queue.clear_strikes(job.id)  # the worker answered for this image
             if isinstance(message, Failure):
                 return message
             if message.load_seconds:
@@ -318,14 +332,22 @@ class Supervisor:
             w.conn.send(request)
         except (OSError, ValueError):
             return self._dead(w)
-        cancel_sent = False
+        cancel_sent = 0.0  # when a Cancel went to the worker (0: none)
+        longest_step = 0.0
         while True:
             if should_stop is not None and not cancel_sent and should_stop():
                 try:
                     w.conn.send(Cancel(job.id))
                 except (OSError, ValueError):
                     pass
-                cancel_sent = True
+                cancel_sent = time.monotonic()
+            if cancel_sent and time.monotonic() - cancel_sent > max(self.options.cancel_grace_s, 2 * longest_step):
+                # No step came to stop at (a model load, a huge prompt's encode): end the worker.
+                waited = round(time.monotonic() - cancel_sent, 1)
+                w.process.kill()
+                self._dead(w)
+                return Failure(job.id, index, "cancelled", f"cancelled; the worker had not stopped {waited} s later "
+                               "(no step to stop at), so it was replaced")  # fmt: skip
             try:
                 ready = w.conn.poll(0.1)
                 message = w.conn.recv() if ready else None
@@ -340,6 +362,7 @@ class Supervisor:
                 if message.gpus:
                     self.gpus = message.gpus
             elif isinstance(message, Progress):
+                longest_step = max(longest_step, message.seconds_per_step)
                 if on_event is not None:
                     on_event(message)
             elif isinstance(message, (ImageDone, Failure)):

@@ -97,7 +97,6 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
         message = inbox.get()
         if isinstance(message, Shutdown) or message is None:
             return
-        cancel.clear()
         state.busy = True
         try:
             chan.send(_render_one(message, state, chan, cancel))
@@ -112,6 +111,10 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
 
 
 def _read(conn: Any, inbox: queue.Queue, cancel: threading.Event) -> None:
+    """Messages in pipe order. The cancel flag is cleared here when a RenderImage arrives (not when
+    the main thread starts it, which could swallow a Cancel sent right behind it), and a Cancel
+    counts only for the job of the latest RenderImage (one sent as an image finished is stale)."""
+    current: int | None = None
     while True:
         try:
             message = conn.recv()
@@ -119,9 +122,13 @@ def _read(conn: Any, inbox: queue.Queue, cancel: threading.Event) -> None:
             # The supervisor is gone: nobody will record what we make, so stop at once.
             os._exit(0)
         if isinstance(message, Cancel):
-            cancel.set()
-        else:
-            inbox.put(message)
+            if message.job_id == current:
+                cancel.set()
+            continue
+        if isinstance(message, RenderImage):
+            cancel.clear()
+            current = message.job_id
+        inbox.put(message)
 
 
 def _heartbeat(chan: _Channel, state: _State, every: float) -> None:
@@ -159,6 +166,8 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
     try:
         # 1. Load, unless this pipeline is already resident.
         load_s = recipe.load(held, job.model_path, params, job.allow_pickle, placed_by_plan=job.plan is not None)
+        if cancel.is_set():  # cancelled while the model loaded: there is no step to stop at
+            raise Interrupted()
         cuda = params.device.startswith("cuda")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -214,9 +223,12 @@ def _plain(value: Any) -> Any:
 
 
 def _inject_faults(job: RenderImage, state: _State, torch: Any) -> None:
-    """Tests only (RenderImage.fault): hold memory per image, die, or fail with a GPU OOM."""
+    """Tests only (RenderImage.fault): hold memory per image, die, stall before the first step (as a
+    huge prompt's encode does), or fail with a GPU OOM."""
     if job.index in job.fault.get("die_at", []):
         os._exit(3)
+    if job.index in job.fault.get("stall_at", []):
+        time.sleep(float(job.fault.get("stall_s", 60)))
     leak = int(job.fault.get("leak_mb_per_image", 0))
     if leak:
         block = bytearray(leak * 2**20)
