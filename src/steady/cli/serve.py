@@ -11,6 +11,7 @@ made is finished or dropped, and a run that was not finished resumes at the next
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -30,12 +31,21 @@ def is_loopback(host: str) -> bool:
 
 
 def check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """BadInput naming --host when it is not an address of this machine (a name that does not
+    resolve, an address no interface has), or --port when that port cannot be had there."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BadInput("host", host, f"is not an address this machine can listen on ({exc}); "
+                                     "give an IP address of this machine, or leave --host out for 127.0.0.1") from None  # fmt: skip
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host.strip("[]"), port))
+            probe.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise BadInput("host", host, f"is not an address of this machine ({exc.strerror}); give one of its "
+                                             "IP addresses, or --listen for all of them") from exc  # fmt: skip
             raise BadInput("port", port, f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                                          "is another server using it? pick one with --port") from exc  # fmt: skip
 
