@@ -182,3 +182,15 @@ def test_invokeai_wrong_types(tmp_path):
     assert len(info.warnings) == 2
     broken = read_png_info(png_with(tmp_path, "b.png", invokeai_metadata="{{", sd__metadata=INVOKE_LEGACY))
     assert broken.params["seed"] == 3676 and "not valid JSON" in broken.warnings[0]
+
+
+def test_comfyui_workflow_links_of_any_shape_are_passed_over():
+    """Found by fuzzing (tests/fuzz/test_fuzz_png.py): a workflow whose links are not a list, or
+    whose ids are lists, raised TypeError; it is read like any malformed graph."""
+    from steady.images import foreign
+
+    for workflow in ({"nodes": [], "links": True}, {"nodes": [{"id": 1, "type": "KSampler", "inputs": 5}], "links": 3},
+                     {"nodes": [{"id": 1, "type": "KSampler", "inputs": [{"name": "seed", "link": [1]}]}],
+                      "links": [[[1], 2, 0, 1, 0, "INT"], {"id": [2]}]}):  # fmt: skip
+        found = foreign.comfyui(None, json.dumps(workflow))
+        assert isinstance(found.warnings, list)

@@ -384,3 +384,14 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, capsys):
         read_png_info(fifo)
     code, out = run_main(["info", str(fifo)], capsys)
     assert code == 2 and out.err.startswith(f"steady: error: image='{fifo}': is not a regular file")
+
+
+def test_a_chunk_pillow_refuses_does_not_hide_the_others(tmp_path):
+    """A zTXt chunk with an unknown compression method made Pillow refuse the whole file ("not a
+    PNG image", found by fuzzing); the text chunks are then read one by one, the bad one passed over."""
+    whole = write_png(small_image(), tmp_path / "ok.png", make_params(prompt="a lighthouse")).read_bytes()
+    bad = whole[:33] + _chunk(b"zTXt", b"Comment\x00\x01junk") + whole[33:]
+    (tmp_path / "bad.png").write_bytes(bad)
+    info = read_png_info(tmp_path / "bad.png")
+    assert info.source == "steady" and info.params["prompt"] == "a lighthouse"
+    assert any("read one by one" in w for w in info.warnings) and any("compression method" in w for w in info.warnings)

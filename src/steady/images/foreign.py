@@ -253,10 +253,10 @@ def _workflow_graph(data: dict[str, Any], found: Found) -> dict[str, dict[str, A
         found.warnings.append("workflow chunk has no node list")
         return {}
     links: dict[int, list[Any]] = {}
-    for link in data.get("links") or []:
-        if isinstance(link, list) and len(link) >= 5:
+    for link in _list(data.get("links")):
+        if isinstance(link, list) and len(link) >= 5 and _is_id(link[0]):
             links[link[0]] = [str(link[1]), link[2]]
-        elif isinstance(link, dict) and "id" in link:
+        elif isinstance(link, dict) and _is_id(link.get("id")):
             links[link["id"]] = [str(link.get("origin_id")), link.get("origin_slot")]
     by_id = {str(node.get("id")): node for node in nodes if isinstance(node, dict)}
     graph: dict[str, dict[str, Any]] = {}
@@ -266,8 +266,8 @@ def _workflow_graph(data: dict[str, Any], found: Found) -> dict[str, dict[str, A
             found.warnings.append(f"workflow chunk: node {node_id} has no type")
             continue
         inputs: dict[str, Any] = {}
-        for slot in node.get("inputs") or []:
-            if isinstance(slot, dict) and slot.get("link") in links:
+        for slot in _list(node.get("inputs")):
+            if isinstance(slot, dict) and _is_id(slot.get("link")) and slot["link"] in links:
                 inputs[str(slot.get("name"))] = _through_reroutes(links[slot["link"]], by_id, links)
         values = node.get("widgets_values")
         if isinstance(values, dict):
@@ -281,12 +281,22 @@ def _workflow_graph(data: dict[str, Any], found: Found) -> dict[str, dict[str, A
     return graph
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _is_id(value: Any) -> bool:
+    """A link or node id as the editor writes them (a number or a string), usable as a key."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def _through_reroutes(link: list[Any], by_id: dict[str, Any], links: dict[int, list[Any]]) -> list[Any]:
     for _ in range(_MAX_NODES):
         node = by_id.get(link[0])
         if not isinstance(node, dict) or node.get("type") != "Reroute":
             return link
-        slots = [slot for slot in node.get("inputs") or [] if isinstance(slot, dict) and slot.get("link") in links]
+        slots = [slot for slot in _list(node.get("inputs"))
+                 if isinstance(slot, dict) and _is_id(slot.get("link")) and slot["link"] in links]  # fmt: skip
         if not slots:
             return link
         link = links[slots[0]["link"]]

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from steady.errors import BadInput, OutputError
 from steady.images import foreign, infotext
+from steady.images.pngchunks import PNG_SIGNATURE, read_text_chunks_by_hand
 from steady.params import ImageParams
 
 SOURCES = ("steady", "a1111", "comfyui", "invokeai", "none")
@@ -209,9 +210,11 @@ def read_text_chunks(path: str | os.PathLike[str], *, decode_if_needed: bool = T
             raise BadInput("path", where, f"is a truncated PNG ({ends.size} bytes, cut off before its end)") from exc
         if ends.size == 0:
             raise BadInput("path", where, "is empty (0 bytes), not a PNG image") from exc
-        if isinstance(exc, UnidentifiedImageError):
-            raise BadInput("path", where, "is not a PNG image") from exc
-        raise BadInput("path", where, f"cannot be read as a PNG: {exc}") from exc
+        if not ends.head.startswith(PNG_SIGNATURE):
+            if isinstance(exc, UnidentifiedImageError):
+                raise BadInput("path", where, "is not a PNG image") from exc
+            raise BadInput("path", where, f"cannot be read as a PNG: {exc}") from exc
+        return _by_hand(path, where, exc)
     except Image.DecompressionBombError as exc:
         raise BadInput("path", where, f"refused: {exc}") from exc
     except ValueError as exc:
@@ -223,7 +226,6 @@ def read_text_chunks(path: str | os.PathLike[str], *, decode_if_needed: bool = T
     return result
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every complete PNG ends with this chunk
 
 
@@ -237,6 +239,17 @@ class _Ends:
         """A PNG's start (its signature, or part of it) without a PNG's end."""
         png = self.head.startswith(PNG_SIGNATURE) or (0 < self.size < 8 and PNG_SIGNATURE.startswith(self.head))
         return png and self.tail != _IEND
+
+
+def _by_hand(path: str | os.PathLike[str], where: str, refused: BaseException) -> PngText:
+    """A file that starts like a PNG but that Pillow refuses (a chunk another tool damaged): its
+    text chunks one by one (steady.images.pngchunks), with what could not be read as warnings."""
+    try:
+        found = read_text_chunks_by_hand(os.fspath(path))
+    except OSError as exc:
+        raise BadInput("path", where, f"cannot be read: {exc.strerror or exc}") from exc
+    warnings = [f"the PNG is damaged ({refused}); its text chunks were read one by one", *found.warnings]
+    return PngText(chunks=found.text, warnings=warnings)
 
 
 def _ends(path: str | os.PathLike[str], where: str) -> _Ends:
