@@ -134,7 +134,8 @@ def checked_options(values: Any, where: str = "") -> dict[str, Any]:
         raise BadInput(where or "body", values, "must be a JSON object of settings")
     check_text_fields(values, where)
     for key, value in values.items():
-        name = f"{where}.{key}" if where else key
+        label = key or "''"  # an empty key is still named
+        name = f"{where}.{label}" if where else label
         if key not in OPTIONS:
             raise BadInput(name, value, "is not a setting steady knows; it knows " + ", ".join(OPTIONS))
         try:

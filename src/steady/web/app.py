@@ -74,7 +74,7 @@ def create_app(studio: Studio, guard: Guard | None = None, start_studio: bool = 
         """Starlette's own refusals (no such route, wrong method, an unreadable body) as JSON."""
         argument = "path" if exc.status_code in (404, 405) else "body"
         value = request.url.path if argument == "path" else None
-        return JSONResponse({"error": json_safe(f"{request.method} {request.url.path}: {exc.detail}"),
+        return JSONResponse({"error": json_safe(f"{exc.detail}: {request.method} ") + json_safe(request.url.path),
                              "argument": argument, "value": json_safe(value)},
                             status_code=exc.status_code, headers=exc.headers)  # fmt: skip
 

@@ -158,8 +158,9 @@ def _dumpable(value: Any) -> bool:
 def check_text_fields(value: Any, where: str) -> None:
     """BadInput naming the first string in ``value`` (a parsed JSON body, keys included) that UTF-8
     cannot hold: JSON's \\ud800 escapes decode to lone surrogates, which neither SQLite nor a
-    PNG text chunk can store."""
+    PNG text chunk can store. ``where``: the field's name ("": the body itself)."""
     if isinstance(value, str):
+        where = where or "body"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -167,13 +168,13 @@ def check_text_fields(value: Any, where: str) -> None:
                                                     f"{exc.start})") from None  # fmt: skip
     elif isinstance(value, dict):
         for key, item in value.items():
-            name = json_safe(str(key))
+            name = json_safe(str(key)) or "''"
             path = f"{where}.{name}" if where else name
             check_text_fields(key, path)
             check_text_fields(item, path)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            check_text_fields(item, f"{where}.{i}")
+            check_text_fields(item, f"{where or 'body'}.{i}")
 
 
 def _bytes(size: int) -> str:
