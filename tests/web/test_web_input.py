@@ -199,3 +199,26 @@ def test_a_200_kb_prompt_is_refused_by_both_apis_naming_the_prompt(client: TestC
     refused(client.post("/sdapi/v1/txt2img", json={"prompt": prompt, "steps": 2}), 422, "prompt")
     refused(client.post("/api/generate", json={"prompt": "x", "negative_prompt": prompt}), 400, "negative_prompt")
     assert client.get("/api/status").json()["queue"] == []
+
+
+def test_a_runs_images_are_paged_and_its_best_come_whatever_the_page(client: TestClient, studio: Studio) -> None:
+    """An imported run can hold thousands of images: /api/runs/{id} answers a page of them."""
+    from PIL import Image
+
+    from steady.params import ImageParams
+
+    params = ImageParams("p", "", 4, 5.0, 8, 8, 1, "Euler a", 1, "m", "h", "sd1", "cpu", "float32")
+    run = studio.catalog.start_run(GenerationRequest("p", n_images=7), "m", "h")
+    folder = studio.cfg.outputs_dir / "day"
+    folder.mkdir(parents=True)
+    ids = []
+    for i in range(7):
+        Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
+        ids.append(studio.catalog.add_image(run, folder / f"{i}.png", i, params, 1.0))
+    with studio.catalog.transaction() as conn:  # the last image scores best
+        conn.executemany("UPDATE images SET adherence = ? WHERE id = ?", [(i / 10, image_id) for i, image_id in enumerate(ids)])
+    page = client.get(f"/api/runs/{run}", params={"limit": 3, "offset": 2}).json()
+    assert [im["index"] for im in page["images"]] == [2, 3, 4] and page["n_done"] == 7
+    assert page["best"] == ids[:-4:-1] and [im["id"] for im in page["best_images"]] == ids[:-4:-1]
+    assert len(client.get(f"/api/runs/{run}").json()["images"]) == 7  # 100 a page unless asked
+    refused(client.get(f"/api/runs/{run}", params={"limit": 501}), 422, "limit")

@@ -214,10 +214,10 @@ class Catalog:
         with self.reading() as conn:
             return queries.get_run(conn, run_id)
 
-    def images_of_run(self, run_id: int) -> list[ImageRecord]:
-        """The run's images in index order."""
+    def images_of_run(self, run_id: int, limit: int = -1, offset: int = 0) -> list[ImageRecord]:
+        """The run's images in index order (``limit`` after ``offset``: a page; -1: all)."""
         with self.reading() as conn:
-            return queries.images_of_run(conn, run_id)
+            return queries.images_of_run(conn, run_id, limit, offset)
 
     def get_image(self, image_id: int) -> ImageRecord | None:
         with self.reading() as conn:

@@ -132,8 +132,10 @@ def get_run(conn: sqlite3.Connection, run_id: int) -> RunSummary | None:
     return None if row is None else _run(row)
 
 
-def images_of_run(conn: sqlite3.Connection, run_id: int) -> list[ImageRecord]:
-    rows = conn.execute(_IMAGE_SELECT + " WHERE run_id = ? ORDER BY idx, id", (run_id,)).fetchall()
+def images_of_run(conn: sqlite3.Connection, run_id: int, limit: int = -1, offset: int = 0) -> list[ImageRecord]:
+    """The run's images in index order; ``limit`` of them after ``offset`` (-1: all)."""
+    rows = conn.execute(_IMAGE_SELECT + " WHERE run_id = ? ORDER BY idx, id LIMIT ? OFFSET ?",
+                        (run_id, limit, offset)).fetchall()  # fmt: skip
     return [_image(row) for row in rows]
 
 

@@ -6,6 +6,7 @@
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
     GET    /api/status                what runs now, the queue, the latest memory sample
     GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash&sort
+    GET    /api/runs/{id}             a run, a page of its images (?offset&limit, 500 at most), its best 3
     GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
     PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
     DELETE /api/trash                 empty the trash
@@ -223,14 +224,19 @@ def make_router(studio: Studio) -> APIRouter:
         return {"deleted": gallery.empty_trash(studio.catalog)}
 
     @router.get("/runs/{run_id}")
-    def run(run_id: Id) -> Any:
+    def run(run_id: Id, offset: int = Query(0, ge=0, le=MAX_ID),
+            limit: int = Query(100, ge=1, le=gallery.MAX_PAGE)) -> Any:  # fmt: skip
+        """The run, a page of its images (an imported run can hold thousands) and its best three."""
         summary = studio.catalog.get_run(run_id)
         if summary is None:
             return not_found("run", run_id)
         from steady.catalog.scores import best_of_run
 
-        return {**summary.to_dict(), "images": [image_json(r) for r in studio.catalog.images_of_run(run_id)],
-                "best": best_of_run(studio.catalog, run_id, 3)}  # fmt: skip
+        best = best_of_run(studio.catalog, run_id, 3)
+        records = [studio.catalog.get_image(i) for i in best]
+        return {**summary.to_dict(), "images": [image_json(r) for r in studio.catalog.images_of_run(run_id, limit, offset)],
+                "offset": offset, "limit": limit, "best": best,
+                "best_images": [image_json(r) for r in records if r is not None]}  # fmt: skip
 
     @router.get("/history")
     def history(limit: int = Query(20, ge=1, le=MAX_HISTORY_PAGE), offset: int = Query(0, ge=0, le=MAX_ID),

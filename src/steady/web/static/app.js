@@ -173,14 +173,14 @@ function connectEvents() {
 }
 
 async function showBest(runId) {
-  const run = await api(`/api/runs/${runId}`);
-  if (run.images.length < 2 || !run.best.length) return;
-  const byId = new Map(run.images.map((im) => [im.id, im]));
+  const run = await api(`/api/runs/${runId}?limit=1`);  // the best three come whatever the page
+  if (run.n_done < 2 || !run.best.length) return;
+  const byId = new Map(run.best_images.map((im) => [im.id, im]));
   $("best-strip").replaceChildren(...run.best.map((id, rank) => {
     const im = byId.get(id);
     const score = im && im.adherence !== null ? ` · adherence ${im.adherence.toPrecision(3)}` : "";
     const img = el("img", { src: thumbUrl(id, 128), alt: `best ${rank + 1} of run #${runId}`, "data-id": id,
-                            title: `#${rank + 1} of ${run.images.length}${im ? ` · seed ${im.seed}` : ""}${score}` });
+                            title: `#${rank + 1} of ${run.n_done}${im ? ` · seed ${im.seed}` : ""}${score}` });
     img.addEventListener("click", () => openStandalone(id));
     return img;
   }));
