@@ -57,3 +57,16 @@ def test_brackets_nested_too_deep_are_bad_input_not_a_recursion_error() -> None:
         with pytest.raises(BadInput) as info:
             prompt_schedule(prompt, 20)
         assert info.value.argument == "prompt" and "nest 1000 deep" in info.value.why
+
+
+def test_a_text_the_schedule_makes_is_checked_too() -> None:
+    """Found by fuzzing: `[(a:|:9…9)]` passes as written, but its alternation makes `(:9…9)`, a
+    weight that is not a finite number; check_prompt (run when the request is checked) refuses it."""
+    from steady.errors import BadInput
+    from steady.prompts.schedule import check_prompt
+
+    text = "[(x:|:" + "9" * 400 + ")]"
+    with pytest.raises(BadInput) as info:
+        check_prompt(text, "negative_prompt", 2)
+    assert info.value.argument == "negative_prompt" and "not a finite number" in info.value.why
+    check_prompt("a [(red:1.2)|blue] [cat:dog:0.5]", "prompt", 20)

@@ -77,3 +77,15 @@ def test_grid_labels_name_the_axis_except_for_prompt_sr() -> None:
     x, y = (a.to_dict() for a in axes_of(request))
     assert axis_labels(x) == ["red", "blue"]
     assert axis_labels(y) == ["CFG: 3", "CFG: 7"]
+
+
+def test_an_unknown_sampler_on_an_axis_names_the_axis():
+    """Found by fuzzing: `--x "Sampler: 0"` was refused naming `sampler`, a flag the user did not give."""
+    import pytest
+
+    from steady.errors import BadInput
+    from steady.prompts.variants import parse_axis
+
+    with pytest.raises(BadInput) as info:
+        parse_axis("Sampler: Euler, 0", "x", "a cat")
+    assert info.value.argument == "x" and "value '0' is not a valid Sampler" in info.value.why

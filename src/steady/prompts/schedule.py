@@ -69,6 +69,16 @@ def prompt_schedule(prompt: str, steps: int) -> list[Scheduled]:
     return schedule
 
 
+def check_prompt(prompt: str, name: str, steps: int) -> None:
+    """BadInput naming ``name`` when the worker could not weight the prompt: its own syntax, or a
+    text its schedule makes (``[(a:|:9]`` alternates into ``(a:9)``'s neighbour ``(:9)``), nested
+    too deep or with a weight that is not a finite number (steady.prompts.syntax.check_syntax)."""
+    check_syntax(prompt, name)
+    for entry in prompt_schedule(prompt, steps):
+        if entry.text != prompt:
+            check_syntax(entry.text, name)
+
+
 def text_at(schedule: list[Scheduled], step_index: int) -> int:
     """Index into `schedule` of the entry that sampling step `step_index` (0-based) uses."""
     for i, entry in enumerate(schedule):

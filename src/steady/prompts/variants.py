@@ -91,8 +91,9 @@ def parse_axis(text: str, argument: str, prompt: str) -> Axis:
                 values.append(canonical_sampler(value))
             else:
                 values.append(value)
-        except ValueError as exc:
-            raise BadInput(argument, text, f"value {value!r} is not a valid {kind_text.strip()}") from exc
+        except (ValueError, BadInput) as exc:  # BadInput: canonical_sampler's, which names `sampler`
+            why = f" ({exc.why})" if isinstance(exc, BadInput) else ""
+            raise BadInput(argument, text, f"value {value!r} is not a valid {kind_text.strip()}{why}") from exc
     if kind == "prompt" and texts[0] not in prompt:
         raise BadInput(argument, text, f"Prompt S/R searches for its first value {texts[0]!r}, which is not in the prompt")
     return Axis(kind, kind_text.strip(), values, texts)

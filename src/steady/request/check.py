@@ -25,7 +25,7 @@ from typing import Any
 from steady.config import Settings
 from steady.errors import BadInput, OutputError
 from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, resolve_seed
-from steady.prompts.syntax import check_syntax
+from steady.prompts.schedule import check_prompt
 from steady.prompts.variants import Axis, Variant, axes_of, expand
 from steady.version import __version__
 
@@ -120,11 +120,14 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
         request = dataclasses.replace(request, n_images=len(variants))
     elif variants and len(variants) != request.n_images:
         raise BadInput("n_images", request.n_images, f"the run has {len(variants)} variants")
-    # The prompts' A1111 syntax, and each variant's (a wildcard or a Prompt S/R axis changes them).
-    texts = {("prompt", request.prompt), ("negative_prompt", request.negative_prompt)}
-    texts |= {(n, v.overrides[n]) for v in variants for n in ("prompt", "negative_prompt") if n in v.overrides}
-    for name, text in sorted(texts):
-        check_syntax(text, name)
+    # The prompts' A1111 syntax and the texts their schedules make, each variant's too (a wildcard,
+    # a Prompt S/R or a Steps axis changes them).
+    texts = {("prompt", request.prompt, request.steps), ("negative_prompt", request.negative_prompt, request.steps)}
+    for v in variants:
+        for name in ("prompt", "negative_prompt"):
+            texts.add((name, v.overrides.get(name, getattr(request, name)), v.overrides.get("steps", request.steps)))
+    for name, text, steps in sorted(texts):
+        check_prompt(text, name, steps)
     # The output folder: writable, with room for the run.
     out_dir = Path(request.out_dir).expanduser() if request.out_dir else cfg.outputs_dir / _dt.date.today().isoformat()
     prepare_out_dir(out_dir, needed_bytes=request.n_images * (request.width * request.height * 3 + 4096))
