@@ -57,6 +57,7 @@ def _after_first_call() -> callable:
 
 def test_a_cancel_sent_right_behind_the_image_stops_it(model_dir: Path) -> None:
     with open_catalog(settings().db_path) as cat, Supervisor(cat, SupervisorOptions(threads=1)) as sup:
+        sup.start_worker()  # warm: the second should_stop() call is the one right after the RenderImage
         for _ in range(3):  # the Cancel follows the RenderImage down the pipe at once: it must not be lost
             job = _job(model_dir, steps=60)
             outcome = sup.run(JobQueue(cat).claim(job.id), should_stop=_after_first_call())
@@ -88,8 +89,17 @@ def test_a_cancel_with_no_step_to_stop_at_replaces_the_worker(model_dir: Path) -
     job = _job(model_dir)
     options = SupervisorOptions(fault={"stall_at": [0], "stall_s": 60}, threads=1, cancel_grace_s=1.0)
     with open_catalog(settings().db_path) as cat, Supervisor(cat, options) as sup:
+        ready: list[float] = []
+
+        def should_stop() -> bool:  # cancelled 2 s after the worker is up: it has loaded and stalls
+            if sup.worker is None:
+                return False
+            if not ready:
+                ready.append(time.monotonic())
+            return time.monotonic() - ready[0] > 2.0
+
         started = time.monotonic()
-        outcome = sup.run(JobQueue(cat).claim(job.id), should_stop=_after_first_call())
+        outcome = sup.run(JobQueue(cat).claim(job.id), should_stop=should_stop)
         took = time.monotonic() - started
         assert outcome.state == "cancelled" and "replaced" in outcome.error and sup.worker is None
         assert JobQueue(cat).get(job.id).state == "cancelled"
