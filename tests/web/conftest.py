@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from steady.config import Settings
 from steady.jobs.supervisor import SupervisorOptions
@@ -75,6 +76,22 @@ def running_server(home: Path, guard: Guard | None = None, start_studio: bool = 
         server.should_exit = True
         thread.join(30)
         studio.catalog.close()
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[Studio]:
+    """A studio whose generation thread is not started: for tests of what the app refuses or serves."""
+    studio = Studio(Settings(home=tmp_path / "home"))
+    yield studio
+    studio.catalog.close()
+
+
+@pytest.fixture
+def client(studio: Studio) -> Iterator[TestClient]:
+    """The real app over ``studio``, in process (TestClient), errors answered as a client sees them."""
+    with TestClient(create_app(studio, Guard(), start_studio=False), base_url="http://127.0.0.1",
+                    raise_server_exceptions=False) as client:  # fmt: skip
+        yield client
 
 
 @pytest.fixture(scope="module")

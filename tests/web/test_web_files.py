@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,6 @@ from steady.web.security import Guard
 from steady.web.studio import Studio
 
 PARAMS = ImageParams("p", "", 4, 5.0, 8, 8, 1, "Euler a", 1, "m", "h", "sd1", "cpu", "float32")
-
-
-@pytest.fixture
-def studio(tmp_path: Path) -> Iterator[Studio]:
-    studio = Studio(Settings(home=tmp_path / "home"))
-    yield studio
-    studio.catalog.close()
-
-
-@pytest.fixture
-def client(studio: Studio) -> Iterator[TestClient]:
-    with TestClient(create_app(studio, Guard(), start_studio=False), base_url="http://127.0.0.1",
-                    raise_server_exceptions=False) as client:  # fmt: skip
-        yield client
 
 
 @pytest.fixture

@@ -9,33 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from steady.config import Settings
 from steady.params import GenerationRequest
-from steady.web.app import create_app
 from steady.web.limits import MAX_BODY_BYTES
 from steady.web.security import Guard
 from steady.web.studio import Studio
 
 HUGE = "99999999999999999999999"  # past 2**63: SQLite cannot take it as an integer
-
-
-@pytest.fixture
-def studio(tmp_path: Path) -> Iterator[Studio]:
-    studio = Studio(Settings(home=tmp_path / "home"))
-    yield studio
-    studio.catalog.close()
-
-
-@pytest.fixture
-def client(studio: Studio) -> Iterator[TestClient]:
-    with TestClient(create_app(studio, Guard(), start_studio=False), base_url="http://127.0.0.1",
-                    raise_server_exceptions=False) as client:  # fmt: skip
-        yield client
 
 
 def refused(reply, status: int, argument: str) -> dict:
