@@ -4,6 +4,7 @@ STEADY_HOME (env) moves everything; otherwise a per-user data folder (platformdi
 Layout under home:
     config.toml    optional settings, e.g. `models_dir = "~/stable-diffusion-webui/models/Stable-diffusion"`
     models/        checkpoints found by `--model NAME` (unless models_dir or STEADY_MODELS says otherwise)
+    loras/         LoRA files found by `<lora:NAME:W>` in a prompt (unless lora_dir says otherwise)
     outputs/       YYYY-MM-DD/ folders of generated PNGs
     catalog.db     SQLite catalog (WAL)
     cache/         derived data (model configs, thumbnails)
@@ -18,7 +19,7 @@ from typing import Any
 
 from steady.errors import BadInput, check_text
 
-CONFIG_KEYS = ("models_dir", "scorer")
+CONFIG_KEYS = ("models_dir", "scorer", "lora_dir")
 
 
 def home() -> Path:
@@ -48,6 +49,12 @@ class Settings:
             return Path(env).expanduser()
         configured = read_config(self.config_path).get("models_dir")
         return Path(configured).expanduser() if configured else self.home / "models"
+
+    @property
+    def lora_dir(self) -> Path:
+        """`lora_dir` in config.toml (an A1111 `models/Lora` folder, say), else home/loras."""
+        configured = read_config(self.config_path).get("lora_dir")
+        return Path(configured).expanduser() if configured else self.home / "loras"
 
     @property
     def outputs_dir(self) -> Path:
@@ -108,7 +115,7 @@ def read_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
         raise BadInput("config", str(path), f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
-    for key in ("models_dir", "scorer"):
+    for key in ("models_dir", "scorer", "lora_dir"):
         if key in data and not isinstance(data[key], str):
             raise BadInput(key, data[key], f"must be text in {path}")
     return data

@@ -29,6 +29,9 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
     cfg = settings()
     resolved = prepare(GenerationRequest(**options), cfg)
     request = resolved.request
+    warned = set(resolved.warnings())  # a LoRA skipped is said before the run, and recorded in each image
+    for line in resolved.warnings():
+        click.echo(f"steady: warning: {line}", err=True)
     catalog = open_catalog(cfg.db_path)
     # Startup check: after a crash, files and rows agree again before anything new is written.
     for folder in {cfg.outputs_dir, resolved.out_dir}:
@@ -60,6 +63,10 @@ def generate_command(as_json: bool, quiet: bool, **options) -> None:
                 f"{event.seconds_per_step:.2f} s/step, RSS {event.rss_bytes / 2**30:.2f} GiB{vram}"
             )
         elif isinstance(event, GenerationResult):
+            for line in event.params.extra.get("warnings", []):  # what the worker could not apply
+                if line not in warned:
+                    warned.add(line)
+                    _note(bar, f"steady: warning: {line}")
             if as_json:
                 click.echo(json.dumps(event.to_dict()))
             elif not quiet:

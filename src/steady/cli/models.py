@@ -1,4 +1,5 @@
-"""`steady models`: the checkpoints found in the models folder, with architecture, size and hash."""
+"""`steady models`: the checkpoints found in the models folder, with architecture, size and hash,
+and the LoRA files in the LoRA folder, with the architecture they were made for and A1111's hash."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 @click.option("--no-hash", is_flag=True, help="Skip hashing (a new 4 GB file takes seconds to hash once).")
 def models_command(as_json: bool, no_hash: bool) -> None:
-    """List models in STEADY_HOME/models (or STEADY_MODELS)."""
+    """List models in STEADY_HOME/models (or STEADY_MODELS) and LoRAs in STEADY_HOME/loras (or lora_dir)."""
     from steady.config import settings
     from steady.models.hashing import short_hash
     from steady.models.resolve import list_models
@@ -23,7 +24,6 @@ def models_command(as_json: bool, no_hash: bool) -> None:
         click.echo(f"steady: note: {path}: {why}", err=True)
     if not found and not as_json:
         click.echo(f"no models in {cfg.models_dir} (put .safetensors files or diffusers folders there)")
-        return
     for info in found:
         digest = "" if no_hash else short_hash(info.path, cfg)
         if as_json:
@@ -33,6 +33,27 @@ def models_command(as_json: bool, no_hash: bool) -> None:
             }))
         else:
             click.echo(f"{info.name:<40} {info.arch:<5} {info.format:<11} {info.size_bytes / 2**30:6.2f} GiB  {digest:<10}  {info.path}")
+    _list_loras(cfg, as_json, no_hash)
+
+
+def _list_loras(cfg, as_json: bool, no_hash: bool) -> None:
+    """The LoRA files: name (what <lora:NAME:W> says), architecture ('?': the shapes do not tell),
+    kind, size, A1111's short hash. JSON objects carry "type": "lora"."""
+    from steady.models.loras import list_loras, lora_hash
+
+    skipped: list = []
+    loras = list_loras(cfg, skipped)
+    for path, why in skipped:
+        click.echo(f"steady: note: {path}: {why}", err=True)
+    if not as_json and loras:
+        click.echo(f"\nLoRAs in {cfg.lora_dir} (use as <lora:NAME:WEIGHT> in a prompt):")
+    for info in loras:
+        digest = "" if no_hash else lora_hash(info, cfg)
+        name = info.rel or info.name
+        if as_json:
+            click.echo(json.dumps({"type": "lora", **info.to_dict(), "name": name, "hash": digest}))
+        else:
+            click.echo(f"{name:<40} {info.arch or '?':<5} {info.kind:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<12}  {info.path}")
 
 
 def register(group: click.Group) -> None:

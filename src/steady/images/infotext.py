@@ -141,7 +141,25 @@ def parse(text: str) -> Infotext:
     return result
 
 
+def format_lora_hashes(loras: list[dict[str, Any]]) -> str:
+    """A1111's "Lora hashes" value: 'name: hash, other: hash', each name as the prompt wrote it
+    without ':' and ',' (A1111 drops them so that the value parses back)."""
+    return ", ".join(f"{str(e['name']).replace(':', '').replace(',', '')}: {e['hash']}" for e in loras if e.get("hash"))
+
+
+def parse_lora_hashes(value: str) -> dict[str, str]:
+    """{name: short hash} from a "Lora hashes" value; pieces without 'name: hash' are left out."""
+    out: dict[str, str] = {}
+    for piece in value.split(","):
+        name, sep, digest = piece.rpartition(":")
+        if sep and name.strip() and digest.strip():
+            out[name.strip()] = digest.strip()
+    return out
+
+
 def _normalise(key: str, value: str, result: Infotext) -> None:
+    if key == "Lora hashes":  # kept as written, and as {name: hash}
+        result.params["lora_hashes"] = parse_lora_hashes(value)
     if key == "Size":
         size = _SIZE.match(value)
         if size:

@@ -93,6 +93,8 @@ def a1111_parameters(params: ImageParams) -> str:
         "Model": params.model_name or None,
         # A1111 writes Clip skip only when it differs from the default (1).
         "Clip skip": params.clip_skip if params.clip_skip > 1 else None,
+        # A1111's Lora extension: each LoRA applied, by the name the prompt used, and its short hash.
+        "Lora hashes": infotext.format_lora_hashes(params.extra.get("loras", [])) or None,
         "Version": f"steady {params.steady_version or __version__}",
     }
     return infotext.build(params.prompt, params.negative_prompt, pairs)

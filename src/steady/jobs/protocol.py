@@ -109,6 +109,16 @@ class ImageDone(_Message):
     score_seconds: float = 0.0  # what scoring cost, next to ``seconds`` for the image itself
     scores: dict[str, float | None] = field(default_factory=dict)  # every scorer's score, by scorer
     score_times: dict[str, float] = field(default_factory=dict)  # and what each cost
+    warnings: list[str] = field(default_factory=list)  # e.g. a LoRA the worker could not apply; the PNG records them
+
+
+def with_warnings(params: ImageParams, warnings: list[str]) -> ImageParams:
+    """``params`` with ``warnings`` added to what ``extra["warnings"]`` already says (the image's
+    record: its PNG and its catalog row)."""
+    if not warnings:
+        return params
+    known = list(params.extra.get("warnings", []))
+    return dataclasses.replace(params, extra={**params.extra, "warnings": known + [w for w in warnings if w not in known]})
 
 
 @dataclass

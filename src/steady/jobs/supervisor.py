@@ -48,6 +48,7 @@ from steady.jobs.protocol import (
     RenderImage,
     Shutdown,
     WorkerOptions,
+    with_warnings,
 )
 from steady.jobs.queue import MAX_TRIES_PER_IMAGE, JobQueue, JobRecord
 from steady.params import GenerationResult, ImageParams
@@ -375,6 +376,7 @@ class Supervisor:
         w.conn.close()
 
     def _record(self, w: _Worker, job: JobRecord, params: ImageParams, done: ImageDone) -> GenerationResult:
+        params = with_warnings(params, done.warnings)  # as the worker wrote them into the PNG
         image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
                                           peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
         value = None

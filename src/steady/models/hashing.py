@@ -8,6 +8,10 @@ Diffusers folder (A1111 has no hash for these; ours): sha256 over the bytes of i
 '/'-separated path relative to the folder. File names themselves are not hashed, so the hash
 of a folder changes exactly when a weight changes.
 
+LoRA (A1111's "Lora hashes", kohya's and Civitai's "AutoV3"): for a .safetensors file, the sha256
+of its tensor data only, the bytes after the 8-byte header length and the JSON header, so that
+editing the file's metadata does not change it (``tensor_data_sha256``).
+
 Hashing a 4 GB file takes tens of seconds, so results are cached in <cache_dir>/hashes.json,
 keyed by absolute path and stamped with size + mtime_ns (for a folder: of every weight file);
 a changed stamp means hash again. The cache is rewritten atomically (temp file + rename).
@@ -18,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from steady.config import Settings
@@ -79,21 +85,42 @@ def _save_cache(path: Path, data: dict) -> None:
 
 def sha256(path: str | Path, settings: Settings) -> str:
     """Full sha256 (hex) of a model file or diffusers folder, from the cache when still valid."""
+    return _cached(path, settings, "", lambda p: _sha256_files(_weight_files(p) if p.is_dir() else [p]))
+
+
+def tensor_data_sha256(path: str | Path, settings: Settings, argument: str = "model") -> str:
+    """sha256 (hex) of a .safetensors file's tensor data: the bytes after the 8-byte header length
+    and the header (kohya's ``addnet_hash_safetensors``, which A1111 uses for LoRAs), cached."""
+    return _cached(path, settings, "tensors:", _sha256_after_header, argument)
+
+
+def _sha256_after_header(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8).ljust(8, b"\0"))
+        fh.seek(8 + length)
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cached(path: str | Path, settings: Settings, kind: str, compute: Callable[[Path], str], argument: str = "model") -> str:
+    """``compute(path)``, from the cache under ``kind + path`` while the file's stamp is the same."""
     p = Path(path).expanduser()
     try:
         p = p.resolve(strict=True)
         stamp = _stamp(p)
     except OSError as e:
-        raise ModelError("model", str(path), f"cannot read: {e.strerror or e}") from e
+        raise ModelError(argument, str(path), f"cannot read: {e.strerror or e}") from e
     cfile = cache_path(settings)
-    key = str(p)
+    key = kind + str(p)
     entry = _load_cache(cfile).get(key)
     if isinstance(entry, dict) and entry.get("stamp") == stamp and entry.get("sha256"):
         return entry["sha256"]
     try:
-        digest = _sha256_files(_weight_files(p) if p.is_dir() else [p])
+        digest = compute(p)
     except OSError as e:
-        raise ModelError("model", str(path), f"cannot read: {e.strerror or e}") from e
+        raise ModelError(argument, str(path), f"cannot read: {e.strerror or e}") from e
     data = _load_cache(cfile)  # re-read: another process may have added entries meanwhile
     data[key] = {"stamp": stamp, "sha256": digest}
     _save_cache(cfile, data)

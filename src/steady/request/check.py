@@ -7,8 +7,11 @@ or any process starts. Torch-free.
 
 ``check`` returns a new, frozen ``Resolved``: the validated request with every model default
 filled in once (CFG, size, the seed drawn), the model file found and inspected, the device and
-dtype chosen, the output folder proven writable, and the run's variants (wildcards, X/Y grid)
-expanded. Nothing downstream changes it; the memory plan (steady.request.plan) makes a new one.
+dtype chosen, the output folder proven writable, the run's variants (wildcards, X/Y grid)
+expanded, and each prompt's LoRA tags resolved to files (steady.models.loras): a name that is not
+there is refused with the closest names; a LoRA that does not fit the model is skipped with a
+warning that each image records (``ImageParams.extra["warnings"]``). Nothing downstream changes
+it; the memory plan (steady.request.plan) makes a new one.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from steady.config import Settings
 from steady.errors import BadInput, OutputError
 from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, resolve_seed
+from steady.prompts.lora import strip_lora_tags
 from steady.prompts.schedule import check_prompt
 from steady.prompts.variants import Axis, Variant, axes_of, expand
 from steady.version import __version__
@@ -57,6 +61,7 @@ class Resolved:
     variants: tuple[Variant, ...] = ()  # one per image when the run has wildcards or a grid
     axes: tuple[Axis, ...] = ()
     memory: Any = None  # steady.request.planner.Plan, once steady.request.plan has made one
+    extra: dict[str, Any] = field(default_factory=dict)  # the request prompt's LoRAs and warnings, for every image
 
     def base_params(self) -> ImageParams:
         """The run's parameters before its variants: image 0's seed (the run's base seed). Every
@@ -67,8 +72,13 @@ class Resolved:
         return ImageParams(**{
             **shared, "cfg_scale": float(r.cfg_scale), "model_name": self.model.name, "model_hash": self.model.hash,
             "model_arch": self.model.arch, "device": self.device, "dtype": self.dtype, "steady_version": __version__,
-            "extra": {"allow_pickle": True} if r.allow_pickle else {},
+            "extra": _extra(r.allow_pickle, self.extra),
         })  # fmt: skip
+
+    def warnings(self) -> list[str]:
+        """What the run's images will record as warnings (LoRAs skipped, options ignored), once each."""
+        extras = [self.extra, *(v.overrides.get("extra", {}) for v in self.variants)]
+        return list(dict.fromkeys(line for extra in extras for line in extra.get("warnings", [])))
 
     def image_params(self, index: int) -> ImageParams:
         """What image ``index`` of the run is made with: seed base + index, then its variant."""
@@ -127,12 +137,74 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
         for name in ("prompt", "negative_prompt"):
             texts.add((name, v.overrides.get(name, getattr(request, name)), v.overrides.get("steps", request.steps)))
     for name, text, steps in sorted(texts):
-        check_prompt(text, name, steps)
+        check_prompt(strip_lora_tags(text), name, steps)  # as the worker reads it: without LoRA tags
+    # The LoRA tags of the request's prompts and of every variant's (a wildcard or a Prompt S/R axis
+    # may change them): found, hashed, fitted to the model.
+    loras = _LoraTags(cfg, info, request.allow_pickle)
+    extra = loras.extra(request.prompt, request.negative_prompt)
+    variants = tuple(loras.variant(v, request, extra) for v in variants)
     # The output folder: writable, with room for the run.
     out_dir = Path(request.out_dir).expanduser() if request.out_dir else cfg.outputs_dir / _dt.date.today().isoformat()
     prepare_out_dir(out_dir, needed_bytes=request.n_images * (request.width * request.height * 3 + 4096))
     model = ModelChoice(Path(model_path), info.name, short_hash(model_path, cfg), info.arch, info)
-    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes)
+    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes, extra=extra)
+
+
+def _extra(allow_pickle: bool, loras: dict[str, Any]) -> dict[str, Any]:
+    """ImageParams.extra of an image: whether pickles were allowed, its LoRAs and warnings."""
+    return {**({"allow_pickle": True} if allow_pickle else {}), **loras}
+
+
+class _LoraTags:
+    """The LoRA tags of one run's prompts, resolved once per name (steady.models.loras)."""
+
+    def __init__(self, cfg: Settings, model: Any, allow_pickle: bool):
+        self.cfg, self.model, self.allow_pickle = cfg, model, allow_pickle
+        self.found: dict[str, Any] = {}  # LoRA name -> steady.models.loras.LoraInfo
+
+    def extra(self, prompt: str, negative: str) -> dict[str, Any]:
+        """What an image with these prompts records of its LoRAs: ``loras``, one entry per file
+        (name as written, A1111's short hash, text-encoder and UNet weights, path; a file named
+        twice has its weights added), and ``warnings`` for LoRAs skipped or options ignored."""
+        from steady.models.loras import find_lora, lora_hash, pickle_refusal, unfit_reason
+        from steady.prompts.lora import lora_tags
+
+        entries: dict[str, dict[str, Any]] = {}
+        warnings: list[str] = []
+        for argument, text in (("prompt", prompt), ("negative_prompt", negative)):
+            for tag in lora_tags(text, argument):
+                if tag.name not in self.found:
+                    self.found[tag.name] = find_lora(tag.name, self.cfg, argument, tag.text)
+                info = self.found[tag.name]
+                if info.format == "pickle" and not self.allow_pickle:
+                    raise pickle_refusal(info, argument, tag.text)
+                warnings += [f"<lora:{tag.name}>: {item} is not supported; ignored" for item in tag.ignored]
+                why = unfit_reason(info, self.model)
+                if why:
+                    warnings.append(f"<lora:{tag.name}> skipped: {info.path.name} {why}")
+                elif str(info.path) in entries:
+                    entry = entries[str(info.path)]
+                    entry["te"], entry["unet"] = entry["te"] + tag.te, entry["unet"] + tag.unet
+                else:
+                    entries[str(info.path)] = {"name": tag.name, "hash": lora_hash(info, self.cfg, argument),
+                                               "te": tag.te, "unet": tag.unet, "path": str(info.path)}  # fmt: skip
+        out: dict[str, Any] = {}
+        if entries:
+            out["loras"] = list(entries.values())
+        if warnings:
+            out["warnings"] = list(dict.fromkeys(warnings))
+        return out
+
+    def variant(self, variant: Variant, request: GenerationRequest, base: dict[str, Any]) -> Variant:
+        """``variant`` with its own ``extra`` when its prompts' LoRAs differ from the request's."""
+        prompt = variant.overrides.get("prompt", request.prompt)
+        negative = variant.overrides.get("negative_prompt", request.negative_prompt)
+        if (prompt, negative) == (request.prompt, request.negative_prompt):
+            return variant
+        mine = self.extra(prompt, negative)
+        if mine == base:
+            return variant
+        return dataclasses.replace(variant, overrides={**variant.overrides, "extra": _extra(request.allow_pickle, mine)})
 
 
 def prepare_out_dir(out_dir: Path, needed_bytes: int) -> None:

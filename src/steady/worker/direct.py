@@ -46,4 +46,5 @@ class DirectRenderer:
     def image_with_latents(self, prompt: str, seed: int, keep_latents: bool = True) -> tuple[Any, Any]:
         """The PIL image of ``prompt`` at ``seed``, and its final latents."""
         params = dataclasses.replace(self.resolved.base_params(), prompt=prompt, seed=seed)
+        recipe.adapt(self.held, params)  # the request's LoRAs (its prompt's tags, resolved by check)
         return recipe.make(self.held, params, keep_latents=keep_latents)

@@ -33,6 +33,7 @@ from steady.jobs.protocol import (
     RenderImage,
     Shutdown,
     WorkerOptions,
+    with_warnings,
 )
 from steady.worker.recipe import Held
 
@@ -182,21 +183,25 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
                                rss, vram, step.preview_png))  # fmt: skip
             return not cancel.is_set()
 
+        skipped: list[str] = []  # LoRAs diffusers could not apply: the image records them
+
         def attempt(plan: Any) -> Any:
             recipe.place(held, plan)  # 2. Place as the plan says
+            skipped[:] = recipe.adapt(held, params)  # 3. The image's LoRAs, and no others
             _inject_faults(job, state, torch)
-            return recipe.make(held, params, on_step, preview=job.preview, keep_latents=job.score)  # 3-5.
+            return recipe.make(held, params, on_step, preview=job.preview, keep_latents=job.score)  # 4-6.
 
-        # 2-5, and on a GPU out-of-memory error once more, one rung thriftier.
+        # 2-6, and on a GPU out-of-memory error once more, one rung thriftier.
         if job.plan is None:
             image, latents = attempt(None)
         else:
             image, latents = run_with_oom_retry(attempt, job.plan, lambda e: events.append(
                 f"out of GPU memory with {e.from_strategy}; retried with {e.to_strategy}: {e.error}"))  # fmt: skip
         seconds = time.perf_counter() - started
-        # 6. Write atomically; the supervisor records the row when it hears of it.
-        recipe.write(image, job.path, params)
-        # 7. Score: adherence, and the feature novelty is measured on.
+        # 7. Write atomically; the supervisor records the row when it hears of it.
+        recorded = with_warnings(params, skipped)
+        recipe.write(image, job.path, recorded)
+        # 8. Score: adherence, and the feature novelty is measured on.
         scores, times, blob, t0 = {}, {}, b"", time.perf_counter()
         if job.score:
             blob = recipe.feature(image)
@@ -206,7 +211,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
         del image, latents
         peak_vram = torch.cuda.max_memory_allocated() if cuda else 0
         return ImageDone(job.job_id, job.run_id, job.index, job.path, seconds, peak_rss, peak_vram, load_s,
-                         held.strategy, events, scores.get(job.scorer), blob, score_s, scores, times)  # fmt: skip
+                         held.strategy, events, scores.get(job.scorer), blob, score_s, scores, times, skipped)  # fmt: skip
     except Interrupted:
         return Failure(job.job_id, job.index, "cancelled", "cancelled")
     except BadInput as exc:

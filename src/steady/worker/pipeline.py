@@ -1,4 +1,4 @@
-"""Encode, denoise and decode one image with a loaded pipeline (steps 3-5 of steady.worker.recipe).
+"""Encode, denoise and decode one image with a loaded pipeline (steps 4-6 of steady.worker.recipe).
 Part of the worker: imports torch and diffusers.
 
 One image at a time, by design: each image is decoded, handed back and released before the
@@ -12,6 +12,7 @@ device and dtype = the same pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
+from steady.prompts.lora import has_lora_tags, strip_lora_tags
 from steady.prompts.schedule import prompt_schedule, text_at
 from steady.worker.encode import encode_pairs, needs_weighting
 from steady.worker.precision import latents_dtype
@@ -78,6 +80,15 @@ def confirm_device(device: str) -> None:
         raise BadInput("device", device, "Apple MPS is not available on this machine")
 
 
+def encoded_text(params: ImageParams) -> ImageParams:
+    """``params`` with the prompts the text encoder reads: without their LoRA tags, which A1111
+    takes out before anything else reads the text (steady.prompts.lora); step 3 applied them."""
+    if not (has_lora_tags(params.prompt) or has_lora_tags(params.negative_prompt)):
+        return params
+    return dataclasses.replace(params, prompt=strip_lora_tags(params.prompt),
+                               negative_prompt=strip_lora_tags(params.negative_prompt))  # fmt: skip
+
+
 def step_conditioning(pipe: Any, params: ImageParams) -> list[Any]:
     """Per sampling step, our own (prompt, negative) embeddings where diffusers' would differ from
     A1111's: emphasis, BREAK, more than 75 tokens, prompt editing and alternation (all of which
@@ -102,7 +113,7 @@ def render(
     preview_every_s: float = 0.5,
     on_final_latents: Callable[[Any], None] | None = None,
 ):
-    """Steps 3-5 of steady.worker.recipe for one image: encode, denoise, decode; returns a PIL image.
+    """Steps 4-6 of steady.worker.recipe for one image: encode, denoise, decode; returns a PIL image.
 
     A fresh scheduler and the seed's noise, then the diffusers pipeline's own __call__ (with our
     weighted conditioning where A1111 syntax needs it).
@@ -110,6 +121,7 @@ def render(
     (a steady.worker.preview.PreviewMaker) a step at least `preview_every_s` after the last
     preview carries a small PNG of the current latent.
     """
+    params = encoded_text(params)
     # A fresh scheduler per image, so no state leaks from one image to the next.
     pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
 

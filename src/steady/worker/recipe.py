@@ -2,16 +2,18 @@
 
     1 load     the pipeline, unless the one held is for the same model, device and dtype
     2 place    apply the memory plan (placement, offload, slicing, tiling, threads)
-    3 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing)
-    4 denoise  the sampler's loop from the seed's noise; progress and cancel between steps
-    5 decode   the final latents to an image (3-5: steady.worker.pipeline.render, through the
+    3 adapt    the image's LoRAs on, at its weights, and no others (steady.worker.lora)
+    4 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing),
+               from the prompt without its LoRA tags
+    5 denoise  the sampler's loop from the seed's noise; progress and cancel between steps
+    6 decode   the final latents to an image (4-6: steady.worker.pipeline.render, through the
                diffusers pipeline's own __call__)
-    6 write    the PNG, atomically, with every parameter (steady.images.pngmeta)
-    7 score    prompt adherence, and the feature novelty is measured on
+    7 write    the PNG, atomically, with every parameter (steady.images.pngmeta)
+    8 score    prompt adherence, and the feature novelty is measured on
 
-The worker process (steady.worker.main) runs all seven for each RenderImage it is sent. The one
+The worker process (steady.worker.main) runs all eight for each RenderImage it is sent. The one
 in-process user, steady.worker.direct (measurements that must leave the process boundary out),
-calls the same functions: ``load``, ``make``, ``score``, ``feature``.
+calls the same functions: ``load``, ``place``, ``adapt``, ``make``, ``score``, ``feature``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Held:
     preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
     scorers: dict[str, Any] = field(default_factory=dict)  # steady.worker.adherence scorers for ``pipe``, by setting
     frozen: bool = False  # gc.freeze() has moved ``pipe`` and its caches out of the collector's sight
+    loras: dict[str, str] = field(default_factory=dict)  # LoRA adapters on ``pipe``: adapter name -> file
 
     def freeze(self) -> None:
         """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
@@ -52,6 +55,7 @@ class Held:
             self.frozen = False
         self.pipe = self.key = self.preview = None
         self.scorers = {}
+        self.loras = {}
         self.strategy = ""
 
 
@@ -90,9 +94,20 @@ def place(held: Held, plan: Plan | None) -> None:
         held.strategy = plan.strategy
 
 
+def adapt(held: Held, params: ImageParams) -> list[str]:
+    """3. The image's LoRAs (``params.extra["loras"]``) on the pipeline at their weights, the
+    others off; none asked for: the base model's own modules. Returns a warning line for each LoRA
+    diffusers could not apply (the image is made without it)."""
+    from steady.worker.lora import apply_loras
+
+    if not held.loras and not params.extra.get("loras"):
+        return []
+    return apply_loras(held.pipe, held.loras, params)
+
+
 def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None = None, preview: bool = False,
          keep_latents: bool = False) -> tuple[Any, Any]:  # fmt: skip
-    """3-5. Encode, denoise, decode: the PIL image, and its final latents when ``keep_latents``
+    """4-6. Encode, denoise, decode: the PIL image, and its final latents when ``keep_latents``
     (the adherence score reads them). ``on_step`` returning False stops the image (Interrupted)."""
     from steady.worker.pipeline import render
 
@@ -103,28 +118,30 @@ def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None 
 
 
 def write(image: Any, path: str, params: ImageParams) -> None:
-    """6. The PNG, atomically (temp file, fsync, rename), with A1111 parameters and our JSON."""
+    """7. The PNG, atomically (temp file, fsync, rename), with A1111 parameters and our JSON."""
     from steady.images.pngmeta import write_png
 
     write_png(image, path, params)
 
 
 def score(held: Held, params: ImageParams, image: Any, latents: Any, scorer: str) -> tuple[float | None, float]:
-    """7. Prompt adherence by ``scorer`` ("model" or a CLIP folder), and the seconds it took."""
+    """8. Prompt adherence by ``scorer`` ("model" or a CLIP folder), and the seconds it took."""
+    from steady.prompts.lora import strip_lora_tags
     from steady.prompts.schedule import prompt_schedule
     from steady.worker.adherence import make_scorer
 
     t0 = time.perf_counter()
     if scorer not in held.scorers:
         held.scorers[scorer] = make_scorer(held.pipe, scorer)
-    # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text.
-    prompt = prompt_schedule(params.prompt, params.steps)[-1].text
+    # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text, as
+    # the text encoder read it (without LoRA tags).
+    prompt = prompt_schedule(strip_lora_tags(params.prompt), params.steps)[-1].text
     adherence = held.scorers[scorer].score(latents, image, prompt) if latents is not None else None
     return adherence, time.perf_counter() - t0
 
 
 def feature(image: Any) -> bytes:
-    """7. The image's novelty feature (steady.scoring.novelty), as the blob the catalog stores."""
+    """8. The image's novelty feature (steady.scoring.novelty), as the blob the catalog stores."""
     from steady.scoring.novelty import image_feature, to_blob
 
     return to_blob(image_feature(image))
