@@ -71,3 +71,13 @@ def test_tiny_shape_breakdown_reads_reconstructions_and_samples_per_shape_and_si
     balanced = re.search(r"samples of 8 balanced full prompts: shape [0-9.]+%  \|  (.*)", printed)
     assert balanced, printed
     assert len(re.findall(r"\w+/(?:small|large) \d/1", balanced.group(1))) == 8  # every (shape, size) once
+
+
+def test_bench_lora_times_load_reweight_remove_and_the_base_comes_back(tmp_path) -> None:
+    from tests.fixtures.tiny_models import save_tiny_folder
+
+    model = save_tiny_folder("sd1", tmp_path / "tiny-sd1")
+    result = json.loads(run_tool("bench_lora.py", str(model), "--rank", "4", "--size", "64", "--repeat", "1").strip().splitlines()[-1])
+    assert set(result["seconds"]) == {"load", "reweight", "remove"} and all(v > 0 for v in result["seconds"].values())
+    assert len(result["unet_step_seconds"]["base"]) == len(result["unet_step_seconds"]["lora"]) == 1
+    assert result["base_exact_after_removal"] is True and result["tensors"] > 0
