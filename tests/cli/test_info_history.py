@@ -189,3 +189,20 @@ def test_history_prompt_iterations_with_diffs(tmp_path, capsys):
 def test_history_bad_limit_exits_2(capsys):
     code, captured = run_main(["history", "--limit", "0"], capsys)
     assert code == 2 and "limit=0" in captured.err
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_info_prints_a_lone_surrogate_from_a_json_chunk(tmp_path, capsys, as_json):
+    """Found by fuzzing: a ComfyUI or steady JSON chunk may escape a lone surrogate ("\\ud800"),
+    which json.loads turns into a str that stdout cannot encode; it is printed as the escape."""
+    meta = PilPngInfo()
+    meta.add_text("prompt", json.dumps({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a \ud800 cat"}},
+                                        "2": {"class_type": "KSampler", "inputs": {"positive": ["1", 0], "seed": 5}}}))
+    Image.new("RGB", (4, 4)).save(tmp_path / "c.png", pnginfo=meta)
+    code, out = run_main(["info", str(tmp_path / "c.png"), *(["--json"] if as_json else [])], capsys)
+    assert code == 0, out.err
+    out.out.encode("utf-8")
+    if as_json:
+        assert json.loads(out.out)["params"]["prompt"] == "a \ud800 cat"
+    else:
+        assert "a \\ud800 cat" in out.out

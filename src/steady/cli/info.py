@@ -10,6 +10,7 @@ Reads our own PNGs, A1111/Forge, ComfyUI and InvokeAI. Prints A1111's text form 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -33,12 +34,17 @@ def info_command(image: Path, as_json: bool) -> None:
         click.echo(f"steady: warning: {image}: {warning}", err=True)
     if as_json:
         payload = {"path": str(image), "source": info.source, "params": info.params, "warnings": info.warnings}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        # A JSON chunk may hold a lone surrogate ("\ud800"): written back as the same escape.
+        text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+        click.echo(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
         return
     if info.source == "none" or not info.parameters_text:
         click.echo(f"steady: {image}: no generation parameters found", err=True)
         return
-    click.echo(info.parameters_text)
+    click.echo(info.parameters_text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def register(group: click.Group) -> None:
