@@ -105,6 +105,16 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
+def shareable(record: dict[str, Any]) -> dict[str, Any]:
+    """An image's parameters as its PNG carries them: without the folders of the user's LoRA files
+    (names and hashes reproduce the image, as in A1111's PNGs; the catalog row keeps the paths)."""
+    extra = record.get("extra") or {}
+    if not extra.get("loras"):
+        return record
+    loras = [{k: v for k, v in entry.items() if k != "path"} for entry in extra["loras"]]
+    return {**record, "extra": {**extra, "loras": loras}}
+
+
 def write_png(image: Any, path: str | os.PathLike[str], params: ImageParams) -> Path:
     """Write `image` (a PIL image) to `path` with its metadata, atomically. Returns the path.
 
@@ -117,7 +127,7 @@ def write_png(image: Any, path: str | os.PathLike[str], params: ImageParams) -> 
     folder = target.parent
     chunks = PilPngInfo()
     chunks.add_text("parameters", a1111_parameters(params))
-    chunks.add_text("steady", json.dumps(params.to_dict(), ensure_ascii=False, sort_keys=True))
+    chunks.add_text("steady", json.dumps(shareable(params.to_dict()), ensure_ascii=False, sort_keys=True))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
