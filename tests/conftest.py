@@ -30,6 +30,21 @@ def _isolated_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def sup(tmp_path_factory):
+    """One warm worker for a test module, with a catalog of its own (each test's STEADY_HOME differs,
+    so rows are read from sup.catalog): steady.generate(request, supervisor=sup) takes the whole path
+    without a worker start per test, and runs in a row share the worker's pipeline."""
+    from steady.catalog.db import open_catalog
+    from steady.jobs.supervisor import Supervisor, SupervisorOptions
+
+    catalog = open_catalog(tmp_path_factory.mktemp("catalog") / "catalog.db")
+    # The scorer given, not read from settings: a module fixture is made before a test's STEADY_HOME.
+    with Supervisor(catalog, SupervisorOptions(threads=1, scorer="model")) as supervisor:
+        yield supervisor
+    catalog.close()
+
+
 def pytest_collection_modifyitems(config, items):
     """Slow tests (full-size models, minutes and GBs) run when asked for with `-m slow`, or by
     default where the CI variable is set; otherwise they are reported as skipped."""

@@ -14,7 +14,6 @@ from steady.catalog.db import open_catalog
 from steady.config import settings
 from steady.errors import BadInput, OutputError
 from steady.images.pngmeta import read_png_info
-from steady.jobs.supervisor import Supervisor, SupervisorOptions
 from steady.params import SAMPLERS, GenerationRequest, GenerationResult
 
 
@@ -25,15 +24,6 @@ def sd1_folder(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-sd1"
     save_tiny_folder("sd1", path)
     return path
-
-
-@pytest.fixture(scope="module")
-def sup(tmp_path_factory):
-    """One warm worker for the module (its catalog is its own; each test's STEADY_HOME differs)."""
-    catalog = open_catalog(tmp_path_factory.mktemp("catalog") / "catalog.db")
-    with Supervisor(catalog, SupervisorOptions(threads=1), cfg=settings()) as supervisor:
-        yield supervisor
-    catalog.close()
 
 
 def request_for(model, **kw):

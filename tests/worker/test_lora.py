@@ -14,10 +14,8 @@ import pytest
 from PIL import Image
 
 import steady
-from steady.catalog.db import open_catalog
 from steady.config import settings
 from steady.images.pngmeta import read_png_info
-from steady.jobs.supervisor import Supervisor, SupervisorOptions
 from steady.params import GenerationRequest, ImageParams
 from tests.fixtures.cli import run_main
 from tests.fixtures.loras import save_tiny_lora
@@ -31,15 +29,6 @@ def models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("models")
     return {arch: save_tiny_folder(arch, root / f"tiny-{arch}") for arch in ("sd1", "sdxl")}
-
-
-@pytest.fixture(scope="module")
-def sup(tmp_path_factory):
-    """One warm worker for the module: a LoRA run and the plain run after it share its pipeline."""
-    catalog = open_catalog(tmp_path_factory.mktemp("catalog") / "catalog.db")
-    with Supervisor(catalog, SupervisorOptions(threads=1), cfg=settings()) as supervisor:
-        yield supervisor
-    catalog.close()
 
 
 @pytest.fixture()
