@@ -65,8 +65,13 @@ def test_subprocess_generate_and_models(tmp_path):
 
 
 def test_pickle_refused_before_loading(capsys, tmp_path):
-    ckpt = tmp_path / "old.ckpt"
-    ckpt.write_bytes(bytes(1 << 20))  # never unpickled: refused by format before any load
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.fixtures.tiny_models import save_tiny_single_file
+
+    ckpt = tmp_path / "old.ckpt"  # inspected without running it (steady.models.pickled), never loaded
+    torch.save({"state_dict": load_file(save_tiny_single_file("sd1", tmp_path / "m.safetensors"))}, ckpt)
     code, out = run_main(["generate", "x", "--model", str(ckpt), "--out", str(tmp_path / "out")], capsys)
     assert code == 2
     assert "is a pickle" in out.err and "--allow-pickle" in out.err and f"model='{ckpt}'" in out.err
