@@ -5,8 +5,8 @@
 - a cancelled image with no step to stop at (stalled as a huge prompt's encode stalls) ends when
   its worker is replaced, cancel_grace_s later;
 - a program that dies while making a job's image is a strike against that image, counted on the
-  job row: recover() requeues the job twice, then fails it; strikes from before a restart count
-  toward the worker's limit; the worker answering clears them.
+  job row: recover() marks the job interrupted twice (resumed only when asked), then fails it;
+  strikes from before a restart count toward the worker's limit; the worker answering clears them.
 Real worker processes (a tiny random-weight model), a real catalog, real killed processes.
 """
 
@@ -110,7 +110,7 @@ def _die_while_running(job_id: int) -> None:
     """A real program claims the job and is killed (SIGKILL) while it holds it."""
     code = ("import sys, time\nfrom steady.catalog import open_catalog\nfrom steady.config import settings\n"
             "from steady.jobs.queue import JobQueue\ncat = open_catalog(settings().db_path)\n"
-            f"JobQueue(cat).claim({job_id})\nprint('claimed', flush=True)\ntime.sleep(120)\n")  # fmt: skip
+            f"JobQueue(cat).resume({job_id})\nprint('claimed', flush=True)\ntime.sleep(120)\n")  # fmt: skip
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) as program:
@@ -126,9 +126,9 @@ def test_a_job_whose_program_keeps_dying_on_one_image_ends_failed(model_dir: Pat
         for tries in range(1, MAX_TRIES_PER_IMAGE):
             _die_while_running(job.id)
             assert queue.recover() == [job.id]
-            assert queue.get(job.id).state == "queued" and queue.get(job.id).strikes == tries
+            assert queue.get(job.id).state == "interrupted" and queue.get(job.id).strikes == tries
         _die_while_running(job.id)
-        assert queue.recover() == []  # the third death: not requeued
+        assert queue.recover() == []  # the third death: not interrupted (resumable) but failed
         row = queue.get(job.id)
         assert row.state == "failed" and row.strikes == MAX_TRIES_PER_IMAGE
         assert "image 0 of run" in row.error and "not tried again" in row.error
@@ -145,7 +145,7 @@ def test_strikes_before_a_restart_count_toward_the_workers_limit(model_dir: Path
             queue.recover()
         with Supervisor(cat, SupervisorOptions(fault={"die_at": [0]}, threads=1)) as sup:
             with pytest.raises(WorkerFailed, match=r"died 3 times on image 0 .*\(2 of them before a restart\)"):
-                sup.run(queue.claim(job.id))
+                sup.run(queue.resume(job.id))
             assert len(sup.deaths) == 1  # one more death was all it took
         row = queue.get(job.id)
     assert row.state == "failed" and row.attempts == 1 and row.strikes == MAX_TRIES_PER_IMAGE
@@ -159,7 +159,7 @@ def test_the_worker_answering_clears_the_strikes(model_dir: Path) -> None:
             _die_while_running(job.id)
             queue.recover()
         with Supervisor(cat, SupervisorOptions(threads=1)) as sup:
-            outcome = sup.run(queue.claim(job.id))
+            outcome = sup.run(queue.resume(job.id))
         row = queue.get(job.id)
     assert outcome.state == "done" and len(outcome.images) == 2
     assert row.state == "done" and row.strikes == 0 and row.attempts == 0

@@ -44,7 +44,8 @@ def test_lifecycle_and_run_status(tmp_path: Path) -> None:
             q.get(9999)
 
 
-def test_recover_requeues_only_jobs_of_dead_owners(tmp_path: Path) -> None:
+def test_recover_interrupts_only_jobs_of_dead_owners(tmp_path: Path) -> None:
+    """A job whose program died is 'interrupted', never queued again: resuming it is explicit."""
     with open_catalog(settings().db_path) as cat:
         q = JobQueue(cat)
         mine = q.enqueue(_resolved("a", 1, 1, tmp_path))
@@ -54,10 +55,21 @@ def test_recover_requeues_only_jobs_of_dead_owners(tmp_path: Path) -> None:
         with cat.transaction() as conn:
             conn.execute("UPDATE jobs SET owner_pid = 424242 WHERE id = ?", (theirs.id,))
         assert q.recover(alive=lambda pid: False) == [theirs.id]  # this process's own job stays
-        assert q.get(theirs.id).state == "queued" and q.get(mine.id).state == "running"
-        assert cat.get_run(theirs.run_id).status == "queued"
+        assert q.get(theirs.id).state == "interrupted" and q.get(mine.id).state == "running"
+        assert cat.get_run(theirs.run_id).status == "interrupted"
         assert q.missing_indices(q.get(theirs.id)) == [0, 1]
-        assert [j.id for j in q.jobs(("queued",))] == [theirs.id]
+        assert q.jobs(("queued",)) == [] and q.claim_next() is None
+        assert q.job_of_run(theirs.run_id).id == theirs.id
+        resumed = q.resume(theirs.id)
+        assert resumed.state == "running" and resumed.owner_pid == os.getpid()
+        assert cat.get_run(theirs.run_id).status == "running"
+        with pytest.raises(BadInput, match="is running"):
+            q.resume(theirs.id)
+        q.finish(theirs.id, "done")
+        with pytest.raises(BadInput, match="is done"):
+            q.resume(theirs.id)
+        with pytest.raises(BadInput, match="no such run"):
+            q.job_of_run(9999)
 
 
 def test_a_job_its_caller_runs_is_claimed_as_it_is_written(tmp_path: Path) -> None:

@@ -181,9 +181,10 @@ def test_recovered_job_makes_only_the_missing_images(model_dir: Path, reference:
         with cat.transaction() as conn:
             conn.execute("UPDATE jobs SET state = 'running', owner_pid = 999999999 WHERE id = ?", (job.id,))
         assert queue.recover(alive=lambda pid: False) == [job.id]
+        assert queue.get(job.id).state == "interrupted" and queue.claim_next() is None  # resumed only when asked
         assert queue.missing_indices(queue.get(job.id)) == [1, 2]
         with Supervisor(cat, SupervisorOptions(threads=1)) as sup:
-            second = sup.run(queue.claim(job.id))
+            second = sup.run(queue.resume(job.id))
     assert second.state == "done" and [r.index for r in second.images] == [1, 2]
     rows = _rows(job.run_id)
     assert [idx for idx, _ in rows] == [0, 1, 2]

@@ -25,8 +25,10 @@ from steady.textdiff import word_diff
 def history_command(limit: int, prompt_text: str | None, as_json: bool) -> None:
     """Show recent runs, or the iterations of a prompt."""
     from steady.catalog import open_catalog
+    from steady.jobs.queue import JobQueue
 
     with open_catalog() as catalog:
+        JobQueue(catalog).recover()  # a run whose program died shows as interrupted, not running
         if prompt_text is None:
             runs = catalog.recent_runs(limit=limit)
             rows = [run.to_dict() for run in runs]

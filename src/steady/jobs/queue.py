@@ -6,11 +6,14 @@ crash the job knows exactly which images are still to make: ``missing_indices``.
 has seed ``base_seed + i`` and the file name ``{run:05d}-{i:02d}-{seed}.png``, so a re-run of an
 interrupted image gives the same pixels under the same name.
 
-States: queued -> running -> done | failed | cancelled. A job left 'running' by a process that
-no longer exists goes back to 'queued' (``recover``), unless its next image has been tried
-MAX_TRIES_PER_IMAGE times without an answer: ``strikes`` counts the tries of the job's next image
-that ended with its worker (or the whole program) dead, and is cleared when the worker answers.
-Such a job ends 'failed', so an input that kills its worker is not retried forever.
+States: queued -> running -> done | failed | cancelled | interrupted. A job whose program stopped
+before it finished is 'interrupted': stopped by Ctrl-C, or left 'running' by a process that no
+longer exists (``recover`` finds those). Nothing picks an interrupted job up by itself, neither
+another run nor a server's queue: it is resumed when asked (``resume``, `steady resume RUN`),
+with the same seeds, making only its missing images. ``strikes`` counts the tries of the job's
+next image that ended with its worker (or the whole program) dead, and is cleared when the
+worker answers; a job whose program died MAX_TRIES_PER_IMAGE times on one image ends 'failed'
+instead of interrupted, so an input that kills its worker is not retried forever.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from steady.params import ImageParams
 from steady.request.check import Resolved
 from steady.request.planner import Plan
 
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 MAX_TRIES_PER_IMAGE = 3  # tries of one image that may end with its worker or the program dead
-FINAL_STATES = ("done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")  # no program is working on it
+RESUMABLE_STATES = ("interrupted", "cancelled", "failed", "queued")
 
 
 @dataclass
@@ -177,14 +181,15 @@ class JobQueue:
         return [i for i in range(job.n_images) if i not in done]
 
     def recover(self, alive: Any = None) -> list[int]:
-        """Put jobs left 'running' by a dead process back in the queue; returns their ids.
-        ``alive(pid) -> bool`` defaults to psutil.pid_exists (this process counts as alive).
-        The program ending while it made a job's image is a strike against that image: a job
-        with MAX_TRIES_PER_IMAGE of them ends 'failed' instead, with a message that says why."""
+        """Mark jobs left 'running' by a dead process 'interrupted' (never queued again: resuming
+        is explicit); returns their ids. ``alive(pid) -> bool`` defaults to psutil.pid_exists (this
+        process counts as alive). The program ending while it made a job's image is a strike
+        against that image: a job with MAX_TRIES_PER_IMAGE of them ends 'failed' instead, with a
+        message that says why."""
         import psutil
 
         alive = alive or psutil.pid_exists
-        requeued: list[int] = []
+        interrupted: list[int] = []
         with self.catalog.transaction() as conn:
             rows = conn.execute("SELECT id, owner_pid FROM jobs WHERE state = 'running'").fetchall()
             lost = [jid for jid, pid in rows if pid != os.getpid() and not alive(pid)]
@@ -198,14 +203,35 @@ class JobQueue:
                     self._set(conn, jid, "failed", f"image {index} of run {run_id} was tried {strikes} times and "
                               "its worker or the program died each time; it is not tried again")  # fmt: skip
                     continue
-                conn.execute("UPDATE jobs SET state = 'queued', owner_pid = 0, updated_at = ? WHERE id = ?",
-                             (now_iso(), jid))  # fmt: skip
-                conn.execute(
-                    "UPDATE runs SET status = 'queued', finished_at = NULL WHERE id = (SELECT run_id FROM jobs WHERE id = ?)",
-                    (jid,),
-                )
-                requeued.append(jid)
-        return requeued
+                self._set(conn, jid, "interrupted", "its program ended before the run finished")
+                interrupted.append(jid)
+        return interrupted
+
+    def job_of_run(self, run_id: int) -> JobRecord:
+        """The job that makes run ``run_id``; BadInput naming `run` when there is none."""
+        with self.catalog.reading() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
+            known = row is not None or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            why = "has no job to resume (it was imported, or recovered from files)" if known else "no such run"
+            raise BadInput("run", run_id, why)
+        return _record(row)
+
+    def resume(self, job_id: int) -> JobRecord:
+        """This stopped job (interrupted, cancelled, failed or still queued), now 'running' and
+        owned by this process, to make its missing images; BadInput naming `run` otherwise. Its
+        strikes stay: an image that killed its worker before is not tried more times for it."""
+        with self.catalog.transaction() as conn:
+            row = conn.execute("SELECT state, owner_pid, run_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise BadInput("job_id", job_id, "no such job in the catalog")
+            state, owner, run_id = row
+            if state == "running":
+                raise BadInput("run", run_id, f"is running (process {owner})")
+            if state not in RESUMABLE_STATES:
+                raise BadInput("run", run_id, f"is {state}: nothing to resume")
+            self._set(conn, job_id, "running")
+        return self.get(job_id)
 
     def requeue(self, job_id: int) -> None:
         """Put a job that was stopped by a shutdown (not by its user) back in the queue."""

@@ -222,20 +222,27 @@ class Supervisor:
 
     # -- jobs ----------------------------------------------------------------------------------
     def run(self, job: JobRecord, on_event: Callable[[object], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> JobOutcome:  # fmt: skip
-        """Make every image of ``job`` that is not recorded yet (it must be 'running': claimed)."""
+            should_stop: Callable[[], bool] | None = None, stopped: str = "cancelled") -> JobOutcome:  # fmt: skip
+        """Make every image of ``job`` that is not recorded yet (it must be 'running': claimed).
+
+        ``should_stop`` true: the image being made stops at its next step and is discarded (or,
+        made already, recorded) and the job ends ``stopped``: 'cancelled' (its user cancelled it)
+        or 'interrupted' (its program is stopping: Ctrl-C; `steady resume` goes on). A
+        KeyboardInterrupt that reaches here (a second Ctrl-C) ends the worker at once: the job is
+        'interrupted' and what the worker left of its image, written or not, is removed, so the
+        files and the rows agree when it propagates."""
         outcome = JobOutcome(job.id, job.run_id, "running", [])
         recycles0, deaths0 = len(self.recycles), len(self.deaths)
         strikes = job.strikes  # earlier tries of its next image that ended with a dead worker or program
         try:
             for index in self.queue.missing_indices(job):
                 if should_stop is not None and should_stop():
-                    outcome.state = "cancelled"
+                    outcome.state = stopped
                     break
                 result = self._make_image(job, index, on_event, should_stop, strikes)
                 strikes = 0
                 if isinstance(result, Failure):
-                    outcome.state = "cancelled" if result.kind == "cancelled" else "failed"
+                    outcome.state = stopped if result.kind == "cancelled" else "failed"
                     outcome.error, outcome.failure = result.message, result
                     break
                 outcome.images.append(result)
@@ -256,8 +263,9 @@ class Supervisor:
                 finish_run_scores(self.catalog, job.run_id, threshold, outcome.stop_reason)
                 outcome.grid_path = str(write_grid(job, self.catalog) or "")
         except KeyboardInterrupt:
-            outcome.state = "cancelled"
-            self.stop_worker(timeout=2)
+            outcome.state = "interrupted"
+            self.stop_worker(timeout=0)  # now: it would finish its image, which nobody would record
+            remove_leftovers(job, self.queue.missing_indices(job), finished=True)
             raise
         except Exception as exc:
             outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
@@ -399,6 +407,17 @@ def worker_rss(pid: int) -> int | None:
         return psutil.Process(pid).memory_info().rss
     except psutil.Error:
         return None
+
+
+def remove_leftovers(job: JobRecord, indices: list[int], finished: bool) -> None:
+    """What a stopped worker left of these images (they have no row): their temp files and, with
+    ``finished``, a PNG written before its row was. Each is made again, with the same seed under
+    the same name, when the run resumes. Only for images no live worker is making."""
+    for index in indices:
+        target = job.image_path(index)
+        if finished:
+            target.unlink(missing_ok=True)
+        _remove_temp_files(target)
 
 
 def _remove_temp_files(target: Path) -> None:
