@@ -187,7 +187,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
 @MIGRATIONS.register
 def m002_jobs(conn: sqlite3.Connection) -> None:
     """Durable generation jobs: one per run, with the plan it was checked against, so a job that
-    was running when its worker (or the whole program) died is picked up again."""
+    was running when its worker (or the whole program) died knows what it has left to make."""
     conn.execute(
         """
         CREATE TABLE jobs (
