@@ -94,7 +94,8 @@ class Studio:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Re-queue jobs a dead process left running, then start the generation thread."""
+        """Mark jobs a dead process left running as interrupted (resumed only when asked: steady
+        resume), then start the generation thread."""
         self.queue.recover()
         self.supervisor = Supervisor(self.catalog, self.options.supervisor, on_sample=self._on_sample, cfg=self.cfg)
         self._thread = threading.Thread(target=self._loop, name="steady-generation", daemon=True)
