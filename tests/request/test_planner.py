@@ -71,10 +71,16 @@ def test_footprint_from_single_file_and_folder_counts_exactly(tmp_path):
     folder = P.footprint_from_info(inspect_model(save_tiny_folder("sd1", tmp_path / "folder")))
     assert single.params == real == folder.params
     assert single.source == "safetensors header" and folder.source == "folder headers"
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save({"state_dict": load_file(tmp_path / "m.safetensors")}, tmp_path / "m.ckpt")
+    pickled = P.footprint_from_info(inspect_model(tmp_path / "m.ckpt"))
+    assert pickled.params == real and pickled.source == "pickle tensor shapes"  # counted, not guessed
 
 
-def test_pickle_footprint_is_a_labelled_guess():
-    info = SimpleNamespace(format="pickle", arch=None, size_bytes=int(7.7e9), path="x.ckpt", overrides={})
+def test_an_unknown_architecture_gets_a_labelled_guess():
+    info = SimpleNamespace(format="safetensors", arch=None, size_bytes=int(7.7e9), path="x.safetensors", overrides={})
     fp = P.footprint_from_info(info)
     assert fp.arch == "unknown" and "guess" in fp.source
     assert fp.total_params == pytest.approx(7.7e9 / 4, rel=0.01)

@@ -202,23 +202,27 @@ def _attention_from_unet_config(cfg: dict[str, Any], arch: str) -> dict[str, int
 
 
 def footprint_from_info(info: Any) -> ModelFootprint:
-    """From a steady.models.detect.ModelInfo: safetensors headers (the file's, or each component
-    file's in a diffusers folder); a pickle's arch is unknown before loading, so its count is
-    max(SD 1.5's, file size / 4 bytes), SD 1.5 proportions and attention: a guess, said so."""
+    """From a steady.models.detect.ModelInfo: the tensor shapes of a single file (a safetensors
+    header, or a pickle's state dict read without running it), or each component file's in a
+    diffusers folder; a file whose architecture is unknown gets max(SD 1.5's, file size / 4 bytes),
+    SD 1.5 proportions and attention: a guess, said so."""
     from steady.models.detect import read_safetensors_header, shapes_of
+    from steady.models.pickled import pickle_shapes
 
-    if info.format == "pickle" or info.arch is None:
+    if info.arch is None:
         total = max(sum(KNOWN_PARAMS["sd1"].values()), info.size_bytes // 4)
         scale = total / sum(KNOWN_PARAMS["sd1"].values())
         params = {c: int(n * scale) for c, n in KNOWN_PARAMS["sd1"].items()}
         return dataclasses.replace(footprint_for_arch("sd1", params=params, source="guessed from file size"),
                                    arch="unknown")
     base = footprint_for_arch(info.arch)
-    if info.format == "safetensors":
-        params = params_from_shapes(shapes_of(read_safetensors_header(Path(info.path))), info.arch)
+    if info.format in ("safetensors", "pickle"):
+        path = Path(info.path)
+        shapes = shapes_of(read_safetensors_header(path)) if info.format == "safetensors" else pickle_shapes(path)
+        params = params_from_shapes(shapes, info.arch)
         att = _attention_from_unet_config(info.overrides.get("unet", {}), info.arch)
         return dataclasses.replace(base, params=params, attn_heads=att["heads"], attn_level=att["level"],
-                                   source="safetensors header")
+                                   source=f"{info.format} tensor shapes" if info.format == "pickle" else "safetensors header")
     folder = Path(info.path)
     params = {}
     for component, known in base.params.items():
