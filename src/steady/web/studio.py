@@ -70,6 +70,10 @@ class StudioOptions:
     supervisor: SupervisorOptions = field(default_factory=lambda: SupervisorOptions(previews=True))
     plan_memory: bool = True
     idle_poll_s: float = 1.0  # how often the idle generation thread looks for jobs another process queued
+    # How often the idle server repairs the catalog against the files (stale temp files, PNGs
+    # without a row, rows without a file), as `steady serve` does when it starts: a server runs
+    # for days, and a killed CLI run or a crash beside it should not wait for its restart.
+    reconcile_every_s: float = 600.0
 
 
 class Studio:
@@ -181,13 +185,28 @@ class Studio:
 
     # -- the generation thread ---------------------------------------------------------------
     def _loop(self) -> None:
+        last_reconcile = time.monotonic()
         while not self._stopping.is_set():
             job = self.queue.claim_next()
             if job is None:
+                if time.monotonic() - last_reconcile >= self.options.reconcile_every_s:
+                    self._reconcile()
+                    last_reconcile = time.monotonic()
                 self._wake.wait(self.options.idle_poll_s)
                 self._wake.clear()
                 continue
             self._run(job)
+
+    def _reconcile(self) -> None:
+        """Between jobs, in the generation thread (no image of ours is being written): temp files
+        younger than a minute are left to whoever may be writing them."""
+        from steady.catalog import reconcile
+
+        report = reconcile(self.catalog, self.cfg.outputs_dir, trash_dir=self.cfg.trash_dir)
+        fixed = report.temp_files_removed + report.images_recorded + report.rows_removed
+        if fixed:
+            self.hub.publish({"type": "reconcile", "temp_files_removed": report.temp_files_removed,
+                              "images_recorded": report.images_recorded, "rows_removed": report.rows_removed})  # fmt: skip
 
     def _run(self, job: JobRecord) -> None:
         assert self.supervisor is not None
