@@ -168,3 +168,44 @@ def test_resume_refuses_what_it_cannot_resume(capsys):
 
     code, out = run_main(["resume", "12345"], capsys)
     assert code == 2 and out.err.startswith("steady: error: run=12345: ") and len(out.err.splitlines()) == 1
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_server_leaves_its_run_interrupted_and_resumable(tmp_path):
+    """`steady serve` killed (SIGKILL) in the middle of a run that the page queued: its worker goes
+    with it, the restarted server does not make the run's images again by itself, and `steady
+    resume` makes exactly the missing ones."""
+    import httpx
+
+    from tests.web.conftest import free_port
+
+    port = free_port()
+    server = _start("serve", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base + "/api/status", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    body = {"prompt": "a red circle", "n_images": 4, "width": 128, "height": 128, "steps": 40, "seed": 100}
+    job = httpx.post(base + "/api/generate", json=body, timeout=30).json()
+    run_id = job["run_id"]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not httpx.get(f"{base}/api/jobs/{job['job_id']}", timeout=5).json()["image_ids"]:
+        time.sleep(0.2)
+    time.sleep(0.8)  # into the second image
+    worker = _worker_of(server)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.communicate(timeout=60)
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    assert _run(run_id)[0] == "running"  # nobody has looked yet
+    history = _steady("history")  # the next command marks it and says so
+    assert history.returncode == 0 and "interrupted" in history.stdout + history.stderr
+    status, job_row = _run(run_id)
+    assert status == "interrupted" and job_row.state == "interrupted"
+    day = Path(job_row.out_dir)
+    files, rows, temps = _files_and_rows(day)
+    assert rows <= files and len(rows) < 4
+    _resume_and_check(run_id, day, 4)
