@@ -233,6 +233,8 @@ def _inject_faults(job: RenderImage, state: _State, torch: Any) -> None:
     if job.index in job.fault.get("die_at", []):
         os._exit(3)
     if job.index in job.fault.get("stall_at", []):
+        if job.fault.get("stall_marker"):  # tells the test the stall has begun (the model is loaded)
+            open(job.fault["stall_marker"], "w").close()
         time.sleep(float(job.fault.get("stall_s", 60)))
     leak = int(job.fault.get("leak_mb_per_image", 0))
     if leak:
