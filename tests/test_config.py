@@ -29,3 +29,33 @@ def test_bad_config_is_named(_isolated_home, text, needle):
     with pytest.raises(BadInput) as info:
         settings().models_dir
     assert needle in str(info.value)
+
+
+def test_a1111_dir_sets_every_folder_and_explicit_settings_win(_isolated_home, tmp_path):
+    """One line points every folder at an A1111 install; a setting of its own wins over it."""
+    webui = tmp_path / "stable-diffusion-webui"
+    _isolated_home.mkdir(parents=True)
+    (_isolated_home / "config.toml").write_text(f'a1111_dir = "{webui}"\nvae_dir = "{tmp_path / "my-vaes"}"\n')
+    cfg = settings()
+    assert cfg.models_dir == webui / "models" / "Stable-diffusion"
+    assert cfg.lora_dir == webui / "models" / "Lora"
+    assert cfg.lora_dirs == (webui / "models" / "Lora", webui / "models" / "LyCORIS")
+    assert cfg.embeddings_dir == webui / "embeddings"
+    assert cfg.styles_file == webui / "styles.csv"
+    assert cfg.upscaler_dir == webui / "models" / "ESRGAN"
+    assert cfg.vae_dir == tmp_path / "my-vaes"  # explicit wins
+
+
+def test_default_folders_under_home(_isolated_home):
+    cfg = settings()
+    assert (cfg.lora_dir, cfg.embeddings_dir, cfg.vae_dir, cfg.styles_file, cfg.upscaler_dir) == (
+        _isolated_home / "loras", _isolated_home / "embeddings", _isolated_home / "vae",
+        _isolated_home / "styles.csv", _isolated_home / "upscalers")
+    assert cfg.lora_dirs == (cfg.lora_dir,)
+
+
+def test_a1111_dir_must_be_text(_isolated_home):
+    _isolated_home.mkdir(parents=True)
+    (_isolated_home / "config.toml").write_text("a1111_dir = 1\n")
+    with pytest.raises(BadInput, match="a1111_dir"):
+        settings().lora_dir

@@ -5,6 +5,14 @@ Layout under home:
     config.toml    optional settings, e.g. `models_dir = "~/stable-diffusion-webui/models/Stable-diffusion"`
     models/        checkpoints found by `--model NAME` (unless models_dir or STEADY_MODELS says otherwise)
     loras/         LoRA files found by `<lora:NAME:W>` in a prompt (unless lora_dir says otherwise)
+    embeddings/    textual-inversion embeddings, used where their name is a word of a prompt (embeddings_dir)
+    vae/           VAE files found by `--vae NAME` (vae_dir)
+    upscalers/     upscaler models (upscaler_dir)
+    styles.csv     A1111 prompt styles, `--style NAME` (styles_file)
+
+`a1111_dir = "~/stable-diffusion-webui"` points all of them at an A1111 (or Forge) folder in one
+line: models/Stable-diffusion, models/Lora, models/VAE, embeddings, styles.csv, models/ESRGAN.
+A setting of its own (`lora_dir = ...`) wins over what a1111_dir says.
     outputs/       YYYY-MM-DD/ folders of generated PNGs
     catalog.db     SQLite catalog (WAL)
     cache/         derived data (model configs, thumbnails)
@@ -19,7 +27,12 @@ from typing import Any
 
 from steady.errors import BadInput, check_text
 
-CONFIG_KEYS = ("models_dir", "scorer", "lora_dir")
+CONFIG_KEYS = ("models_dir", "scorer", "lora_dir", "embeddings_dir", "vae_dir", "styles_file", "upscaler_dir", "a1111_dir")
+# Where each setting points inside an A1111 folder (a1111_dir), and its default under STEADY_HOME.
+A1111_LAYOUT = {"models_dir": "models/Stable-diffusion", "lora_dir": "models/Lora", "vae_dir": "models/VAE",
+                "embeddings_dir": "embeddings", "styles_file": "styles.csv", "upscaler_dir": "models/ESRGAN"}
+_HOME_LAYOUT = {"models_dir": "models", "lora_dir": "loras", "vae_dir": "vae", "embeddings_dir": "embeddings",
+                "styles_file": "styles.csv", "upscaler_dir": "upscalers"}
 
 
 def home() -> Path:
@@ -47,14 +60,51 @@ class Settings:
         if env:
             check_text("STEADY_MODELS", env)
             return Path(env).expanduser()
-        configured = read_config(self.config_path).get("models_dir")
-        return Path(configured).expanduser() if configured else self.home / "models"
+        return self._place("models_dir")
 
     @property
     def lora_dir(self) -> Path:
-        """`lora_dir` in config.toml (an A1111 `models/Lora` folder, say), else home/loras."""
-        configured = read_config(self.config_path).get("lora_dir")
-        return Path(configured).expanduser() if configured else self.home / "loras"
+        """`lora_dir` in config.toml (an A1111 `models/Lora` folder, say), else a1111_dir's, else home/loras."""
+        return self._place("lora_dir")
+
+    @property
+    def lora_dirs(self) -> tuple[Path, ...]:
+        """Where LoRA files are looked for: lora_dir, and A1111's models/LyCORIS beside it when
+        a1111_dir set the LoRA folder (the LyCORIS extension's folder, which A1111 also reads)."""
+        config = read_config(self.config_path)
+        if config.get("lora_dir") or not config.get("a1111_dir"):
+            return (self.lora_dir,)
+        return (self.lora_dir, Path(config["a1111_dir"]).expanduser() / "models" / "LyCORIS")
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """`embeddings_dir`, else a1111_dir's `embeddings`, else home/embeddings."""
+        return self._place("embeddings_dir")
+
+    @property
+    def vae_dir(self) -> Path:
+        """`vae_dir`, else a1111_dir's `models/VAE`, else home/vae."""
+        return self._place("vae_dir")
+
+    @property
+    def styles_file(self) -> Path:
+        """`styles_file`, else a1111_dir's `styles.csv`, else home/styles.csv."""
+        return self._place("styles_file")
+
+    @property
+    def upscaler_dir(self) -> Path:
+        """`upscaler_dir`, else a1111_dir's `models/ESRGAN`, else home/upscalers."""
+        return self._place("upscaler_dir")
+
+    def _place(self, key: str) -> Path:
+        """A folder or file setting: its own value in config.toml, else its place in a1111_dir,
+        else its place under home."""
+        config = read_config(self.config_path)
+        if config.get(key):
+            return Path(config[key]).expanduser()
+        if config.get("a1111_dir"):
+            return Path(config["a1111_dir"]).expanduser() / A1111_LAYOUT[key]
+        return self.home / _HOME_LAYOUT[key]
 
     @property
     def outputs_dir(self) -> Path:
@@ -115,7 +165,7 @@ def read_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
         raise BadInput("config", str(path), f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
-    for key in ("models_dir", "scorer", "lora_dir"):
+    for key in CONFIG_KEYS:
         if key in data and not isinstance(data[key], str):
             raise BadInput(key, data[key], f"must be text in {path}")
     return data

@@ -173,13 +173,23 @@ def lora_files(lora_dir: Path) -> list[Path]:
     return [p for p in candidates(lora_dir) if p.suffix.lower() in LORA_EXT and p.is_file()]
 
 
+def _roots(settings: Settings) -> dict[Path, Path]:
+    """{LoRA file: the LoRA folder it is under}, over every LoRA folder (lora_dir, and A1111's
+    models/LyCORIS when a1111_dir set the folders); the first folder wins a path found twice."""
+    found: dict[Path, Path] = {}
+    for root in settings.lora_dirs:
+        for p in lora_files(root):
+            found.setdefault(p, root)
+    return found
+
+
 def list_loras(settings: Settings, errors: list[tuple[Path, str]] | None = None) -> list[LoraInfo]:
-    """Every LoRA file under the LoRA folder, described; files that cannot be read are left out
+    """Every LoRA file under the LoRA folders, described; files that cannot be read are left out
     (pass ``errors`` to receive (path, reason) for each)."""
     out = []
-    for p in lora_files(settings.lora_dir):
+    for p, root in _roots(settings).items():
         try:
-            out.append(inspect_lora(p, settings.lora_dir))
+            out.append(inspect_lora(p, root))
         except BadInput as exc:
             if errors is not None:
                 errors.append((p, exc.why))
@@ -190,11 +200,12 @@ def find_lora(name: str, settings: Settings, argument: str = "prompt", tag: str 
     """The LoRA file ``<lora:NAME>`` means, or BadInput naming ``argument`` and the tag, with the
     closest names when there is none."""
     lora_dir = settings.lora_dir
-    files = lora_files(lora_dir)
+    roots = _roots(settings)
+    files = list(roots)
     value = tag or name
 
     def rel(p: Path) -> str:
-        return p.relative_to(lora_dir).with_suffix("").as_posix()
+        return p.relative_to(roots[p]).with_suffix("").as_posix()
 
     for same in (lambda a, b: a == b, lambda a, b: a.lower() == b.lower()):
         found = [p for p in files if same(rel(p), name)] or [p for p in files if same(p.stem, name)]
@@ -202,8 +213,8 @@ def find_lora(name: str, settings: Settings, argument: str = "prompt", tag: str 
             raise BadInput(argument, value, f"{len(found)} LoRA files are named {name!r}: "
                                             + ", ".join(rel(p) for p in found) + "; write the one you mean")  # fmt: skip
         if found:
-            return inspect_lora(found[0], lora_dir, argument)
-    described = [info for p in files if (info := _try_inspect(p, lora_dir))]
+            return inspect_lora(found[0], roots[found[0]], argument)
+    described = [info for p in files if (info := _try_inspect(p, roots[p]))]
     aliased = [info for info in described if info.alias and info.alias.lower() == name.lower()]
     if len(aliased) == 1:
         return aliased[0]
