@@ -233,17 +233,20 @@ def resolve_seed(seed: int) -> int:
 
 @dataclass(frozen=True)
 class ImageParams:
-    """Everything one image was made with. Stored in the PNG and in its catalog row."""
+    """Everything one image was made with. Stored in the PNG and in its catalog row.
+
+    An image made here knows every value. An imported one knows what its metadata said: a number
+    it did not say is None and a text it did not say is "" (unknown, never an invented 0)."""
 
     prompt: str
     negative_prompt: str
-    steps: int
-    cfg_scale: float
+    steps: int | None
+    cfg_scale: float | None
     width: int
     height: int
-    seed: int
+    seed: int | None
     sampler: str
-    clip_skip: int
+    clip_skip: int | None
     model_name: str
     model_hash: str  # A1111 short hash: first 10 hex digits of the file's sha256
     model_arch: str
@@ -260,8 +263,9 @@ class ImageParams:
         return cls(**_known_fields(cls, data))
 
     def request(self, **overrides: Any) -> GenerationRequest:
-        """The request that reproduces this image (one image, the same seed)."""
-        shared = {name: getattr(self, name) for name in table() if hasattr(self, name)}
+        """The request that reproduces this image (one image, the same seed); what is unknown
+        (None) is left to the request's defaults."""
+        shared = {name: getattr(self, name) for name in table() if getattr(self, name, None) is not None}
         return GenerationRequest(**{**shared, **overrides})
 
 

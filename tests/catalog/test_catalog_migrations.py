@@ -19,7 +19,8 @@ def columns(conn, table):
 
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
-    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes"]
+    assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
+                                     "m006_unknown_params"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"migrations", "prompts", "runs", "images", "jobs", "image_features"}
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
@@ -36,7 +37,8 @@ def test_blank_database_gets_the_schema(tmp_path):
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
                        "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
-    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes"]
+    assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
+                                     "m006_unknown_params"]
     assert all(r[1].endswith("+00:00") for r in rows)
     assert {"state", "plan_json", "attempts", "strikes"} <= set(columns(conn, "jobs"))
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))
@@ -183,3 +185,40 @@ def test_register_checks_names_and_order():
     with pytest.raises(ValueError, match="number it higher"):
         registry.register(m001_a)
     assert registry.names == ["m002_b"] and len(registry) == 1
+
+
+def migrated_up_to(path, last: str) -> sqlite3.Connection:
+    """A catalog at migration `last` (as an older steady left it)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    older = migrations.Migrations()
+    for migration in migrations.MIGRATIONS:
+        older.register(migration)
+        if migration.__name__ == last:
+            break
+    older.migrate(conn)
+    return conn
+
+
+def test_earlier_imports_invented_zeros_become_unknown(tmp_path):
+    """m006: a plain PNG imported by an older steady (steps 0, CFG 0, seed 0 recorded) reads as
+    unknown after the migration, in the columns and in params_json; a real seed 0 is kept."""
+    import json
+
+    conn = migrated_up_to(tmp_path / "c.db", "m005_job_strikes")
+    conn.execute("INSERT INTO prompts (id, text, negative_prompt, created_at) VALUES (1, '', '', 't')")
+    conn.execute("INSERT INTO runs (id, prompt_id, created_at, n_requested, request_json) VALUES (1, 1, 't', 3, '{}')")
+    for i, (source, steps, cfg) in enumerate((("none", 0, 0.0), ("a1111", 0, 0.0), ("steady", 8, 5.0))):
+        params = {"seed": 0, "steps": steps, "cfg_scale": cfg, "clip_skip": 1, "width": 8, "height": 8}
+        conn.execute(
+            "INSERT INTO images (run_id, path, file_name, idx, seed, prompt, negative_prompt, steps, cfg_scale, width,"
+            " height, sampler, clip_skip, model_name, model_hash, model_arch, device, dtype, params_json, created_at,"
+            " source) VALUES (1, ?, 'f', ?, 0, '', '', ?, ?, 8, 8, '', 1, '', '', '', '', '', ?, 't', ?)",
+            (f"/p{i}", i, steps, cfg, json.dumps(params), source),
+        )
+    migrations.migrate(conn)
+    got = {r[0]: r[1:] for r in conn.execute("SELECT source, seed, steps, cfg_scale, clip_skip, params_json FROM images")}
+    assert got["none"][:4] == (None, None, None, None)
+    assert json.loads(got["none"][4])["seed"] is None and json.loads(got["none"][4])["width"] == 8
+    assert got["a1111"][:4] == (0, None, None, 1)
+    assert got["steady"][:4] == (0, 8, 5.0, 1)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -95,7 +95,8 @@ def mixed(tmp_path):
 def rows(catalog):
     with catalog.reading() as conn:
         cursor = conn.execute(
-            "SELECT i.path, i.source, i.content_hash, i.created_at, i.params_json, i.idx, r.status, r.id"
+            "SELECT i.path, i.source, i.content_hash, i.created_at, i.params_json, i.idx, r.status, r.id,"
+            " i.steps, i.cfg_scale, i.seed, i.clip_skip"
             " FROM images i JOIN runs r ON r.id = i.run_id ORDER BY i.path")
         names = [d[0] for d in cursor.description]
         return {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
@@ -146,8 +147,11 @@ def test_import_reads_every_source_and_skips_bad_files(catalog, mixed):
     for name in ("plain", "malformed"):
         plain = json.loads(found[str(files[name])]["params_json"])
         assert found[str(files[name])]["source"] == ("none" if name == "plain" else "comfyui")
+        # Nothing is invented: what the file does not say is unknown, in params_json and in the columns.
         assert (plain["prompt"], plain["steps"], plain["cfg_scale"], plain["seed"], plain["clip_skip"]) == (
-            "", 0, 0.0, 0, 1)
+            "", None, None, None, None)
+        row = found[str(files[name])]
+        assert (row["steps"], row["cfg_scale"], row["seed"], row["clip_skip"]) == (None, None, None, None)
         assert (plain["width"], plain["height"]) == (16, 16)
 
 
@@ -255,12 +259,12 @@ def test_params_defaults_and_unusable_values():
         "Lora hashes": "a: 1", "Version": "v1.10.1",
     })
     params = image_params_from(info, 64, 32, problems)
-    assert (params.prompt, params.seed, params.cfg_scale, params.steps, params.clip_skip) == ("", 0, 0.0, 0, 1)
+    assert (params.prompt, params.seed, params.cfg_scale, params.steps, params.clip_skip) == ("", None, None, None, 1)
     assert (params.width, params.height, params.model_name, params.device) == (64, 32, "", "")
     assert params.extra == {"Lora hashes": "a: 1", "Version": "v1.10.1"}
     assert len(problems) == 3 and any("prompt" in p for p in problems) and any("steps" in p for p in problems)
     huge = image_params_from(PngInfo(source="comfyui", params={"seed": 2**64 - 1}), 8, 8, problems := [])
-    assert huge.seed == 0 and huge.extra["source_seed"] == 2**64 - 1 and problems == []
+    assert huge.seed is None and huge.extra["source_seed"] == 2**64 - 1 and problems == []
 
 
 def test_memory_stays_flat_over_thousands_of_files(catalog, tmp_path):

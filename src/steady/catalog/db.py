@@ -278,7 +278,7 @@ def insert_image(
     values = {
         "run_id": run_id, "path": path, "file_name": os.path.basename(path), "idx": index, "seed": params.seed,
         "prompt": params.prompt, "negative_prompt": params.negative_prompt, "steps": params.steps,
-        "cfg_scale": float(params.cfg_scale), "width": params.width, "height": params.height,
+        "cfg_scale": None if params.cfg_scale is None else float(params.cfg_scale), "width": params.width, "height": params.height,
         "sampler": params.sampler, "clip_skip": params.clip_skip, "model_name": params.model_name,
         "model_hash": params.model_hash, "model_arch": params.model_arch, "device": params.device,
         "dtype": params.dtype, "params_json": json.dumps(params.to_dict(), sort_keys=True), "seconds": float(seconds),

@@ -44,11 +44,12 @@ _CHUNK_BYTES = 1 << 20
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SQLITE_INT_MAX = 2**63 - 1
 
-# ImageParams fields read from metadata, with their default when missing or unusable.
-# width and height are not here: they come from the PNG header, which is always right.
+# ImageParams fields read from metadata. What the metadata does not say (or says unusably) is
+# unknown: "" for text, None for numbers, never an invented value. width and height are not
+# here: they come from the PNG header, which is always right.
 _TEXT_FIELDS = ("prompt", "negative_prompt", "sampler", "model_name", "model_hash", "model_arch", "device", "dtype",
                 "steady_version")
-_INT_DEFAULTS = {"steps": 0, "clip_skip": 1}  # seed has its own rules
+_WHOLE_FIELDS = ("steps", "clip_skip")  # seed has its own rules
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -295,25 +296,26 @@ def _hash_recorded(catalog: Catalog, content_hash: str) -> bool:
 
 
 def image_params_from(info: PngInfo, width: int, height: int, problems: list[str]) -> ImageParams:
-    """ImageParams for an imported PNG: what the metadata says, defaults for what it lacks
-    (prompt "", steps 0, CFG 0, seed 0, clip skip 1, ...), every other value in `extra`.
-    Appends to `problems` a line for each value that was present but unusable."""
+    """ImageParams for an imported PNG: what the metadata says; what it lacks is unknown ("" for
+    text, None for steps, CFG, seed and clip skip: a plain PNG knows only its size), every other
+    value in `extra`. Appends to `problems` a line for each value present but unusable."""
     values = dict(info.params)
     extra: dict[str, Any] = {}
     nested = values.pop("extra", None)  # our own chunk keeps its extras under "extra"
     if isinstance(nested, dict):
         extra.update(nested)
     text = {name: _text(values.pop(name, ""), name, problems) for name in _TEXT_FIELDS}
-    ints = {name: _whole(values.pop(name, default), name, default, problems) for name, default in _INT_DEFAULTS.items()}
-    cfg_scale = _number(values.pop("cfg_scale", 0.0), "cfg_scale", problems)
-    # Seeds: -1 (A1111's "random") is recorded as 0; ComfyUI seeds go up to 2**64 - 1, past
-    # what SQLite stores, so those keep their value in extra.
-    seed = values.pop("seed", 0)
+    ints = {name: _whole(values.pop(name, None), name, problems) for name in _WHOLE_FIELDS}
+    cfg_scale = _number(values.pop("cfg_scale", None), "cfg_scale", problems)
+    # Seeds: -1 (A1111's "random") says nothing about the seed used: unknown. ComfyUI seeds go
+    # up to 2**64 - 1, past what SQLite stores, so those keep their value in extra.
+    seed = values.pop("seed", None)
     if isinstance(seed, int) and not isinstance(seed, bool) and not -1 <= seed <= _SQLITE_INT_MAX:
         extra["source_seed"] = seed
-        seed = 0
-    ints["seed"] = 0 if seed == -1 else _whole(seed, "seed", 0, problems)
-    ints["clip_skip"] = max(ints["clip_skip"], 1)
+        seed = None
+    ints["seed"] = None if seed == -1 else _whole(seed, "seed", problems)
+    if ints["clip_skip"] == 0:  # some tools write 0 for "not skipping", which A1111 calls 1
+        ints["clip_skip"] = 1
     # The header's size is the file's; a different size in the metadata (an upscale) is kept.
     meta_size = (values.pop("width", None), values.pop("height", None))
     if meta_size != (None, None) and meta_size != (width, height):
@@ -329,25 +331,30 @@ def _text(value: Any, name: str, problems: list[str]) -> str:
     return ""
 
 
-def _whole(value: Any, name: str, default: int, problems: list[str]) -> int:
+def _whole(value: Any, name: str, problems: list[str]) -> int | None:
+    """A whole number, or None: not said (no line) or not usable (a line in `problems`)."""
+    if value is None:
+        return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _SQLITE_INT_MAX:
         return value
-    problems.append(f"{name}={value!r} is not a usable whole number; recorded as {default}")
-    return default
+    problems.append(f"{name}={value!r} is not a usable whole number; recorded as unknown")
+    return None
 
 
-def _number(value: Any, name: str, problems: list[str]) -> float:
+def _number(value: Any, name: str, problems: list[str]) -> float | None:
+    if value is None:
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        problems.append(f"{name}={value!r} is not a usable number; recorded as 0")
-        return 0.0
+        problems.append(f"{name}={value!r} is not a usable number; recorded as unknown")
+        return None
     return number
 
 

@@ -255,6 +255,26 @@ def m005_job_strikes(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE jobs ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0")
 
 
+@MIGRATIONS.register
+def m006_unknown_params(conn: sqlite3.Connection) -> None:
+    """What an imported PNG does not say is unknown (NULL), not 0: seed, steps, CFG and clip skip
+    become nullable (renamed, re-added, copied, the old column dropped: SQLite cannot relax NOT
+    NULL in place), and earlier imports' invented values are cleared in the columns and in
+    params_json: every number of a PNG without metadata (source 'none'), and steps or CFG 0
+    elsewhere (no tool makes an image with either)."""
+    for name, kind in (("seed", "INTEGER"), ("steps", "INTEGER"), ("cfg_scale", "REAL"), ("clip_skip", "INTEGER")):
+        conn.execute(f"ALTER TABLE images RENAME COLUMN {name} TO {name}_old")
+        conn.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+        conn.execute(f"UPDATE images SET {name} = {name}_old")
+        conn.execute(f"ALTER TABLE images DROP COLUMN {name}_old")
+    unknown = {"seed": "source = 'none'", "steps": "source = 'none' OR (source != 'steady' AND steps = 0)",
+               "cfg_scale": "source = 'none' OR (source != 'steady' AND cfg_scale = 0)",
+               "clip_skip": "source = 'none'"}
+    for name, where in unknown.items():
+        conn.execute(f"UPDATE images SET {name} = NULL, params_json = json_set(params_json, '$.{name}', json('null'))"
+                     f" WHERE {where}")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

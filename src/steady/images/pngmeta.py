@@ -79,8 +79,9 @@ class PngInfo:
         return ImageParams.from_dict(filled)
 
 
-def a1111_parameters(params: ImageParams) -> str:
-    """A1111's `parameters` text for one image, field for field as A1111 writes it."""
+def a1111_parameters(params: ImageParams, version: bool = True) -> str:
+    """A1111's `parameters` text for one image, field for field as A1111 writes it. What is
+    unknown (an imported PNG's None or "") is left out; `version`: say steady made it."""
     from steady.version import __version__
 
     pairs: dict[str, Any] = {
@@ -92,10 +93,10 @@ def a1111_parameters(params: ImageParams) -> str:
         "Model hash": params.model_hash or None,
         "Model": params.model_name or None,
         # A1111 writes Clip skip only when it differs from the default (1).
-        "Clip skip": params.clip_skip if params.clip_skip > 1 else None,
+        "Clip skip": params.clip_skip if params.clip_skip is not None and params.clip_skip > 1 else None,
         # A1111's Lora extension: each LoRA applied, by the name the prompt used, and its short hash.
         "Lora hashes": infotext.format_lora_hashes(params.extra.get("loras", [])) or None,
-        "Version": f"steady {params.steady_version or __version__}",
+        "Version": f"steady {params.steady_version or __version__}" if version else None,
     }
     return infotext.build(params.prompt, params.negative_prompt, pairs)
 

@@ -43,6 +43,9 @@ from steady.web.files import folders, open_recorded, stream
 from steady.web.limits import MAX_ID, Body
 from steady.web.studio import Studio, grid_url
 
+# The parameters an imported image may not know (the size always comes from the PNG itself).
+UNKNOWABLE = ("prompt", "negative_prompt", "steps", "cfg_scale", "seed", "sampler", "clip_skip", "model_name",
+              "model_hash")
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id (1 to 2**63 - 1)")]
 MAX_HISTORY_PAGE = 100
 
@@ -80,7 +83,10 @@ def image_json(record: Any) -> dict[str, Any]:
     from steady.images.pngmeta import a1111_parameters
 
     data = record.to_dict()
-    data["infotext"] = a1111_parameters(record.params) if record.source == "steady" else ""
+    # What the image says, as A1111 writes it; an unknown value (an imported PNG's None or "")
+    # is left out of it, and listed in `unknown`, so nothing reads as an invented 0.
+    data["infotext"] = a1111_parameters(record.params, version=record.source == "steady")
+    data["unknown"] = [name for name in UNKNOWABLE if getattr(record.params, name) in (None, "")]
     data["file_url"] = f"/api/images/{record.id}/file"
     data["thumb_url"] = f"/api/images/{record.id}/thumb"
     return data

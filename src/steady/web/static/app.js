@@ -327,11 +327,10 @@ async function showDetail(id) {
   d.record = record;
   $("d-img").src = record.file_url;
   $("d-img").alt = record.params.prompt;
-  const p = record.params;
-  $("d-params").textContent = (record.infotext || [
-    p.prompt, p.negative_prompt ? `Negative prompt: ${p.negative_prompt}` : "",
-    `Steps: ${p.steps}, Sampler: ${p.sampler}, CFG scale: ${p.cfg_scale}, Seed: ${p.seed}, Size: ${p.width}x${p.height}, Model: ${p.model_name}`,
-  ].filter(Boolean).join("\n")) + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`
+  // The server's infotext leaves out what the image does not say; `unknown` names those values.
+  const unknown = record.unknown && record.unknown.length ? `\nnot recorded in the file: ${record.unknown.join(", ")}` : "";
+  $("d-params").textContent = record.infotext + unknown
+    + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`
     + (record.adherence === null ? "" : `\nadherence ${record.adherence.toFixed(4)}`)
     + (record.novelty === null ? "" : ` · novelty ${record.novelty.toFixed(3)}`);
   $("d-fav").classList.toggle("on", record.favourite);
@@ -414,17 +413,21 @@ async function reuseRunSettings(run) {
   $("prompt").focus();
 }
 
+// Only what the image knows goes into the form (an imported PNG may not say its seed, steps, CFG,
+// sampler or even its prompt: null or ""); the form keeps its own values for the rest, as A1111's
+// "send to txt2img" does.
 function applySettings(p) {
-  $("prompt").value = p.prompt;
-  $("negative_prompt").value = p.negative_prompt;
-  $("seed").value = p.seed;
-  $("steps").value = p.steps || 20;
-  $("cfg_scale").value = p.cfg_scale;
+  const known = (value) => value !== null && value !== undefined && value !== "";
+  for (const name of ["prompt", "negative_prompt", "seed", "steps", "cfg_scale"]) {
+    if (known(p[name])) $(name).value = p[name];
+  }
+  if (known(p.prompt) && !known(p.negative_prompt)) $("negative_prompt").value = "";
   $("width").value = p.width || "";
   $("height").value = p.height || "";
   $("n_images").value = 1;
   if ([...$("sampler").options].some((o) => o.value === p.sampler)) $("sampler").value = p.sampler;
-  const model = state.models.find((m) => m.model_name === p.model_name || m.hash === p.model_hash);
+  const model = state.models.find((m) => (known(p.model_name) && m.model_name === p.model_name)
+                                      || (known(p.model_hash) && m.hash === p.model_hash));
   if (model) $("model").value = model.value;
 }
 
