@@ -20,9 +20,9 @@ def columns(conn, table):
 def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
     assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
-                                     "m006_unknown_params"]
+                                     "m006_unknown_params", "m007_import_groups"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"migrations", "prompts", "runs", "images", "jobs", "image_features"}
+    assert {"migrations", "prompts", "runs", "images", "jobs", "image_features", "imports"} <= tables
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
     assert columns(conn, "runs") == ["id", "prompt_id", "created_at", "finished_at", "status", "n_requested", "n_done",
                                      "model_name", "model_hash", "request_json", "variety", "stop_reason"]
@@ -35,10 +35,10 @@ def test_blank_database_gets_the_schema(tmp_path):
             assert param.name in image_columns, param.name
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
-                       "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model"}
+                       "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model", "runs_status"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
     assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
-                                     "m006_unknown_params"]
+                                     "m006_unknown_params", "m007_import_groups"]
     assert all(r[1].endswith("+00:00") for r in rows)
     assert {"state", "plan_json", "attempts", "strikes"} <= set(columns(conn, "jobs"))
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))
@@ -222,3 +222,28 @@ def test_earlier_imports_invented_zeros_become_unknown(tmp_path):
     assert got["a1111"][:4] == (0, None, None, 1)
     assert got["steady"][:4] == (0, 8, 5.0, 1)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_earlier_imports_one_run_per_prompt_become_one_group(tmp_path):
+    """m007: the runs an older import made (one per prompt) become one import group; the images
+    keep their ids, the old runs and their prompts go, a run generated here stays."""
+    conn = migrated_up_to(tmp_path / "c.db", "m006_unknown_params")
+    for i, (text, status) in enumerate((("a cat", "imported"), ("a dog", "imported"), ("mine", "done")), start=1):
+        conn.execute("INSERT INTO prompts (id, text, negative_prompt, created_at) VALUES (?, ?, '', 't')", (i, text))
+        conn.execute("INSERT INTO runs (id, prompt_id, created_at, status, n_requested, n_done, request_json)"
+                     f" VALUES (?, ?, '2026-0{i}', ?, 1, 1, '{{}}')", (i, i, status))
+        conn.execute(
+            "INSERT INTO images (id, run_id, path, file_name, idx, prompt, negative_prompt, width, height, sampler,"
+            " model_name, model_hash, model_arch, device, dtype, params_json, created_at, source)"
+            " VALUES (?, ?, ?, 'f', 0, ?, '', 8, 8, '', '', '', '', '', '', '{}', ?, ?)",
+            (10 + i, i, f"/pics/{'sub/' if i == 2 else ''}{i}.png" if status == "imported" else "/out/3.png", text,
+             f"2026-0{i}", "a1111" if status == "imported" else "steady"),
+        )
+    migrations.migrate(conn)
+    [(group_id, run_id, folder, created)] = conn.execute("SELECT id, run_id, folder, created_at FROM imports").fetchall()
+    assert (folder, created) == ("/pics", "2026-01")
+    assert conn.execute("SELECT status, n_done FROM runs WHERE id = ?", (run_id,)).fetchone() == ("imported", 2)
+    assert conn.execute("SELECT id, idx FROM images WHERE run_id = ? ORDER BY id", (run_id,)).fetchall() == [(11, 0), (12, 1)]
+    assert {r[0] for r in conn.execute("SELECT id FROM runs")} == {3, run_id}
+    assert {r[0] for r in conn.execute("SELECT text FROM prompts")} == {"mine", ""}
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

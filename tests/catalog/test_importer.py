@@ -169,24 +169,35 @@ def test_reimport_adds_nothing(catalog, mixed):
     assert (third.added, third.already_known) == (1, first.added)
 
 
-def test_images_group_into_imported_runs_by_prompt_and_model(catalog, tmp_path):
+def test_an_import_is_one_group_not_prompt_history(catalog, tmp_path):
+    from steady.catalog.gallery import GalleryFilter, gallery_page
+    from steady.catalog.groups import list_groups
+
     root = tmp_path / "pics"
     mtimes = [MTIME + 30, MTIME + 10, MTIME + 20]
     for i, mtime in enumerate(mtimes):
         png(root / f"cat-{i}.png", colour=(i, 1, 1), mtime=mtime, parameters=A1111_TEXT.replace("123", str(i)))
     png(root / "dog.png", colour=(9, 1, 1), parameters=A1111_TEXT.replace("a cat", "a dog"))
     png(root / "cat-other-model.png", colour=(9, 2, 1), parameters=A1111_TEXT.replace("Model: foo", "Model: bar"))
-    report = import_folder(catalog, root, batch=2)  # groups span batches
-    assert report.added == 5 and report.runs_created == 3
-    runs = {(run.prompt, run.model_name): run for run in catalog.recent_runs(limit=10)}
-    assert set(runs) == {("a cat", "foo"), ("a dog", "foo"), ("a cat", "bar")}
-    cats = runs[("a cat", "foo")]
-    assert (cats.status, cats.n_done, cats.n_requested, cats.negative_prompt) == ("imported", 3, 3, "blurry")
-    assert cats.finished_at is not None
-    # The run dates from its oldest image; indexes run 0..n-1 in import order.
-    assert cats.created_at == datetime.fromtimestamp(MTIME + 10, timezone.utc).isoformat(timespec="microseconds")
-    assert sorted(image.index for image in catalog.images_of_run(cats.id)) == [0, 1, 2]
-    assert {image.params.seed for image in catalog.images_of_run(cats.id)} == {0, 1, 2}
+    report = import_folder(catalog, root, batch=2)  # the group spans batches
+    assert report.added == 5 and report.runs_created == 1 and report.import_id is not None
+    # The prompt history shows what was generated here: nothing yet.
+    assert catalog.recent_runs(limit=10) == [] and catalog.runs_page("cat") == [] and catalog.prompt_iterations("") == []
+    [group] = list_groups(catalog)
+    assert (group.id, group.folder, group.count) == (report.import_id, str(root.resolve()), 5)
+    run = catalog.get_run(group.run_id)
+    assert (run.status, run.n_done, run.n_requested) == ("imported", 5, 5)
+    assert sorted(image.index for image in catalog.images_of_run(run.id)) == [0, 1, 2, 3, 4]
+    assert gallery_page(catalog, GalleryFilter(import_id=group.id)).total == 5
+    assert gallery_page(catalog, GalleryFilter(here=True)).total == 0
+    # The same folder again adds to its group; another folder is another group.
+    png(root / "later.png", colour=(9, 3, 1), parameters=A1111_TEXT.replace("123", "77"))
+    again = import_folder(catalog, root)
+    assert (again.added, again.runs_created, again.import_id) == (1, 0, group.id)
+    assert list_groups(catalog)[0].count == 6 and list_groups(catalog)[0].created_at == group.created_at
+    png(tmp_path / "other" / "x.png", colour=(9, 4, 1))
+    other = import_folder(catalog, tmp_path / "other")
+    assert other.runs_created == 1 and [g.count for g in list_groups(catalog)] == [1, 6]
 
 
 def test_killed_import_keeps_committed_batches_and_a_rerun_finishes(catalog, tmp_path):
@@ -286,5 +297,5 @@ def test_memory_stays_flat_over_thousands_of_files(catalog, tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert report.added == n and report.runs_created == 40
+    assert report.added == n and report.runs_created == 1
     assert peak < 5 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"

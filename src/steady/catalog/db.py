@@ -272,8 +272,10 @@ def insert_image(
     file_size: int,
     created_at: str,
     content_hash: str | None = None,
+    recount: bool = True,
 ) -> int:
-    """Insert or update the row for `path` and keep the runs' n_done equal to their row count."""
+    """Insert or update the row for `path` and keep the runs' n_done equal to their row count
+    (`recount=False`: the caller recounts once per batch, as an import does)."""
     before = conn.execute("SELECT run_id FROM images WHERE path = ?", (path,)).fetchone()
     values = {
         "run_id": run_id, "path": path, "file_name": os.path.basename(path), "idx": index, "seed": params.seed,
@@ -294,7 +296,8 @@ def insert_image(
         values,
     ).fetchone()
     touched = {run_id} if before is None else {run_id, before[0]}
-    recount_runs(conn, touched)
+    if recount:
+        recount_runs(conn, touched)
     return int(row[0])
 
 

@@ -41,6 +41,8 @@ class GalleryFilter:
     hide_rejected: bool = False
     trash: bool = False  # the trash instead of the gallery
     sort: str = "newest"  # or "adherence": best first (a run sorted by how well it follows its prompt)
+    import_id: int | None = None  # one import group (steady.catalog.groups)
+    here: bool = False  # only images generated here (not imported)
 
     def check(self) -> GalleryFilter:
         if self.sort not in SORTS:
@@ -76,6 +78,11 @@ class GalleryFilter:
         if self.run_id is not None:
             clauses.append("run_id = ?")
             args.append(self.run_id)
+        if self.import_id is not None:
+            clauses.append("run_id = (SELECT run_id FROM imports WHERE id = ?)")
+            args.append(self.import_id)
+        if self.here:
+            clauses.append("source = 'steady'")
         return " AND ".join(clauses), args
 
 

@@ -3,8 +3,9 @@
 Nothing is copied or moved: each PNG under the folder becomes an images row pointing at the
 file where it is, with the parameters its metadata holds (steady.images.pngmeta), the size from
 its PNG header, its file time as created_at, `source` saying which tool wrote it and the sha256
-of its bytes as `content_hash`. Rows go under runs with status 'imported', one per (prompt,
-negative prompt, model) within one import, so the prompt history groups them like our own runs.
+of its bytes as `content_hash`. An import is one group (steady.catalog.groups): the folder's
+images go under its one run of status 'imported', which the prompt history leaves out, and
+importing the folder again adds to the same group.
 
 Idempotent and restartable: a path already in the catalog is skipped without reading it, and a
 file whose content hash is already recorded (a copy under another path, also of an image steady
@@ -33,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from steady.catalog.db import Catalog, insert_image, insert_run, now_iso, prompt_id_for
+from steady.catalog.db import Catalog, insert_image, now_iso
+from steady.catalog.groups import ImportGroup, import_group, touch_group
 from steady.catalog.walk import walk_files
 from steady.errors import BadInput
 from steady.images.pngmeta import SOURCES, PngInfo, is_temp_name, read_png_info
@@ -67,7 +69,8 @@ class ImportReport:
     skipped: int = 0  # not a PNG, unreadable, or over Pillow's decompression-bomb limit
     by_source: dict[str, int] = field(default_factory=lambda: {name: 0 for name in SOURCES})
     warnings: int = 0  # metadata values that could not be read, over all added images
-    runs_created: int = 0
+    runs_created: int = 0  # 1 when this import made the folder's group (its run), else 0
+    import_id: int | None = None  # the folder's group (steady.catalog.groups), once it has one
     problems: list[str] = field(default_factory=list)
     warning_lines: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -110,19 +113,15 @@ class _Header:
 
 
 @dataclass
-class _RunSlot:
-    run_id: int
-    next_index: int
-
-
-@dataclass
 class _State:
     """What one import call carries from batch to batch (all of it small)."""
 
     known_paths: set[str]
-    first_new_run_id: int  # runs with a larger id and status 'imported' were made by this import
+    folder: str
     total: int
     done: int = 0
+    group: ImportGroup | None = None  # made with the first row written
+    next_index: int = 0
 
 
 class _Unusable(Exception):
@@ -161,12 +160,10 @@ def import_folder(
     report = ImportReport(folder=str(root))
     # 2. A quick walk to count the PNGs, so that a progress bar has a total.
     total = sum(1 for _ in _walk_pngs(str(root), None))
-    # 3. What the catalog already has under this folder (trashed files included), and where
-    #    this import's runs will start.
+    # 3. What the catalog already has under this folder (trashed files included).
     with catalog.reading() as conn:
         known = _known_paths(conn, str(root))
-        first_new_run_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
-    state = _State(known_paths=known, first_new_run_id=first_new_run_id, total=total)
+    state = _State(known_paths=known, folder=str(root), total=total)
     # 4. Stream the files: hash and read each new one, write a batch when it is full.
     pending: list[_Pending] = []
     pending_hashes: set[str] = set()
@@ -385,11 +382,17 @@ def _iso(timestamp: float) -> str:
 
 
 def _write_batch(catalog: Catalog, pending: list[_Pending], state: _State, report: ImportReport) -> None:
-    """Record one batch in one transaction. Each row has its own savepoint, so one row the
-    database refuses is reported and skipped without losing the rest of the batch."""
-    slots: dict[tuple[str, str, str], _RunSlot] = {}
-    touched: set[int] = set()
+    """Record one batch in one transaction, under the folder's group (made with the first row).
+    Each row has its own savepoint, so one row the database refuses is reported and skipped
+    without losing the rest of the batch."""
     with catalog.transaction() as conn:
+        if state.group is None:
+            made = conn.execute("SELECT 1 FROM imports WHERE folder = ?", (state.folder,)).fetchone() is None
+            state.group = import_group(conn, state.folder)
+            report.runs_created += int(made)
+            report.import_id = state.group.id
+            last = conn.execute("SELECT MAX(idx) FROM images WHERE run_id = ?", (state.group.run_id,)).fetchone()[0]
+            state.next_index = 0 if last is None else int(last) + 1
         for item in pending:
             # Another process may have recorded the path or the bytes since they were read.
             if conn.execute("SELECT 1 FROM images WHERE path = ?", (item.path,)).fetchone() is not None:
@@ -399,13 +402,11 @@ def _write_batch(catalog: Catalog, pending: list[_Pending], state: _State, repor
                             (item.content_hash,)).fetchone() is not None:
                 report.duplicates += 1
                 continue
-            key = (item.params.prompt, item.params.negative_prompt, item.params.model_name)
             conn.execute("SAVEPOINT import_image")
             try:
-                slot = slots.get(key) or _run_slot(conn, item.params, state, report)
                 image_id = insert_image(
-                    conn, slot.run_id, item.path, slot.next_index, item.params, 0.0, 0, 0, item.file_size,
-                    item.created_at,
+                    conn, state.group.run_id, item.path, state.next_index, item.params, 0.0, 0, 0, item.file_size,
+                    item.created_at, recount=False,
                 )
                 conn.execute("UPDATE images SET source = ?, content_hash = ? WHERE id = ?",
                              (item.source, item.content_hash, image_id))
@@ -415,40 +416,7 @@ def _write_batch(catalog: Catalog, pending: list[_Pending], state: _State, repor
                 conn.execute("RELEASE import_image")
                 report.skip(item.path, f"the catalog refused its row ({type(exc).__name__}: {exc})")
                 continue
-            slots[key] = _RunSlot(slot.run_id, slot.next_index + 1)
-            touched.add(slot.run_id)
+            state.next_index += 1
             report.added += 1
             report.by_source[item.source] = report.by_source.get(item.source, 0) + 1
-        _finish_runs(conn, touched)
-
-
-def _run_slot(conn: sqlite3.Connection, params: ImageParams, state: _State, report: ImportReport) -> _RunSlot:
-    """This import's run for the image's (prompt, negative prompt, model), made if needed,
-    and the next index in it. Looked up in SQL, so earlier batches need not stay in memory."""
-    prompt_id = prompt_id_for(conn, params.prompt, params.negative_prompt)
-    row = conn.execute(
-        "SELECT id FROM runs WHERE prompt_id = ? AND model_name = ? AND status = 'imported' AND id > ?"
-        " ORDER BY id DESC LIMIT 1",
-        (prompt_id, params.model_name, state.first_new_run_id),
-    ).fetchone()
-    if row is None:
-        run_id = insert_run(conn, params.request(model=params.model_name), params.model_name, params.model_hash,
-                            "imported")
-        report.runs_created += 1
-        return _RunSlot(run_id, 0)
-    run_id = int(row[0])
-    last = conn.execute("SELECT MAX(idx) FROM images WHERE run_id = ?", (run_id,)).fetchone()[0]
-    return _RunSlot(run_id, 0 if last is None else int(last) + 1)
-
-
-def _finish_runs(conn: sqlite3.Connection, run_ids: set[int]) -> None:
-    # An imported run holds what it holds (n_requested = n_done), was finished when imported,
-    # and dates from its oldest image, so history and the gallery order it by when it was made.
-    finished = now_iso()
-    for run_id in run_ids:
-        conn.execute(
-            "UPDATE runs SET n_requested = n_done, finished_at = ?,"
-            " created_at = COALESCE((SELECT MIN(created_at) FROM images WHERE run_id = ?), created_at)"
-            " WHERE id = ?",
-            (finished, run_id, run_id),
-        )
+        touch_group(conn, state.group)

@@ -275,6 +275,62 @@ def m006_unknown_params(conn: sqlite3.Connection) -> None:
                      f" WHERE {where}")
 
 
+@MIGRATIONS.register
+def m007_import_groups(conn: sqlite3.Connection) -> None:
+    """An import is a group (steady.catalog.groups): one `imports` row per folder and one run of
+    status 'imported' holding its images. Earlier imports' runs (one per prompt) become one group."""
+    conn.execute(
+        """
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL UNIQUE REFERENCES runs(id),
+            folder TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX runs_status ON runs (status)")
+    regroup_imported_runs(conn)
+
+
+def regroup_imported_runs(conn: sqlite3.Connection) -> None:
+    """m007's step: the one-run-per-prompt runs of earlier imports become one group, named by the
+    folder all their images share, dated by the oldest of them; the old runs and the prompts no
+    run uses any more are removed. Images keep their rows (ids, flags, scores)."""
+    import json
+    import os
+
+    old = [row[0] for row in conn.execute("SELECT id FROM runs WHERE status = 'imported'")]
+    if not old:
+        return
+    conn.execute("CREATE TEMP TABLE old_imported (id INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO old_imported (id) VALUES (?)", [(run_id,) for run_id in old])
+    inside = "run_id IN (SELECT id FROM old_imported)"
+    folders = {os.path.dirname(row[0]) for row in conn.execute(f"SELECT path FROM images WHERE {inside}")}
+    folder = os.path.commonpath(sorted(folders)) if folders else "(earlier imports)"
+    first, last = conn.execute("SELECT MIN(created_at), MAX(COALESCE(finished_at, created_at)) FROM runs"
+                               " WHERE id IN (SELECT id FROM old_imported)").fetchone()  # fmt: skip
+    conn.execute("INSERT INTO prompts (text, negative_prompt, created_at) VALUES ('', '', ?)"
+                 " ON CONFLICT (text, negative_prompt) DO NOTHING", (first,))  # fmt: skip
+    prompt_id = conn.execute("SELECT id FROM prompts WHERE text = '' AND negative_prompt = ''").fetchone()[0]
+    run_id = conn.execute(
+        "INSERT INTO runs (prompt_id, created_at, finished_at, status, n_requested, request_json)"
+        " VALUES (?, ?, ?, 'imported', 0, ?) RETURNING id", (prompt_id, first, last, json.dumps({"import": folder})),
+    ).fetchone()[0]
+    conn.execute("INSERT INTO imports (run_id, folder, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                 (run_id, folder, first, last))  # fmt: skip
+    conn.execute(
+        f"UPDATE images SET run_id = ?, idx = sub.n FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) - 1 AS n"
+        f" FROM images WHERE {inside}) AS sub WHERE images.id = sub.id", (run_id,),
+    )
+    conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM old_imported)")
+    conn.execute("DELETE FROM prompts WHERE id NOT IN (SELECT prompt_id FROM runs)")
+    conn.execute("UPDATE runs SET n_done = (SELECT COUNT(*) FROM images WHERE run_id = ?) WHERE id = ?", (run_id, run_id))
+    conn.execute("UPDATE runs SET n_requested = n_done WHERE id = ?", (run_id,))
+    conn.execute("DROP TABLE old_imported")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

@@ -77,6 +77,9 @@ _RUN_SELECT = """
     FROM runs r JOIN prompts p ON p.id = r.prompt_id
 """
 
+# The prompt history is what was generated here: import groups (status 'imported') are not in it.
+_HERE = "r.status != 'imported'"
+
 _IMAGE_SELECT = """
     SELECT id, run_id, path, file_name, idx, seed, params_json, seconds, peak_rss_bytes, peak_vram_bytes,
            created_at, favourite, rejected, file_size, source, content_hash, trash_path, trashed_at,
@@ -99,7 +102,7 @@ def install_functions(conn: sqlite3.Connection) -> None:
 def recent_runs(conn: sqlite3.Connection, limit: int = 20) -> list[RunSummary]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BadInput("limit", limit, "must be a whole number of at least 1")
-    rows = conn.execute(_RUN_SELECT + " ORDER BY r.created_at DESC, r.id DESC LIMIT ?", (limit,)).fetchall()
+    rows = conn.execute(_RUN_SELECT + f" WHERE {_HERE} ORDER BY r.created_at DESC, r.id DESC LIMIT ?", (limit,)).fetchall()
     return [_run(row) for row in rows]
 
 
@@ -108,7 +111,7 @@ def prompt_iterations(conn: sqlite3.Connection, text: str) -> list[RunSummary]:
     if not isinstance(text, str):
         raise BadInput("prompt", text, "must be text")
     rows = conn.execute(
-        _RUN_SELECT + " WHERE steady_contains(p.text, ?) ORDER BY r.created_at, r.id", (text,)
+        _RUN_SELECT + f" WHERE {_HERE} AND steady_contains(p.text, ?) ORDER BY r.created_at, r.id", (text,)
     ).fetchall()
     return [_run(row) for row in rows]
 
@@ -121,7 +124,7 @@ def runs_page(conn: sqlite3.Connection, text: str = "", limit: int = 20, offset:
             raise BadInput(name, value, f"must be a whole number from {low} to 2**63 - 1")
     if not isinstance(text, str):
         raise BadInput("prompt", text, "must be text")
-    where, args = (" WHERE steady_contains(p.text, ?)", (text,)) if text else ("", ())
+    where, args = (f" WHERE {_HERE} AND steady_contains(p.text, ?)", (text,)) if text else (f" WHERE {_HERE}", ())
     rows = conn.execute(_RUN_SELECT + where + " ORDER BY r.created_at DESC, r.id DESC LIMIT ? OFFSET ?",
                         (*args, limit, offset)).fetchall()  # fmt: skip
     return [_run(row) for row in rows]

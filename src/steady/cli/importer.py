@@ -4,7 +4,7 @@
     steady import ~/ComfyUI/output --json            the report as one JSON object
 
 Every PNG under FOLDER (recursively; symlinks are not followed) becomes a catalog row with the
-parameters its metadata holds, under runs with status 'imported'. Running it again adds only
+parameters its metadata holds, as one import group (the gallery's filter; not prompt history). Running it again adds only
 new files; a copy of an image already recorded is counted as a duplicate, not added.
 """
 
@@ -62,8 +62,9 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['files_seen']:,} PNG file(s) in {report['folder']} in {report['seconds']:.1f} s: "
         f"{report['added']:,} added" + (f" ({sources})" if sources else "")
         + f", {report['already_known']:,} already in the catalog, {report['duplicates']:,} duplicate(s) of recorded "
-        f"images, {report['skipped']:,} skipped; {report['runs_created']:,} run(s) made; "
-        f"{report['warnings']:,} metadata value(s) could not be read."
+        f"images, {report['skipped']:,} skipped; "
+        + (f"import group #{report['import_id']}; " if report.get("import_id") else "")
+        + f"{report['warnings']:,} metadata value(s) could not be read."
     ]
     problems = report["problems"]
     if problems:

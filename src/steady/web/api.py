@@ -6,6 +6,8 @@
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
     GET    /api/status                what runs now, the queue, the latest memory sample
     GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash&sort
+                                      &group (an import group)&here (generated here only)
+    GET    /api/imports               the import groups: folder, when, how many images
     GET    /api/runs/{id}             a run, a page of its images (?offset&limit, 500 at most), its best 3
     GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
     PATCH  /api/images/{id}           {favourite, rejected};  DELETE: to the trash;  POST /restore
@@ -168,9 +170,17 @@ def make_router(studio: Studio) -> APIRouter:
     def images(offset: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(100, ge=1, le=gallery.MAX_PAGE),
                q: str = "", model: str = "", since: str = "", until: str = "", favourite: bool = False,
                run: int | None = Query(None, ge=1, le=MAX_ID),
-               hide_rejected: bool = False, trash: bool = False, sort: str = "newest") -> dict[str, Any]:  # fmt: skip
-        flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash, sort)
+               hide_rejected: bool = False, trash: bool = False, sort: str = "newest",
+               group: int | None = Query(None, ge=1, le=MAX_ID), here: bool = False) -> dict[str, Any]:  # fmt: skip
+        flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash, sort, group, here)
         return gallery.gallery_page(studio.catalog, flt, offset, limit).to_dict()
+
+    @router.get("/imports")
+    def imports() -> list[dict[str, Any]]:
+        """The import groups, most recently added to first: folder, dates, image count."""
+        from steady.catalog.groups import list_groups
+
+        return [group.to_dict() for group in list_groups(studio.catalog)]
 
     @router.get("/images/{image_id}")
     def image(image_id: Id) -> Any:

@@ -167,7 +167,7 @@ function connectEvents() {
     $("import-status").textContent = r.error ? r.error : r.finished
       ? `imported ${r.added} of ${r.files_seen} (${r.already_known + r.duplicates} known, ${r.skipped} skipped)`
       : `importing ${r.done}/${r.total}…`;
-    if (r.finished) { state.gallery.stale = true; if (state.view === "gallery") reloadGallery(); }
+    if (r.finished) { state.gallery.stale = true; loadGroups().catch(() => {}); if (state.view === "gallery") reloadGallery(); }
   });
   source.addEventListener("notice", (e) => { $("notice").textContent = JSON.parse(e.data).text; });
 }
@@ -227,7 +227,20 @@ function filterParams() {
   if ($("f-hide-rej").checked) p.set("hide_rejected", "true");
   if ($("f-trash").checked) p.set("trash", "true");
   if ($("f-sort").value !== "newest") p.set("sort", $("f-sort").value);
+  const group = $("f-group").value;
+  if (group === "here") p.set("here", "true"); else if (group) p.set("group", group);
   return p;
+}
+
+// The gallery's groups: everything, what was generated here, and each import (folder, date, count).
+async function loadGroups() {
+  const groups = await api("/api/imports");
+  const select = $("f-group");
+  const chosen = select.value;
+  select.replaceChildren(el("option", { value: "" }, "everything"), el("option", { value: "here" }, "generated here"),
+    ...groups.map((g) => el("option", { value: String(g.id), title: g.folder },
+      `import: ${g.folder.split("/").filter(Boolean).pop() || g.folder} (${new Date(g.created_at).toLocaleDateString()}, ${g.count.toLocaleString()})`)));
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 
 function reloadGallery() {
@@ -446,7 +459,7 @@ function bind() {
   $("gen-form").addEventListener("submit", submitGenerate);
   $("cancel").addEventListener("click", cancelJob);
   let timer = null;
-  for (const id of ["f-text", "f-model", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash", "f-sort"]) {
+  for (const id of ["f-text", "f-model", "f-group", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash", "f-sort"]) {
     $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(reloadGallery, 200); });
   }
   $("import").addEventListener("click", async () => {
@@ -492,4 +505,5 @@ bind();
 connectEvents();
 loadChoices().catch((e) => { $("gen-error").textContent = e.message; });
 loadHistory().catch(() => {});
+loadGroups().catch(() => {});
 api("/api/machine").then((m) => m.worker && onMemory(m.worker)).catch(() => {});
