@@ -127,6 +127,11 @@ class Settings:
         return value if value == "model" else clip_folder(value)
 
     @property
+    def inputs_dir(self) -> Path:
+        """Init images and masks, stored by their sha256 (steady.images.inputs)."""
+        return self.home / "inputs"
+
+    @property
     def trash_dir(self) -> Path:
         return self.home / "trash"
 

@@ -73,6 +73,12 @@ MAX_PROMPT_CHARS = 20_000
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_NAME_CHARS = 100  # a sampler's or a device's name
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# img2img and inpainting, as A1111 names them (its API numbers them in this order).
+RESIZE_MODES = ("just resize", "crop and resize", "resize and fill", "latent upscale")
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+DEFAULT_STRENGTH = 0.75  # A1111's img2img denoising strength
+MAX_MASK_BLUR = 64
+MAX_PADDING = 256
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -92,6 +98,7 @@ class Param:
     api: bool = True  # a field of our HTTP API (False: a setting of the machine running the CLI)
     metavar: str = ""
     max_length: int = 0  # text: the most characters it may have (0: no bound)
+    multiple: bool = False  # the CLI takes it more than once (one run per value)
 
 
 def param(default: Any, kind: type, help: str, **meta: Any) -> Any:
@@ -137,6 +144,27 @@ class GenerationRequest:
                                 flags=("--out",), optional=True, api=False, max_length=MAX_PATH_CHARS)  # fmt: skip
     until_saturated: bool = param(False, bool, "Keep going (up to -n, or --max-images when -n is 1) until the run "
                                   "stops producing new patterns.", flags=("--until-saturated",))  # fmt: skip
+    init_image: str = param("", str, "Start from this image (img2img): a PNG, JPEG or WebP file; size defaults to "
+                            "its own (rounded to multiples of 8). Several, or a folder: one run per image. On the API: "
+                            "an uploaded image's 'sha256:HEX' or a catalog image's 'image:ID'.",
+                            flags=("--init-image",), max_length=MAX_PATH_CHARS, metavar="PATH", multiple=True)  # fmt: skip
+    strength: float = param(DEFAULT_STRENGTH, float, "Denoising strength from --init-image (A1111's): 0 keeps the "
+                            "image, 1 replaces it; of N steps about N x strength run.",
+                            flags=("--strength", "--denoising-strength"), low=0.0, high=1.0)  # fmt: skip
+    resize_mode: str = param("just resize", str, "How --init-image is fitted to the size: " + ", ".join(RESIZE_MODES)
+                             + " (A1111's four).", flags=("--resize-mode",), choices=RESIZE_MODES)  # fmt: skip
+    mask: str = param("", str, "Inpaint: a mask image for --init-image, white = repaint (A1111's convention); on the "
+                      "API 'sha256:HEX' or 'image:ID'.", flags=("--mask",), max_length=MAX_PATH_CHARS,
+                      metavar="PATH")  # fmt: skip
+    invert_mask: bool = param(False, bool, "Repaint where the mask is black instead.", flags=("--invert-mask",))
+    mask_blur: int = param(4, int, "Blur of the mask's edge, in pixels (A1111's Mask blur).", flags=("--mask-blur",),
+                           low=0, high=MAX_MASK_BLUR)  # fmt: skip
+    masked_content: str = param("original", str, "What the masked area starts from: " + ", ".join(MASKED_CONTENT) + ".",
+                                flags=("--masked-content",), choices=MASKED_CONTENT)  # fmt: skip
+    only_masked: bool = param(False, bool, "Inpaint area 'Only masked': repaint the mask's region (plus padding) at "
+                              "the full size, then paste it back.", flags=("--only-masked",))  # fmt: skip
+    only_masked_padding: int = param(32, int, "Pixels around the mask's region with --only-masked.",
+                                     flags=("--only-masked-padding",), low=0, high=MAX_PADDING)  # fmt: skip
     x_axis: str = param("", str, "X/Y grid axis: Prompt S/R, Seed, CFG, Steps or Sampler, e.g. --x 'Prompt S/R: "
                         "red, blue'.", flags=("--x",), metavar="'KIND: v1, v2'", max_length=MAX_PROMPT_CHARS)  # fmt: skip
     y_axis: str = param("", str, "Second grid axis (with --x).", flags=("--y",), metavar="'KIND: v1, v2'",
@@ -166,6 +194,8 @@ class GenerationRequest:
                 "after a few dozen images, so iterate on the prompt instead; "
                 "raise the cap with --max-images N if you really want more",
             )
+        if self.mask and not self.init_image:
+            raise BadInput("mask", self.mask, "needs an init image to paint on (give --init-image)")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
         return dataclasses.replace(self, sampler=sampler, n_images=n_images)
@@ -232,6 +262,33 @@ def resolve_seed(seed: int) -> int:
 
 
 @dataclass(frozen=True)
+class Source:
+    """The image an img2img or inpainting generation starts from, as the worker reads it: files in
+    STEADY_HOME/inputs named by their sha256 (steady.images.inputs), never pixels; and A1111's
+    img2img settings for it."""
+
+    image: str  # the stored init image's path
+    image_hash: str  # sha256 of its bytes: the catalog's content_hash when it came from there
+    strength: float = DEFAULT_STRENGTH
+    resize_mode: str = "just resize"
+    mask: str = ""  # the stored mask's path ("" = img2img without a mask)
+    mask_hash: str = ""
+    invert_mask: bool = False
+    mask_blur: int = 4
+    masked_content: str = "original"
+    only_masked: bool = False
+    only_masked_padding: int = 32
+    image_id: int | None = None  # the init image's catalog row, when it has one (lineage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Source:
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class ImageParams:
     """Everything one image was made with. Stored in the PNG and in its catalog row.
 
@@ -254,18 +311,27 @@ class ImageParams:
     dtype: str
     steady_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    source: Source | None = None  # img2img / inpainting: the image it started from (None: txt2img)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageParams:
-        return cls(**_known_fields(cls, data))
+        known = _known_fields(cls, data)
+        if isinstance(known.get("source"), dict):
+            known["source"] = Source.from_dict(known["source"])
+        return cls(**known)
 
     def request(self, **overrides: Any) -> GenerationRequest:
         """The request that reproduces this image (one image, the same seed); what is unknown
         (None) is left to the request's defaults."""
         shared = {name: getattr(self, name) for name in table() if getattr(self, name, None) is not None}
+        if self.source is not None:  # the stored inputs, by hash (steady.images.inputs finds them)
+            src = self.source
+            shared.update(init_image=f"sha256:{src.image_hash}", mask=f"sha256:{src.mask_hash}" if src.mask_hash else "",
+                          **{k: getattr(src, k) for k in ("strength", "resize_mode", "invert_mask", "mask_blur",
+                                                          "masked_content", "only_masked", "only_masked_padding")})  # fmt: skip
         return GenerationRequest(**{**shared, **overrides})
 
 

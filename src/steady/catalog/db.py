@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from steady.catalog import migrations, queries
 from steady.catalog.queries import RUN_STATUSES, ImageRecord, RunSummary
@@ -285,7 +286,7 @@ def insert_image(
         "model_hash": params.model_hash, "model_arch": params.model_arch, "device": params.device,
         "dtype": params.dtype, "params_json": json.dumps(params.to_dict(), sort_keys=True), "seconds": float(seconds),
         "peak_rss_bytes": int(peak_rss_bytes), "peak_vram_bytes": int(peak_vram_bytes), "created_at": created_at,
-        "file_size": int(file_size), "content_hash": content_hash,
+        "file_size": int(file_size), "content_hash": content_hash, **_lineage(conn, params, path),
     }
     columns = ", ".join(values)
     marks = ", ".join(f":{name}" for name in values)
@@ -299,6 +300,20 @@ def insert_image(
     if recount:
         recount_runs(conn, touched)
     return int(row[0])
+
+
+def _lineage(conn: sqlite3.Connection, params: ImageParams, path: str) -> dict[str, Any]:
+    """The image it grew from: the init image's sha256, and its row (the one the request named,
+    else the oldest image with that file hash, not this one)."""
+    source = params.source
+    if source is None:
+        return {"init_hash": None, "init_image_id": None}
+    image_id = source.image_id
+    if image_id is None or conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+        row = conn.execute("SELECT id FROM images WHERE content_hash = ? AND path != ? ORDER BY id LIMIT 1",
+                           (source.image_hash, path)).fetchone()  # fmt: skip
+        image_id = int(row[0]) if row else None
+    return {"init_hash": source.image_hash, "init_image_id": image_id}
 
 
 def recount_runs(conn: sqlite3.Connection, run_ids: set[int]) -> None:

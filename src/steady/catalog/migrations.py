@@ -331,6 +331,15 @@ def regroup_imported_runs(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE old_imported")
 
 
+@MIGRATIONS.register
+def m008_lineage(conn: sqlite3.Connection) -> None:
+    """Which image an image grew from (img2img, inpainting): the sha256 of the image it started
+    from, and that image's row when the catalog has it ("from image #123")."""
+    conn.execute("ALTER TABLE images ADD COLUMN init_hash TEXT")
+    conn.execute("ALTER TABLE images ADD COLUMN init_image_id INTEGER")
+    conn.execute("CREATE INDEX images_init_image ON images (init_image_id)")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

@@ -36,6 +36,8 @@ class RunSummary:
     first_image_path: str | None
     variety: float | None = None  # share of its images that brought a new pattern
     stop_reason: str = ""  # why it stopped early (--until-saturated), "" otherwise
+    from_image_id: int | None = None  # img2img / inpainting: the catalog image its images grew from
+    from_hash: str | None = None  # and that image's sha256 (known even when the catalog lacks it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,6 +67,8 @@ class ImageRecord:
     trashed_at: str | None = None
     adherence: float | None = None  # how much better the model denoises it with its prompt (higher: closer)
     novelty: float | None = None  # distance to the nearest earlier image of the same prompt (None: first)
+    init_hash: str | None = None  # img2img / inpainting: sha256 of the image it started from
+    init_image_id: int | None = None  # and that image's row, when the catalog has it (lineage)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,7 +77,10 @@ class ImageRecord:
 _RUN_SELECT = """
     SELECT r.id, r.prompt_id, p.text, p.negative_prompt, r.status, r.created_at, r.finished_at,
            r.n_requested, r.n_done, r.model_name, r.model_hash,
-           (SELECT i.path FROM images i WHERE i.run_id = r.id ORDER BY i.idx, i.id LIMIT 1), r.variety, r.stop_reason
+           (SELECT i.path FROM images i WHERE i.run_id = r.id ORDER BY i.idx, i.id LIMIT 1), r.variety, r.stop_reason,
+           (SELECT i.init_image_id FROM images i WHERE i.run_id = r.id AND i.init_hash IS NOT NULL
+            ORDER BY i.idx, i.id LIMIT 1),
+           (SELECT i.init_hash FROM images i WHERE i.run_id = r.id AND i.init_hash IS NOT NULL ORDER BY i.idx, i.id LIMIT 1)
     FROM runs r JOIN prompts p ON p.id = r.prompt_id
 """
 
@@ -83,7 +90,7 @@ _HERE = "r.status != 'imported'"
 _IMAGE_SELECT = """
     SELECT id, run_id, path, file_name, idx, seed, params_json, seconds, peak_rss_bytes, peak_vram_bytes,
            created_at, favourite, rejected, file_size, source, content_hash, trash_path, trashed_at,
-           adherence, novelty
+           adherence, novelty, init_hash, init_image_id
     FROM images
 """
 
@@ -157,7 +164,7 @@ def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunSummary:
     return RunSummary(
         id=row[0], prompt_id=row[1], prompt=row[2], negative_prompt=row[3], status=row[4], created_at=row[5],
         finished_at=row[6], n_requested=row[7], n_done=row[8], model_name=row[9], model_hash=row[10],
-        first_image_path=row[11], variety=row[12], stop_reason=row[13],
+        first_image_path=row[11], variety=row[12], stop_reason=row[13], from_image_id=row[14], from_hash=row[15],
     )
 
 
@@ -167,5 +174,5 @@ def _image(row: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
         params=ImageParams.from_dict(json.loads(row[6])), seconds=row[7], peak_rss_bytes=row[8],
         peak_vram_bytes=row[9], created_at=row[10], favourite=bool(row[11]), rejected=bool(row[12]),
         file_size=row[13], source=row[14], content_hash=row[15], trash_path=row[16], trashed_at=row[17],
-        adherence=row[18], novelty=row[19],
+        adherence=row[18], novelty=row[19], init_hash=row[20], init_image_id=row[21],
     )

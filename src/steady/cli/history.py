@@ -81,13 +81,22 @@ def _run_line(row: dict[str, Any]) -> str:
     model = _one_line(row["model_name"] or "-", 24)
     first = row["first_image_path"] or "-"
     return (f"{row['id']:>5}  {_when(row['created_at'])}  {images:>7}  {row['status']:<11}  {model:<24}  "
-            f"{_one_line(row['prompt'], 60):<60}  {first}")
+            f"{_one_line(row['prompt'], 60):<60}  {first}{_lineage(row)}")
+
+
+def _lineage(row: dict[str, Any]) -> str:
+    """"  from image #123" for a run that started from a catalog image (its hash when the catalog lacks it)."""
+    if row.get("from_image_id") is not None:
+        return f"  from image #{row['from_image_id']}"
+    if row.get("from_hash"):
+        return f"  from an image not in the catalog (sha256 {row['from_hash'][:12]})"
+    return ""
 
 
 def _iteration_lines(row: dict[str, Any]) -> str:
     head = (f"#{row['id']}  {_when(row['created_at'])}  {row['n_done']} image{'s' if row['n_done'] != 1 else ''}  "
             f"{row['model_name'] or '-'}  {row['status']}")
-    lines = [head, f"    {_one_line(row['prompt'], 200)}"]
+    lines = [head + _lineage(row), f"    {_one_line(row['prompt'], 200)}"]
     if row["negative_prompt"]:
         lines.append(f"    negative: {_one_line(row['negative_prompt'], 190)}")
     diff = row["diff"]

@@ -27,7 +27,9 @@ def request_options(*names: str, **defaults: Any) -> Callable[[Callable[..., Any
         for name, p in reversed(rows):
             value = defaults.get(name, default[name].default)
             kw: dict[str, Any] = {"help": p.help}
-            if p.kind is bool:
+            if p.multiple:  # given more than once: a tuple (the command makes one run per value)
+                kw.update(type=p.kind, multiple=True, default=())
+            elif p.kind is bool:
                 kw.update(is_flag=True, default=bool(value))
             else:
                 kw.update(type=p.kind, default=value, show_default=value not in (None, ""))

@@ -96,9 +96,28 @@ def a1111_parameters(params: ImageParams, version: bool = True) -> str:
         "Clip skip": params.clip_skip if params.clip_skip is not None and params.clip_skip > 1 else None,
         # A1111's Lora extension: each LoRA applied, by the name the prompt used, and its short hash.
         "Lora hashes": infotext.format_lora_hashes(params.extra.get("loras", [])) or None,
+        **img2img_pairs(params),
         "Version": f"steady {params.steady_version or __version__}" if version else None,
     }
     return infotext.build(params.prompt, params.negative_prompt, pairs)
+
+
+def img2img_pairs(params: ImageParams) -> dict[str, Any]:
+    """What A1111 writes of an img2img or inpainting image (after the model, before the version)."""
+    src = params.source
+    if src is None:
+        return {}
+    pairs: dict[str, Any] = {"Denoising strength": src.strength}
+    if src.mask:
+        pairs["Mask blur"] = src.mask_blur if src.mask_blur > 0 else None
+        pairs["Mask mode"] = "Inpaint not masked" if src.invert_mask else None
+        pairs["Masked content"] = src.masked_content if src.masked_content != "original" else None
+        if src.only_masked:
+            pairs.update({"Inpaint area": "Only masked", "Masked area padding": src.only_masked_padding})
+    if src.resize_mode != "just resize":
+        pairs["Resize mode"] = src.resize_mode.capitalize()
+    pairs["Init image hash"] = src.image_hash[:10]
+    return pairs
 
 
 def is_temp_name(name: str) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from steady.config import Settings
 from steady.errors import BadInput, OutputError
-from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, resolve_seed
+from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, Source, resolve_seed
 from steady.prompts.lora import strip_lora_tags
 from steady.prompts.schedule import check_prompt
 from steady.prompts.variants import Axis, Variant, axes_of, expand
@@ -62,6 +62,7 @@ class Resolved:
     axes: tuple[Axis, ...] = ()
     memory: Any = None  # steady.request.planner.Plan, once steady.request.plan has made one
     extra: dict[str, Any] = field(default_factory=dict)  # the request prompt's LoRAs and warnings, for every image
+    source: Source | None = None  # img2img / inpainting: the stored init image and mask (steady.request.source)
 
     def base_params(self) -> ImageParams:
         """The run's parameters before its variants: image 0's seed (the run's base seed). Every
@@ -72,7 +73,7 @@ class Resolved:
         return ImageParams(**{
             **shared, "cfg_scale": float(r.cfg_scale), "model_name": self.model.name, "model_hash": self.model.hash,
             "model_arch": self.model.arch, "device": self.device, "dtype": self.dtype, "steady_version": __version__,
-            "extra": _extra(r.allow_pickle, self.extra),
+            "extra": _extra(r.allow_pickle, self.extra), "source": self.source,
         })  # fmt: skip
 
     def warnings(self) -> list[str]:
@@ -121,8 +122,13 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     if cfg.scorer != "model" and not Path(cfg.scorer).is_dir():
         raise BadInput("scorer", cfg.scorer, f"(in {cfg.config_path}) is not a folder; give a local CLIP model "
                                              "folder, or \"model\" to score with the generating model")  # fmt: skip
-    request = dataclasses.replace(request, cfg_scale=float(cfg_scale), width=request.width or info.native_size,
-                                  height=request.height or info.native_size, seed=resolve_seed(request.seed))  # fmt: skip
+    # The init image and mask (img2img, inpainting): checked and stored; the size defaults to the image's.
+    from steady.request.source import resolve_source
+
+    found = resolve_source(request, cfg, info)
+    width, height = found.size or (info.native_size, info.native_size)
+    request = dataclasses.replace(request, cfg_scale=float(cfg_scale), width=request.width or width,
+                                  height=request.height or height, seed=resolve_seed(request.seed))  # fmt: skip
     axes = tuple(axes_of(request))
     if variants is None:
         variants = tuple(expand(request, request.seed, cfg.home / "wildcards"))
@@ -142,12 +148,15 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     # may change them): found, hashed, fitted to the model.
     loras = _LoraTags(cfg, info, request.allow_pickle)
     extra = loras.extra(request.prompt, request.negative_prompt)
+    if found.warnings:
+        extra = {**extra, "warnings": list(dict.fromkeys([*extra.get("warnings", []), *found.warnings]))}
     variants = tuple(loras.variant(v, request, extra) for v in variants)
     # The output folder: writable, with room for the run.
     out_dir = Path(request.out_dir).expanduser() if request.out_dir else cfg.outputs_dir / _dt.date.today().isoformat()
     prepare_out_dir(out_dir, needed_bytes=request.n_images * (request.width * request.height * 3 + 4096))
     model = ModelChoice(Path(model_path), info.name, short_hash(model_path, cfg), info.arch, info)
-    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes, extra=extra)
+    found.keep()  # the init image and mask, kept by hash: the request is accepted
+    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes, extra=extra, source=found.source)
 
 
 def _extra(allow_pickle: bool, loras: dict[str, Any]) -> dict[str, Any]:

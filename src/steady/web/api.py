@@ -42,6 +42,7 @@ from steady.images.grid import grid_path
 from steady.params import GenerationRequest
 from steady.textdiff import word_ops
 from steady.web.files import folders, open_recorded, stream
+from steady.web.inputs import refuse_paths
 from steady.web.limits import MAX_ID, Body
 from steady.web.studio import Studio, grid_url
 
@@ -101,7 +102,9 @@ def make_router(studio: Studio) -> APIRouter:
 
     @router.post("/generate", status_code=202)
     def generate(body: GenerateBody) -> dict[str, Any]:
-        job = studio.submit(GenerationRequest(**body.model_dump()))
+        request = GenerationRequest(**body.model_dump())
+        refuse_paths(request)  # init_image / mask: references only (steady.web.inputs)
+        job = studio.submit(request)
         return {"job_id": job.id, "run_id": job.run_id, "n_images": job.n_images, "seed": job.base_seed}
 
     @router.get("/jobs/{job_id}")

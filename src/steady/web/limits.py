@@ -1,14 +1,14 @@
 """Bounds on what a request may bring in, and error bodies that are always valid, short JSON.
 
-    app.add_middleware(BodyLimitMiddleware)      # 413 past MAX_BODY_BYTES (1 MiB; png-info 32 MiB)
+    app.add_middleware(BodyLimitMiddleware)      # 413 past MAX_BODY_BYTES (1 MiB; image endpoints 32 MiB)
     json_safe(value)                             # what an error body may echo of a bad value
     class GenerateBody(Body): ...                # JSON bodies: no unknown fields, no NaN/Infinity,
                                                  # no lone surrogates (BadInput naming the field)
 
 A request body is counted as it arrives: a Content-Length over the limit is refused before any
 of it is read, and a chunked body is cut off at the first byte past it. 1 MiB is a thousand
-times a long A1111 prompt (the parameter table bounds a prompt's length); /sdapi/v1/png-info
-takes a base64 PNG, so it gets 32 MiB (a 24 MB PNG).
+times a long A1111 prompt (the parameter table bounds a prompt's length); the endpoints that take
+base64 images (/sdapi/v1/png-info, /sdapi/v1/img2img, /api/inputs) get 32 MiB (a 24 MB PNG).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from steady.errors import BadInput
 
 MAX_BODY_BYTES = 1 << 20
-LARGE_BODY_PATHS = {"/sdapi/v1/png-info": 32 << 20}
+IMAGE_BODY_BYTES = 32 << 20  # endpoints that take base64 images: a 24 MB PNG (a 4096x4096 photo's worth)
+LARGE_BODY_PATHS = {"/sdapi/v1/png-info": IMAGE_BODY_BYTES, "/sdapi/v1/img2img": IMAGE_BODY_BYTES,
+                    "/api/inputs": IMAGE_BODY_BYTES}  # fmt: skip
 MAX_ECHO_CHARS = 200  # what an error body repeats of a bad value
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a row id past it is refused by name, not an overflow
 

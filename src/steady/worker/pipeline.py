@@ -122,16 +122,19 @@ def render(
     preview carries a small PNG of the current latent.
     """
     params = encoded_text(params)
-    # A fresh scheduler per image, so no state leaks from one image to the next.
-    pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
-
     # Initial noise from a CPU generator: identical across devices for the same seed.
     generator = torch.Generator(device="cpu").manual_seed(params.seed)
-    scale = pipe.vae_scale_factor
-    channels = pipe.unet.config.in_channels
-    shape = (1, channels, params.height // scale, params.width // scale)
-    latents = torch.randn(shape, generator=generator, dtype=torch.float32)
-    latents = latents.to(device=device, dtype=latents_dtype(pipe))  # float32 under steady.worker.precision
+    start = None
+    if params.source is not None:  # img2img / inpainting: the same components in diffusers' own pipeline
+        from steady.worker.img2img import start_image
+
+        start = start_image(pipe, params, device, generator)
+        pipe = start.pipe
+        if not start.steps:  # strength 0: nothing to sample
+            return start.round_trip()
+    # A fresh scheduler per image, so no state leaks from one image to the next.
+    pipe.scheduler = make_scheduler(params.sampler, pipe.scheduler.config, params.seed)
+    steps = start.steps if start is not None else params.steps  # img2img: the last N x strength of N
 
     # Encode, denoise, decode. Progress and cancellation go through the pipeline's own
     # callback_on_step_end and interrupt flag.
@@ -148,10 +151,10 @@ def render(
             first_done = now
         # Seconds per step from step 2 on (0.0: not known yet), so that an ETA is not a first
         # step's warm-up times the steps left.
-        info = StepInfo(done, params.steps, (now - first_done) / (done - 1) if done > 1 else 0.0)
-        if preview is not None and done < params.steps and now - last_preview >= preview_every_s:
+        info = StepInfo(done, steps, (now - first_done) / (done - 1) if done > 1 else 0.0)
+        if preview is not None and done < steps and now - last_preview >= preview_every_s:
             info.preview_png, last_preview = preview.png(tensors["latents"]), now
-        if on_final_latents is not None and done == params.steps:
+        if on_final_latents is not None and done == steps:
             on_final_latents(tensors["latents"].detach().clone())
         if on_step is not None and on_step(info) is False:
             stopped = True
@@ -176,10 +179,17 @@ def render(
         width=params.width,
         height=params.height,
         generator=generator,
-        latents=latents,
         output_type="pil",
         callback_on_step_end=_callback,
     )
+    if start is None:
+        scale = pipe.vae_scale_factor
+        shape = (1, pipe.unet.config.in_channels, params.height // scale, params.width // scale)
+        latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        kwargs["latents"] = latents.to(device=device, dtype=latents_dtype(pipe))  # float32 under steady.worker.precision
+    else:
+        del kwargs["width"], kwargs["height"]
+        kwargs.update(start.kwargs)
     schedule = step_conditioning(pipe, params)
     if schedule:
         # A1111 emphasis, BREAK, > 75 tokens, prompt editing: our own chunked, weighted embeddings.
@@ -200,4 +210,4 @@ def render(
     if stopped:
         raise Interrupted()
     # Hand back the image; the latents and intermediate tensors go out of scope here.
-    return output.images[0]
+    return output.images[0] if start is None else start.finish(output.images[0])
