@@ -4,8 +4,10 @@
     set_flags(catalog, image_id, favourite=True)
     trash_image(catalog, image_id, settings().home / "trash")   # restorable: restore_image(...)
 
-Pages are offset-addressed (the page's virtual grid jumps to any row) over the
-(created_at, id) index, newest first; a page carries only the columns a thumbnail needs.
+Pages are addressed by position (the page's virtual grid jumps to any row) or by the key of the
+row before (`after`), and read by key (steady.catalog.pages: no OFFSET scan, whatever the
+position); the prompt text is an FTS5 search (steady.catalog.search). A page carries only the
+columns a thumbnail needs.
 
 The trash is crash-safe in the usual order: the row is changed first (trash_path set or
 cleared), the file is moved second (os.replace, atomic on one file system), and
@@ -16,6 +18,7 @@ where the file is.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,16 +26,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from steady.catalog import pages
 from steady.catalog.db import Catalog, now_iso, recount_runs
+from steady.catalog.search import search_clause
 from steady.errors import BadInput
 
 MAX_PAGE = 500
-SORTS = {"newest": "created_at DESC, id DESC", "adherence": "adherence IS NULL, adherence DESC, created_at DESC, id DESC"}
+SORTS = pages.ORDERS
 
 
 @dataclass
 class GalleryFilter:
-    text: str = ""  # the prompt contains this (any case)
+    text: str = ""  # a prompt search (steady.catalog.search: words, "phrases", prefix*, -not, neg:, model:)
     model: str = ""  # model name or hash, exact
     since: str = ""  # ISO date or time: created at or after
     until: str = ""  # ISO date or time: created before (a date means the end of that day)
@@ -60,8 +65,10 @@ class GalleryFilter:
         clauses = ["trash_path IS NOT NULL" if self.trash else "trash_path IS NULL"]
         args: list[Any] = []
         if self.text:
-            clauses.append("steady_contains(prompt, ?)")
-            args.append(self.text)
+            clause, found = search_clause(self.text)
+            if clause:
+                clauses.append(clause)
+                args += found
         if self.model:
             clauses.append("(model_name = ? OR model_hash = ?)")
             args += [self.model, self.model]
@@ -108,28 +115,33 @@ class Thumb:
 @dataclass
 class GalleryPage:
     total: int
-    offset: int
+    offset: int  # the position of its first item (-1 when asked by `after`)
     items: list[Thumb]
+    next: str | None = None  # the `after` that asks for the page after this one (None: the last)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "offset": self.offset, "items": [t.to_dict() for t in self.items]}
+        return {"total": self.total, "offset": self.offset, "items": [t.to_dict() for t in self.items],
+                "next": self.next}
 
 
-def gallery_page(catalog: Catalog, flt: GalleryFilter, offset: int = 0, limit: int = 100) -> GalleryPage:
+_THUMB_COLUMNS = "id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected, adherence"
+
+
+def gallery_page(catalog: Catalog, flt: GalleryFilter, offset: int = 0, limit: int = 100, after: str = "",
+                 cache: pages.PageCache | None = None) -> GalleryPage:  # fmt: skip
+    """The page at `offset` (or right after the cursor `after`, a page's `next`) in the filter's
+    order; `cache`: what the server learnt of this filter (pages.PageCache), so paging is by key."""
     if offset < 0:
         raise BadInput("offset", offset, "must be 0 or more")
     if not 1 <= limit <= MAX_PAGE:
         raise BadInput("limit", limit, f"must be between 1 and {MAX_PAGE}")
     where, args = flt.check().where()
+    key = pages.parse_key(after, flt.sort) if after else None
     with catalog.reading() as conn:
-        total = conn.execute(f"SELECT COUNT(*) FROM images WHERE {where}", args).fetchone()[0]
-        rows = conn.execute(
-            "SELECT id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected, adherence"
-            f" FROM images WHERE {where} ORDER BY {SORTS[flt.sort]} LIMIT ? OFFSET ?",
-            (*args, limit, offset),
-        ).fetchall()
+        rows, total, next_key = pages.page(conn, flt.sort, where, args, _THUMB_COLUMNS, position=offset, after=key,
+                                           limit=limit, cache=cache)  # fmt: skip
     items = [Thumb(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8]), r[9]) for r in rows]
-    return GalleryPage(total, offset, items)
+    return GalleryPage(total, -1 if key else offset, items, None if next_key is None else json.dumps(list(next_key)))
 
 
 def set_flags(catalog: Catalog, image_id: int, favourite: bool | None = None, rejected: bool | None = None) -> None:

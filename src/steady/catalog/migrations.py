@@ -340,6 +340,31 @@ def m008_lineage(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_init_image ON images (init_image_id)")
 
 
+@MIGRATIONS.register
+def m009_search(conn: sqlite3.Connection) -> None:
+    """The gallery at 100,000 images: full-text search over prompt, negative prompt and model
+    name (FTS5, external content, kept in step by triggers; steady.catalog.search), and indexes
+    for keyset pages of each order over the images not in the trash (steady.catalog.pages)."""
+    conn.execute(
+        "CREATE VIRTUAL TABLE images_fts USING fts5(prompt, negative_prompt, model_name, content='images',"
+        " content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='1 2 3')"
+    )
+    conn.execute("INSERT INTO images_fts (images_fts) VALUES ('rebuild')")
+    new = "new.id, new.prompt, new.negative_prompt, new.model_name"
+    old = "'delete', old.id, old.prompt, old.negative_prompt, old.model_name"
+    into = "INSERT INTO images_fts (images_fts, rowid, prompt, negative_prompt, model_name)"
+    conn.execute(f"CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN"
+                 f" INSERT INTO images_fts (rowid, prompt, negative_prompt, model_name) VALUES ({new}); END")
+    conn.execute(f"CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN {into} VALUES ({old}); END")
+    conn.execute(f"CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt, negative_prompt, model_name ON images BEGIN"
+                 f" {into} VALUES ({old}); INSERT INTO images_fts (rowid, prompt, negative_prompt, model_name)"
+                 f" VALUES ({new}); END")
+    conn.execute("CREATE INDEX images_live_newest ON images (created_at DESC, id DESC) WHERE trash_path IS NULL")
+    conn.execute("CREATE INDEX images_live_adherence ON images (adherence IS NOT NULL DESC, COALESCE(adherence, 0) DESC,"
+                 " created_at DESC, id DESC) WHERE trash_path IS NULL")
+    conn.execute("CREATE INDEX images_trash_newest ON images (created_at DESC, id DESC) WHERE trash_path IS NOT NULL")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

@@ -6,7 +6,8 @@
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory
     GET    /api/status                what runs now, the queue, the latest memory sample
     GET    /api/images                a gallery page: ?offset&limit&q&model&since&until&favourite&run&trash&sort
-                                      &group (an import group)&here (generated here only)
+                                      &group (an import group)&here (generated here only); by key, not
+                                      OFFSET: `after` (a page's `next`) or a position (offset)
     GET    /api/imports               the import groups: folder, when, how many images
     GET    /api/runs/{id}             a run, a page of its images (?offset&limit, 500 at most), its best 3
     GET    /api/images/{id}           one image's record; /file the PNG; /thumb?size= its cached thumbnail
@@ -174,9 +175,10 @@ def make_router(studio: Studio) -> APIRouter:
                q: str = "", model: str = "", since: str = "", until: str = "", favourite: bool = False,
                run: int | None = Query(None, ge=1, le=MAX_ID),
                hide_rejected: bool = False, trash: bool = False, sort: str = "newest",
-               group: int | None = Query(None, ge=1, le=MAX_ID), here: bool = False) -> dict[str, Any]:  # fmt: skip
+               group: int | None = Query(None, ge=1, le=MAX_ID), here: bool = False,
+               after: str = Query("", max_length=400)) -> dict[str, Any]:  # fmt: skip
         flt = gallery.GalleryFilter(q, model, since, until, favourite, run, hide_rejected, trash, sort, group, here)
-        return gallery.gallery_page(studio.catalog, flt, offset, limit).to_dict()
+        return gallery.gallery_page(studio.catalog, flt, offset, limit, after, studio.pages).to_dict()
 
     @router.get("/imports")
     def imports() -> list[dict[str, Any]]:

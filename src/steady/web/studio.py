@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.catalog.db import Catalog, open_catalog
+from steady.catalog.pages import PageCache
 from steady.config import Settings
 from steady.errors import BadInput, SteadyError
 from steady.jobs.protocol import ImageDone, MemorySample, Progress, Recycle
@@ -83,6 +84,7 @@ class Studio:
         self.catalog = catalog or open_catalog(cfg.db_path)
         self.queue = JobQueue(self.catalog)
         self.hub = EventHub()
+        self.pages = PageCache()  # the gallery's keys per filter (steady.catalog.pages)
         self.live = LiveState()
         self.memory: dict[str, Any] | None = None  # the latest MemorySample as a dict
         self.default_model = ""  # A1111's sd_model_checkpoint: "" = the embedded model

@@ -1,0 +1,134 @@
+"""Gallery pages by key, not by OFFSET: a page at any position costs about the same at 100,000
+images as at 1,000.
+
+    cache = PageCache()                                   # one per server: what it learnt of each filter
+    rows, total, next_key = page(conn, "newest", where, args, position=12_000, limit=120, cache=cache)
+    rows, total, next_key = page(conn, "newest", where, args, after=next_key, limit=120, cache=cache)
+
+Every order is a tuple of expressions, all descending, that ends in the row id (unique), with an
+index over the same expressions (migration m009), so "the rows after this key" is a range of
+that index. The page's virtual grid asks by position; the cache remembers, for each filter, the
+key that starts every window of WINDOW rows it has served (a window's last row tells where the
+next one starts), and the filter's count, until the catalog changes (a write by this connection
+or another: total_changes, PRAGMA data_version). Scrolling therefore only ever reads its own
+rows; a jump to a window never reached walks the keys from the nearest known window (an index
+walk, once: the windows it passes are remembered).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from steady.errors import BadInput
+
+WINDOW = 120
+# Each order's key, all descending; the expressions are the ones its index is on (m009).
+ORDERS: dict[str, tuple[str, ...]] = {
+    "newest": ("created_at", "id"),
+    "adherence": ("adherence IS NOT NULL", "COALESCE(adherence, 0)", "created_at", "id"),
+}
+Key = tuple[Any, ...]
+
+
+@dataclass
+class _Known:
+    stamp: tuple[int, int]
+    total: int | None = None
+    starts: dict[int, Key] = field(default_factory=dict)  # window -> key of its first row
+
+
+class PageCache:
+    """What was learnt about recent filters (at most `filters` of them, least recent dropped)."""
+
+    def __init__(self, filters: int = 32) -> None:
+        self._filters = filters
+        self._known: OrderedDict[tuple[Any, ...], _Known] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def known(self, name: tuple[Any, ...], stamp: tuple[int, int]) -> _Known:
+        with self._lock:
+            entry = self._known.get(name)
+            if entry is None or entry.stamp != stamp:
+                entry = _Known(stamp)
+                self._known[name] = entry
+            self._known.move_to_end(name)
+            while len(self._known) > self._filters:
+                self._known.popitem(last=False)
+            return entry
+
+
+def stamp(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Changes when anything writes the catalog: this connection (total_changes) or another (data_version)."""
+    return conn.total_changes, int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def parse_key(text: str, sort: str) -> Key:
+    """A cursor as the API takes it (the JSON list a page's `next` gave), checked."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadInput("after", text[:80], "must be the `next` value of a page") from exc
+    if not isinstance(value, list) or len(value) != len(ORDERS[sort]) or not all(
+            isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):  # fmt: skip
+        raise BadInput("after", text[:80], f"must be the `next` value of a page sorted by {sort}")
+    return tuple(value)
+
+
+def page(conn: sqlite3.Connection, sort: str, where: str, args: list[Any], columns: str, *, position: int = 0,
+         after: Key | None = None, limit: int = WINDOW, cache: PageCache | None = None,
+         ) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
+    """`limit` rows (`columns` selected) at `position` in the filter's order, or right after the
+    key `after`; with the filter's count and the key to ask for the next page (None: the end)."""
+    keys = ORDERS[sort]
+    order = ", ".join(f"{k} DESC" for k in keys)
+    known = (cache or PageCache()).known((sort, where, tuple(args)), stamp(conn))
+    if known.total is None:
+        known.total = int(conn.execute(f"SELECT COUNT(*) FROM images WHERE {where}", args).fetchone()[0])
+    select = f"SELECT {', '.join(keys)}, {columns} FROM images WHERE {where}"
+    if after is not None:
+        rows = conn.execute(f"{select} AND ({', '.join(keys)}) < ({', '.join('?' * len(keys))})"
+                            f" ORDER BY {order} LIMIT ?", (*args, *after, limit + 1)).fetchall()  # fmt: skip
+        return _split(rows, len(keys), limit, known.total)
+    window, skip = divmod(position, WINDOW)
+    start = _start_of(conn, where, keys, order, args, known, window)
+    if start is None:
+        return [], known.total, None
+    bound = f" AND ({', '.join(keys)}) <= ({', '.join('?' * len(keys))})" if start else ""
+    rows = conn.execute(f"{select}{bound} ORDER BY {order} LIMIT ? OFFSET ?",  # OFFSET < WINDOW: within a window
+                        (*args, *start, limit + 1, skip)).fetchall()  # fmt: skip
+    for i in range(WINDOW - skip, len(rows), WINDOW):  # remember where the next windows start
+        known.starts.setdefault(window + (skip + i) // WINDOW, tuple(rows[i][: len(keys)]))
+    return _split(rows, len(keys), limit, known.total)
+
+
+def _split(rows: list[tuple[Any, ...]], n_keys: int, limit: int, total: int) -> tuple[list[tuple[Any, ...]], int, Key | None]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_key = tuple(rows[-1][:n_keys]) if more and rows else None
+    return [row[n_keys:] for row in rows], total, next_key
+
+
+def _start_of(conn: sqlite3.Connection, where: str, keys: tuple[str, ...], order: str, args: list[Any],
+              known: _Known, window: int) -> Key | None:  # fmt: skip
+    """The key of the first row of `window` (() for the first window), or None past the end."""
+    if window == 0:
+        return ()
+    if window * WINDOW >= (known.total or 0):
+        return None
+    if window in known.starts:
+        return known.starts[window]
+    # Walk from the nearest window whose start is known, remembering every start on the way.
+    base = max((w for w in known.starts if w < window), default=0)
+    bound = f" AND ({', '.join(keys)}) <= ({', '.join('?' * len(keys))})" if base else ""
+    walk = (f"SELECT {', '.join(f'k{i}' for i in range(len(keys)))}, n FROM (SELECT "
+            + ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
+            + f", row_number() OVER (ORDER BY {order}) - 1 AS n FROM images WHERE {where}{bound}"
+            + f" ORDER BY {order} LIMIT ?) WHERE n % {WINDOW} = 0 AND n > 0")
+    for *key, n in conn.execute(walk, (*args, *(known.starts[base] if base else ()), (window - base) * WINDOW + 1)):
+        known.starts[base + n // WINDOW] = tuple(key)
+    return known.starts.get(window)
