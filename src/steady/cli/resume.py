@@ -43,7 +43,8 @@ def resume_command(run: int, as_json: bool, quiet: bool) -> None:
         job = queue.get(job.id)
         if job.state in ("done", "running"):
             queue.resume(job.id)  # refuses, saying why
-        inspect_model(job.model_path)  # still there, still readable: ModelError (exit 2) otherwise
+        if "postprocess" not in job.params.get("extra", {}):  # an upscale's model is checked by its worker
+            inspect_model(job.model_path)  # still there, still readable: ModelError (exit 2) otherwise
         missing = queue.missing_indices(job)
         size = job.params.get("width", 512) * job.params.get("height", 512) * 3 + 4096
         prepare_out_dir(Path(job.out_dir), needed_bytes=len(missing) * size)

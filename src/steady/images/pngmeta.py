@@ -84,12 +84,16 @@ def a1111_parameters(params: ImageParams, version: bool = True) -> str:
     unknown (an imported PNG's None or "") is left out; `version`: say steady made it."""
     from steady.version import __version__
 
+    post = params.extra.get("postprocess")
+    if post and post.get("source_parameters"):  # an upscale of a PNG steady did not make: its text, as it was
+        return str(post["source_parameters"])
+    size = f"{post['source_width']}x{post['source_height']}" if post else f"{params.width}x{params.height}"
     pairs: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": params.sampler,
         "CFG scale": params.cfg_scale,
         "Seed": params.seed,
-        "Size": f"{params.width}x{params.height}",
+        "Size": size,  # an upscale keeps its source's, as A1111's extras do
         "Model hash": params.model_hash or None,
         "Model": params.model_name or None,
         # A1111 writes Clip skip only when it differs from the default (1).
@@ -120,6 +124,12 @@ def img2img_pairs(params: ImageParams) -> dict[str, Any]:
     return pairs
 
 
+def postprocessing_text(post: dict[str, Any]) -> str:
+    """A1111's `postprocessing` text chunk for an upscaled image (its extras tab writes the same)."""
+    return infotext.build("", "", {"Postprocess upscale by": post.get("upscale_by"),
+                                   "Postprocess upscaler": post.get("upscaler")}).strip()
+
+
 def is_temp_name(name: str) -> bool:
     """True for the temp files write_png creates (and a crash may leave behind)."""
     return bool(_TEMP_NAME.match(name))
@@ -129,6 +139,10 @@ def shareable(record: dict[str, Any]) -> dict[str, Any]:
     """An image's parameters as its PNG carries them: without the folders of the user's LoRA files
     (names and hashes reproduce the image, as in A1111's PNGs; the catalog row keeps the paths)."""
     extra = record.get("extra") or {}
+    if extra.get("postprocess"):  # an upscale: the upscaler's and the source's folders stay in the catalog
+        post = {k: v for k, v in extra["postprocess"].items() if k not in ("upscaler_path", "source_path")}
+        extra = {**extra, "postprocess": post}
+        record = {**record, "extra": extra}
     if not extra.get("loras"):
         return record
     loras = [{k: v for k, v in entry.items() if k != "path"} for entry in extra["loras"]]
@@ -147,6 +161,8 @@ def write_png(image: Any, path: str | os.PathLike[str], params: ImageParams) -> 
     folder = target.parent
     chunks = PilPngInfo()
     chunks.add_text("parameters", a1111_parameters(params))
+    if params.extra.get("postprocess"):
+        chunks.add_text("postprocessing", postprocessing_text(params.extra["postprocess"]))
     chunks.add_text("steady", json.dumps(shareable(params.to_dict()), ensure_ascii=False, sort_keys=True))
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 from steady.catalog.db import Catalog, insert_run, now_iso
 from steady.errors import BadInput
-from steady.params import ImageParams
+from steady.params import GenerationRequest, ImageParams
 from steady.request.check import Resolved
 from steady.request.planner import Plan
 
@@ -91,21 +91,30 @@ class JobQueue:
         """Record a run (status 'queued') and its job. ``claim``: the caller runs it itself, so it
         is 'running' and owned by this process from the start (another process's queue, e.g.
         `steady serve`, never sees it queued)."""
-        now = now_iso()
         request = resolved.request
         variants = None
         if resolved.variants:
             variants = {"axes": [a.to_dict() for a in resolved.axes], "variants": [v.to_dict() for v in resolved.variants]}
         params = resolved.base_params()  # each image's own are derived from it (image_params)
+        return self.enqueue_params(request, params, str(resolved.model.path), str(resolved.out_dir), resolved.memory,
+                                   stop_rule, variants, claim)  # fmt: skip
+
+    def enqueue_params(self, request: GenerationRequest, params: ImageParams, model_path: str, out_dir: str,
+                       plan: Plan | None = None, stop_rule: dict[str, Any] | None = None,
+                       variants: dict[str, Any] | None = None, claim: bool = False) -> JobRecord:  # fmt: skip
+        """Record a run of ``request.n_images`` images whose image 0 is made with ``params`` (its
+        seed is the run's base seed), and its job; ``enqueue`` and upscale jobs
+        (steady.jobs.upscale) write through here."""
+        now = now_iso()
         with self.catalog.transaction() as conn:
-            run_id = insert_run(conn, request, resolved.model.name, resolved.model.hash, "queued")
+            run_id = insert_run(conn, request, params.model_name, params.model_hash, "queued")
             row = conn.execute(
                 "INSERT INTO jobs (run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json,"
                 " created_at, updated_at, stop_rule_json, variants_json)"
                 " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (run_id, request.seed, request.n_images, str(resolved.model.path), str(resolved.out_dir),
-                 json.dumps(params.to_dict()), json.dumps(resolved.memory.to_dict()) if resolved.memory else None,
-                 now, now, json.dumps(stop_rule) if stop_rule else None, json.dumps(variants) if variants else None),
+                (run_id, params.seed, request.n_images, model_path, out_dir, json.dumps(params.to_dict()),
+                 json.dumps(plan.to_dict()) if plan else None, now, now, json.dumps(stop_rule) if stop_rule else None,
+                 json.dumps(variants) if variants else None),
             ).fetchone()  # fmt: skip
             if claim:
                 self._set(conn, int(row[0]), "running")

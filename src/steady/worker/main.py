@@ -36,6 +36,7 @@ from steady.jobs.protocol import (
     with_warnings,
 )
 from steady.worker.recipe import Held
+from steady.worker.upscale import HeldUpscaler, is_upscale, upscale_image
 
 
 @dataclass
@@ -43,6 +44,7 @@ class _State:
     """Everything the worker holds between images (one instance, owned by worker_main)."""
 
     held: Held = field(default_factory=Held)
+    upscaler: HeldUpscaler = field(default_factory=HeldUpscaler)  # upscale jobs' model (steady.worker.upscale)
     busy: bool = False
     leaked: list[bytearray] = field(default_factory=list)  # fault injection only
     oom_injected: set[int] = field(default_factory=set)
@@ -100,7 +102,10 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
             return
         state.busy = True
         try:
-            chan.send(_render_one(message, state, chan, cancel))
+            if is_upscale(message.params):
+                chan.send(upscale_image(message, state.upscaler, chan.send, cancel.is_set))
+            else:
+                chan.send(_render_one(message, state, chan, cancel))
         finally:
             state.busy = False
         if options.hygiene:
