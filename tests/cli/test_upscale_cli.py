@@ -64,10 +64,11 @@ def test_upscale_writes_a_linked_image(_isolated_home, tmp_path, capsys):
         assert "Size: 40x24" in im.text["parameters"] and "Seed: 77" in im.text["parameters"]
         assert str(home) not in im.text["steady"]  # the user's folders stay in the catalog
     with open_catalog(home / "catalog.db") as catalog, catalog.reading() as conn:
-        row = conn.execute("SELECT width, height, seed, prompt, params_json, run_id FROM images WHERE path = ?",
-                           (path,)).fetchone()  # fmt: skip
+        row = conn.execute("SELECT width, height, seed, prompt, params_json, run_id, init_image_id, init_hash"
+                           " FROM images WHERE path = ?", (path,)).fetchone()  # fmt: skip
         source_hash = conn.execute("SELECT content_hash FROM images WHERE id = ?", (source_id,)).fetchone()[0]
     assert row[:4] == (80, 48, 77, "a red circle") and row[5] != 1
+    assert row[6] == source_id and row[7] == source_hash  # the catalog's lineage: "from image #N"
     post = json.loads(row[4])["extra"]["postprocess"]
     assert post["source_image_id"] == source_id and post["source_hash"] == source_hash
     assert post["upscaler"] == "4x-tiny" and post["upscale_by"] == 2.0 and len(post["upscaler_hash"]) == 10

@@ -305,15 +305,18 @@ def insert_image(
 def _lineage(conn: sqlite3.Connection, params: ImageParams, path: str) -> dict[str, Any]:
     """The image it grew from: the init image's sha256, and its row (the one the request named,
     else the oldest image with that file hash, not this one)."""
-    source = params.source
-    if source is None:
+    source, post = params.source, params.extra.get("postprocess")
+    if post and post.get("source_hash"):  # an upscale (steady.jobs.upscale) grew from the image it enlarged
+        image_hash, image_id = post["source_hash"], post.get("source_image_id")
+    elif source is not None:
+        image_hash, image_id = source.image_hash, source.image_id
+    else:
         return {"init_hash": None, "init_image_id": None}
-    image_id = source.image_id
     if image_id is None or conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
         row = conn.execute("SELECT id FROM images WHERE content_hash = ? AND path != ? ORDER BY id LIMIT 1",
-                           (source.image_hash, path)).fetchone()  # fmt: skip
+                           (image_hash, path)).fetchone()  # fmt: skip
         image_id = int(row[0]) if row else None
-    return {"init_hash": source.image_hash, "init_image_id": image_id}
+    return {"init_hash": image_hash, "init_image_id": image_id}
 
 
 def recount_runs(conn: sqlite3.Connection, run_ids: set[int]) -> None:
