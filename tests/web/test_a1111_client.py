@@ -126,3 +126,63 @@ def test_png_info_of_a_foreign_image(a1111, tmp_path: Path) -> None:
     reply = httpx.post(server.url + "/sdapi/v1/png-info", json={"image": payload}).json()
     assert reply["info"].startswith("a castle") and reply["parameters"]["seed"] == 42
     assert reply["parameters"]["negative_prompt"] == "fog" and "parameters" in reply["items"]
+
+
+def test_img2img_and_inpainting_through_the_client(a1111) -> None:
+    server, api = a1111
+    init = api.txt2img(prompt="a red circle", width=64, height=64, steps=3, seed=11).images[0]
+    result = api.img2img(images=[init], prompt="a blue circle", width=64, height=64, steps=8, seed=5,
+                         denoising_strength=0.5)  # fmt: skip
+    assert result.images[0].size == (64, 64)
+    assert result.info["denoising_strength"] == 0.5 and "Denoising strength: 0.5" in result.info["infotexts"][0]
+    assert result.parameters["init_images"] is None  # as A1111: not echoed unless include_init_images
+    with server.client() as client:
+        record = client.get(f"/api/images/{result.info['image_ids'][0]}").json()
+    assert record["params"]["source"]["strength"] == 0.5 and len(record["init_hash"]) == 64
+    # inpainting, the right half: the left half stays the image that was sent, pixel for pixel
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[:, 32:] = 255
+    painted = api.img2img(images=[init], mask_image=Image.fromarray(mask), prompt="a blue circle", width=64, height=64,
+                          steps=4, seed=5, denoising_strength=0.9, mask_blur=0, inpaint_full_res=False,
+                          inpainting_fill=1)  # fmt: skip
+    out, original = np.asarray(painted.images[0].convert("RGB"), int), np.asarray(init.convert("RGB"), int)
+    assert (out[:, :32] == original[:, :32]).all() and np.abs(out[:, 32:] - original[:, 32:]).mean() > 1
+    assert "Mask blur" not in painted.info["infotexts"][0]  # blur 0: A1111 leaves it out
+
+
+def _png_b64(size: int) -> str:
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_img2img_bad_input_is_a_4xx_naming_the_field_and_keeps_nothing(a1111) -> None:
+    server, _ = a1111
+    inputs = server.home / "inputs"
+    before = sorted(inputs.iterdir()) if inputs.exists() else []
+    big = _png_b64(1024)  # some 4 MiB of base64: past the 1 MiB of other endpoints, within the 32 MiB of these
+    assert 1 << 20 < len(big) < 32 << 20
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 2}
+    with server.client() as client:
+        for extra, field in (({"init_images": [big], "denoising_strength": 1.5}, "strength"),
+                             ({"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images.0"),
+                             ({"init_images": ["%%%"]}, "init_images.0"),
+                             ({"init_images": [big], "mask": "bm90IGFuIGltYWdl"}, "mask"),
+                             ({"init_images": [big], "inpainting_fill": 7}, "inpainting_fill"),
+                             ({"init_images": []}, "init_images")):  # fmt: skip
+            answer = client.post("/sdapi/v1/img2img", json={**body, **extra})
+            assert answer.status_code == 422, (field, answer.text)
+            assert answer.json()["argument"] == field
+        # the same 4 MiB body is too large for txt2img; 33 MiB is too large for img2img too
+        assert client.post("/sdapi/v1/txt2img", json={**body, "init_images": [big]}).status_code == 413
+        huge = client.post("/sdapi/v1/img2img", content=b"{" + b" " * (33 << 20) + b"}",
+                           headers={"content-type": "application/json"})  # fmt: skip
+        assert huge.status_code == 413 and huge.json()["argument"] == "body"
+        # our API: an upload, then a run that names it; a path is refused
+        ref = client.post("/api/inputs", json={"image": _png_b64(64)}).json()["ref"]
+        assert ref.startswith("sha256:")
+        refused = client.post("/api/generate", json={"prompt": "x", "init_image": "/etc/passwd"})
+        assert refused.status_code == 400 and refused.json()["argument"] == "init_image"  # our API: 400
+    after = sorted(inputs.iterdir())
+    assert [p for p in after if p not in before] == [inputs / f"{ref[7:]}.png"]  # only the upload was kept

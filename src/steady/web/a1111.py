@@ -1,6 +1,7 @@
 """The AUTOMATIC1111 API subset that clients use, with A1111's request and response shapes.
 
     POST /sdapi/v1/txt2img       images as base64 PNG, `parameters` (the request), `info` (a JSON string)
+    POST /sdapi/v1/img2img       the same, from `init_images` (and `mask`: inpainting), steady.web.a1111_img2img
     GET  /sdapi/v1/sd-models     [{title, model_name, hash, sha256, filename, config}]
     GET  /sdapi/v1/options       POST it too: the settings in OPTIONS only; sd_model_checkpoint switches the model
     GET  /sdapi/v1/samplers      [{name, aliases, options}];  GET /sdapi/v1/schedulers
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict
+from pydantic import ConfigDict, create_model
 
 from steady.errors import BadInput
 from steady.params import (
@@ -38,6 +39,7 @@ from steady.params import (
     canonical_sampler,
     table,
 )
+from steady.web.a1111_img2img import add_routes, img2img_fields
 from steady.web.files import folders, open_recorded
 from steady.web.limits import Body, check_text_fields
 from steady.web.studio import Studio
@@ -82,6 +84,11 @@ class Txt2ImgBody(Body):
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] | None = None
+
+
+Img2ImgBody = create_model("Img2ImgBody", __base__=Txt2ImgBody, __doc__="A1111's StableDiffusionImg2ImgProcessingAPI: "
+                           "txt2img's fields and the init image's (steady.web.a1111_img2img).",
+                           **img2img_fields())  # fmt: skip
 
 
 class PngInfoBody(Body):
@@ -223,6 +230,8 @@ def make_router(studio: Studio) -> APIRouter:
                                 status_code=500)  # fmt: skip
         images = await asyncio.to_thread(_encode_files, studio, [r.path for r in outcome.images]) if body.send_images else []
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(_info(outcome, request, body))}
+
+    add_routes(router, studio, Img2ImgBody, to_request, _encode_files, _info)  # POST /img2img
 
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
