@@ -14,6 +14,7 @@ from steady.catalog.db import open_catalog
 from steady.config import settings
 from steady.errors import BadInput, OutputError
 from steady.images.pngmeta import read_png_info
+from steady.images.thumbs import thumb_path
 from steady.params import SAMPLERS, GenerationRequest, GenerationResult
 
 
@@ -55,7 +56,13 @@ def test_run_writes_files_rows_and_metadata(sd1_folder):
         assert "Clip skip: 2" in text
         assert Image.open(result.path).size == (32, 32)
         assert result.adherence is not None  # scored, as every image the path makes
+        # The grid thumbnail was made ahead, by the worker, and its dominant colour recorded.
+        assert Image.open(thumb_path(cfg.thumbs_dir, result.image_id, 256)).size == (32, 32)
     assert len(results[0].params.model_hash) == 10
+    assert not any((cfg.thumbs_dir / "new").iterdir())  # each adopted under its image id
+    with open_catalog(cfg.db_path) as catalog, catalog.reading() as conn:
+        colours = [r[0] for r in conn.execute("SELECT colour FROM images WHERE run_id = ?", (results[0].run_id,))]
+    assert len(colours) == 2 and all(c is not None and c >= 0 for c in colours)
 
 
 def test_dynamic_prompts_are_expanded_by_the_library_api(sd1_folder, sup):

@@ -21,7 +21,7 @@ def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
     assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
                                      "m006_unknown_params", "m007_import_groups", "m008_lineage",
-                                     "m009_search"]
+                                     "m009_search", "m010_thumbs_ahead"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"migrations", "prompts", "runs", "images", "jobs", "image_features", "imports"} <= tables
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
@@ -37,11 +37,11 @@ def test_blank_database_gets_the_schema(tmp_path):
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert indexes == {"images_created", "images_run", "images_prompt", "images_model_hash", "runs_created", "runs_prompt",
                        "jobs_state", "images_content_hash", "images_model_name", "images_prompt_model", "runs_status", "images_init_image",
-                       "images_live_newest", "images_live_adherence", "images_trash_newest"}
+                       "images_live_newest", "images_live_adherence", "images_trash_newest", "images_no_colour"}
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
     assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
                                      "m006_unknown_params", "m007_import_groups", "m008_lineage",
-                                     "m009_search"]
+                                     "m009_search", "m010_thumbs_ahead"]
     assert all(r[1].endswith("+00:00") for r in rows)
     assert {"state", "plan_json", "attempts", "strikes"} <= set(columns(conn, "jobs"))
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))

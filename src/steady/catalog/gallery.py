@@ -107,6 +107,7 @@ class Thumb:
     favourite: bool
     rejected: bool
     adherence: float | None = None
+    colour: int | None = None  # its dominant colour, 0xRRGGBB (None: its thumbnail is not made yet)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +125,8 @@ class GalleryPage:
                 "next": self.next}
 
 
-_THUMB_COLUMNS = "id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected, adherence"
+_THUMB_COLUMNS = ("id, run_id, width, height, substr(prompt, 1, 200), seed, created_at, favourite, rejected, adherence,"
+                  " CASE WHEN colour >= 0 THEN colour END")
 
 
 def gallery_page(catalog: Catalog, flt: GalleryFilter, offset: int = 0, limit: int = 100, after: str = "",
@@ -140,7 +142,7 @@ def gallery_page(catalog: Catalog, flt: GalleryFilter, offset: int = 0, limit: i
     with catalog.reading() as conn:
         rows, total, next_key = pages.page(conn, flt.sort, where, args, _THUMB_COLUMNS, position=offset, after=key,
                                            limit=limit, cache=cache)  # fmt: skip
-    items = [Thumb(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8]), r[9]) for r in rows]
+    items = [Thumb(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8]), r[9], r[10]) for r in rows]
     return GalleryPage(total, -1 if key else offset, items, None if next_key is None else json.dumps(list(next_key)))
 
 

@@ -365,6 +365,14 @@ def m009_search(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX images_trash_newest ON images (created_at DESC, id DESC) WHERE trash_path IS NOT NULL")
 
 
+@MIGRATIONS.register
+def m010_thumbs_ahead(conn: sqlite3.Connection) -> None:
+    """Each image's dominant colour (0xRRGGBB; -1: its file could not be read), set when its grid
+    thumbnail is made ahead (steady.catalog.ahead); NULL until then, which the pass looks for."""
+    conn.execute("ALTER TABLE images ADD COLUMN colour INTEGER")
+    conn.execute("CREATE INDEX images_no_colour ON images (created_at DESC, id DESC) WHERE colour IS NULL")
+
+
 def migrate(conn: sqlite3.Connection, where: str = "catalog") -> list[str]:
     """Bring the catalog database up to date with MIGRATIONS (see Migrations.migrate)."""
     return MIGRATIONS.migrate(conn, where)

@@ -57,6 +57,7 @@ class RenderImage(_Message):
     scorer: str = "model"  # "model" (the generating model) or a local CLIP model folder (config `scorer`)
     also_score: tuple[str, ...] = ()  # more scorers, reported in ImageDone.scores (eval-iterate compares them)
     fault: dict[str, Any] = field(default_factory=dict)  # tests only: inject a leak or a crash
+    thumbs_dir: str = ""  # where to leave the image's grid thumbnail (steady.images.thumbs); "": none
 
 
 @dataclass

@@ -128,6 +128,8 @@ class Supervisor:
         self.start_seconds: list[float] = []  # spawn to Ready (interpreter + torch imports), per worker
         self.load_seconds: list[float] = []  # model loads reported by the workers
         self.gpus: list[Gpu] | None = None  # as the worker last reported them (None: no worker yet)
+        # The worker leaves each image's grid thumbnail there: the catalog's home's cache.
+        self.thumbs_dir = cfg.thumbs_dir if cfg is not None else Settings(home=catalog.path.parent).thumbs_dir
         if self.options.scorer is None:
             self.scorer = (cfg or settings()).scorer
         else:
@@ -335,7 +337,7 @@ class Supervisor:
             params=params, model_path=job.model_path, n_images=job.n_images,
             allow_pickle=bool(params.extra.get("allow_pickle", False)), plan=plan,
             preview=self.options.previews, scorer=self.scorer, also_score=self.options.also_score,
-            fault=self.options.fault,
+            fault=self.options.fault, thumbs_dir=str(self.thumbs_dir),
         )  # fmt: skip
         try:
             w.conn.send(request)
@@ -387,6 +389,12 @@ class Supervisor:
         params = with_warnings(params, done.warnings)  # as the worker wrote them into the PNG
         image_id = self.catalog.add_image(job.run_id, done.path, done.index, params, done.seconds,
                                           peak_rss_bytes=done.peak_rss_bytes, peak_vram_bytes=done.peak_vram_bytes)  # fmt: skip
+        from steady.catalog.ahead import record_colour
+        from steady.images.thumbs import adopt_pending
+
+        colour = adopt_pending(self.thumbs_dir, done.path, image_id)  # the worker's thumbnail, under the id
+        if colour is not None:
+            record_colour(self.catalog, image_id, colour)
         value = None
         if done.feature or done.adherence is not None:
             value = record_scores(self.catalog, image_id, done.adherence, from_blob(done.feature) if done.feature else None)

@@ -75,6 +75,9 @@ class StudioOptions:
     # without a row, rows without a file), as `steady serve` does when it starts: a server runs
     # for days, and a killed CLI run or a crash beside it should not wait for its restart.
     reconcile_every_s: float = 600.0
+    # The thumbnail cache's bound (least recently used thumbnails go past it; the page remakes
+    # one it needs again): about 200,000 grid thumbnails of real renders.
+    thumbs_max_bytes: int = 2 << 30
 
 
 class Studio:
@@ -174,16 +177,31 @@ class Studio:
                 if done == total or done % 200 == 0:
                     self.hub.publish({"type": "import", "folder": str(path), "done": done, "total": total})
 
+            def thumbs_progress(done: int, total: int) -> None:
+                self.hub.publish({"type": "thumbs", "done": done, "total": total})
+
             def run() -> None:
                 try:
                     report = import_folder(self.catalog, path, on_progress=progress)
                     self.hub.publish({"type": "import", "folder": str(path), "finished": True, **report.to_dict()})
                 except SteadyError as exc:
                     self.hub.publish({"type": "import", "folder": str(path), "finished": True, "error": str(exc)})
+                    return
+                self.make_thumbs_ahead(thumbs_progress)
 
             self._import = threading.Thread(target=run, name="steady-import", daemon=True)
             self._import.start()
         return path
+
+    def make_thumbs_ahead(self, on_progress: Any = None) -> int:
+        """The grid thumbnails the catalog lacks (after an import), newest first, then the cache's
+        bound (steady.catalog.ahead; one thread, a batch at a time). Returns how many were made."""
+        from steady.catalog.ahead import make_thumbs_ahead
+        from steady.images.thumbs import evict
+
+        made = make_thumbs_ahead(self.catalog, self.cfg.thumbs_dir, on_progress, self._stopping)
+        evict(self.cfg.thumbs_dir, self.options.thumbs_max_bytes)
+        return made
 
     # -- the generation thread ---------------------------------------------------------------
     def _loop(self) -> None:

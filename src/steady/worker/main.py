@@ -205,7 +205,7 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
         seconds = time.perf_counter() - started
         # 7. Write atomically; the supervisor records the row when it hears of it.
         recorded = with_warnings(params, skipped)
-        recipe.write(image, job.path, recorded)
+        recipe.write(image, job.path, recorded, job.thumbs_dir)
         # 8. Score: adherence, and the feature novelty is measured on.
         scores, times, blob, t0 = {}, {}, b"", time.perf_counter()
         if job.score:

@@ -18,6 +18,8 @@ calls the same functions: ``load``, ``place``, ``adapt``, ``make``, ``score``, `
 
 from __future__ import annotations
 
+import contextlib
+
 import gc
 import time
 from collections.abc import Callable
@@ -117,11 +119,20 @@ def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None 
     return image, (final[-1] if final else None)
 
 
-def write(image: Any, path: str, params: ImageParams) -> None:
-    """7. The PNG, atomically (temp file, fsync, rename), with A1111 parameters and our JSON."""
+def write(image: Any, path: str, params: ImageParams, thumbs_dir: str = "") -> None:
+    """7. The PNG, atomically (temp file, fsync, rename), with A1111 parameters and our JSON; and,
+    given the thumbnails' folder, its grid thumbnail, made from the pixels in memory (one that
+    cannot be written is made by the page when first shown instead)."""
     from steady.images.pngmeta import write_png
 
     write_png(image, path, params)
+    if thumbs_dir:
+        from pathlib import Path
+
+        from steady.images.thumbs import write_pending
+
+        with contextlib.suppress(OSError):
+            write_pending(image, Path(thumbs_dir), path)
 
 
 def score(held: Held, params: ImageParams, image: Any, latents: Any, scorer: str) -> tuple[float | None, float]:

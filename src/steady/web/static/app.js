@@ -169,6 +169,10 @@ function connectEvents() {
       : `importing ${r.done}/${r.total}…`;
     if (r.finished) { state.gallery.stale = true; loadGroups().catch(() => {}); if (state.view === "gallery") reloadGallery(); }
   });
+  source.addEventListener("thumbs", (e) => {
+    const r = JSON.parse(e.data);
+    $("import-status").textContent = r.done >= r.total ? "" : `thumbnails ${r.done.toLocaleString()}/${r.total.toLocaleString()}…`;
+  });
   source.addEventListener("notice", (e) => { $("notice").textContent = JSON.parse(e.data).text; });
 }
 
@@ -323,6 +327,9 @@ function renderGrid() {
     if (!item) { if (img.hasAttribute("src")) img.removeAttribute("src"); cell.dataset.id = ""; continue; }
     if (cell.dataset.id !== String(item.id)) {
       cell.dataset.id = String(item.id);
+      // Until the thumbnail arrives the cell shows the image's dominant colour (from the catalog).
+      img.style.backgroundColor = item.colour === null || item.colour === undefined ? ""
+        : `#${item.colour.toString(16).padStart(6, "0")}`;
       img.src = thumbUrl(item.id);
       img.alt = item.prompt;
     }
