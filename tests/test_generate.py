@@ -93,7 +93,7 @@ def test_reproduce_from_png_metadata(sd1_folder, sup, tmp_path):
 def test_every_sampler_is_reproducible(sd1_folder, sup):
     """Each sampler twice in one run (an X/Y grid: samplers by the same seed twice), so the second
     image of a sampler comes after every other sampler has run in the same worker."""
-    grid = request_for(sd1_folder, x_axis="Sampler: " + ", ".join(SAMPLERS), y_axis="Seed: 1234, 1234")
+    grid = request_for(sd1_folder, x_axis="Sampler: " + ", ".join(SAMPLERS), y_axis="Seed: 1234, 1234", max_images=100)
     results = steady.generate(grid, supervisor=sup)
     assert len(results) == 2 * len(SAMPLERS)
     first, again = results[: len(SAMPLERS)], results[len(SAMPLERS) :]

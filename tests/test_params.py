@@ -54,7 +54,9 @@ def test_run_cap_explains_why_and_how():
 
 @pytest.mark.parametrize("alias,name", [("euler_ancestral", "Euler a"), ("k_euler_a", "Euler a"),
                                         ("dpmpp_2m_karras", "DPM++ 2M Karras"), ("dpm++ sde karras", "DPM++ SDE Karras"),
-                                        ("uni_pc", "UniPC"), ("EULER", "Euler")])
+                                        ("uni_pc", "UniPC"), ("EULER", "Euler"), ("lcm", "LCM"),
+                                        ("dpmpp_sde", "DPM++ SDE"), ("dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras"),
+                                        ("euler_ancestral_sgm_uniform", "Euler a SGM Uniform")])
 def test_sampler_aliases(alias, name):
     assert canonical_sampler(alias) == name
 
@@ -65,7 +67,7 @@ def test_image_params_round_trip_and_reproduce():
     assert again == params
     request = again.request()
     assert (request.seed, request.width, request.clip_skip) == (5, 64, 2)
-    assert len(SAMPLERS) == 9
+    assert {"LCM", "TCD", "DPM++ SDE", "DPM++ 2M SDE Karras", "Euler a SGM Uniform"} <= set(SAMPLERS)
 
 
 def test_the_table_is_the_one_source_of_every_way_in():
@@ -139,3 +141,15 @@ def test_text_that_cannot_be_stored_is_refused(field, text, why):
         GenerationRequest(**{"prompt": "x", field: text}).validate()
     assert info.value.argument == field and why in info.value.why
     str(info.value).encode("utf-8")  # the message itself can be printed
+
+
+def test_schedule_type_folds_into_the_sampler():
+    """A1111's Schedule type, given beside the sampler, names the combined sampler; a pair that does
+    not exist is refused naming schedule_type."""
+    request = GenerationRequest("p", sampler="euler_a", schedule_type="SGM Uniform").validate()
+    assert (request.sampler, request.schedule_type) == ("Euler a SGM Uniform", "Automatic")
+    assert GenerationRequest("p", sampler="DPM++ 2M", schedule_type="Karras").validate().sampler == "DPM++ 2M Karras"
+    assert GenerationRequest("p", sampler="DPM++ 2M Karras", schedule_type="SGM Uniform").validate().sampler == (
+        "DPM++ 2M SGM Uniform")
+    with pytest.raises(BadInput, match="schedule_type"):
+        GenerationRequest("p", sampler="LCM", schedule_type="Karras").validate()

@@ -26,6 +26,10 @@ from steady.errors import BadInput, check_text, shorten
 
 # Sampler names as users know them from A1111/Forge; the worker maps them to diffusers
 # schedulers (steady.worker.schedulers). Aliases cover ComfyUI/k-diffusion spellings.
+# A name ending in a schedule type's label ("DPM++ 2M Karras", "Euler a SGM Uniform") is that
+# sampler on that schedule, as A1111 wrote it before its Schedule type menu and still reads it.
+# LCM and TCD are the few-step samplers of LCM/TCD-distilled models and LoRAs; "SGM Uniform" is
+# trailing timestep spacing, what Turbo and Lightning models are sampled with.
 SAMPLERS: tuple[str, ...] = (
     "Euler a",
     "Euler",
@@ -36,7 +40,18 @@ SAMPLERS: tuple[str, ...] = (
     "UniPC",
     "LMS",
     "Heun",
+    "LCM",
+    "TCD",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Karras",
+    "Euler a SGM Uniform",
+    "Euler SGM Uniform",
+    "DPM++ 2M SGM Uniform",
+    "DPM++ SDE SGM Uniform",
 )
+# A1111's "Schedule type" menu (and its API's `scheduler`): folded into the sampler's name.
+SCHEDULE_TYPES: tuple[str, ...] = ("Automatic", "Karras", "SGM Uniform")
 _SAMPLER_ALIASES = {
     "euler_a": "Euler a",
     "euler_ancestral": "Euler a",
@@ -56,6 +71,20 @@ _SAMPLER_ALIASES = {
     "k_lms": "LMS",
     "heun": "Heun",
     "k_heun": "Heun",
+    "lcm": "LCM",
+    "k_lcm": "LCM",
+    "tcd": "TCD",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpm++sde": "DPM++ SDE",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpm++2msde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
+    "dpm++2msdekarras": "DPM++ 2M SDE Karras",
+    "euler_a_sgm_uniform": "Euler a SGM Uniform",
+    "euler_ancestral_sgm_uniform": "Euler a SGM Uniform",
+    "euler_sgm_uniform": "Euler SGM Uniform",
+    "dpmpp_2m_sgm_uniform": "DPM++ 2M SGM Uniform",
+    "dpmpp_sde_sgm_uniform": "DPM++ SDE SGM Uniform",
 }
 
 DEFAULT_MAX_IMAGES = 30
@@ -129,6 +158,9 @@ class GenerationRequest:
     seed: int = param(-1, int, "-1 draws a random seed (it is recorded).", flags=("--seed",), low=-1, high=MAX_SEED,
                       a1111="seed")  # fmt: skip
     sampler: str = param("Euler a", str, "One of: " + ", ".join(SAMPLERS), flags=("--sampler",), max_length=MAX_NAME_CHARS)
+    schedule_type: str = param("Automatic", str, "A1111's Schedule type: " + ", ".join(SCHEDULE_TYPES) + " (SGM Uniform: "
+                               "trailing timesteps, for Turbo/Lightning models); folded into the sampler's name.",
+                               flags=("--schedule-type",), choices=SCHEDULE_TYPES)  # fmt: skip
     clip_skip: int = param(1, int, "A1111 convention: 2 = penultimate layer.", flags=("--clip-skip",), low=1, high=12)
     n_images: int = param(1, int, "Images in this run.", flags=("-n", "--images"), low=1, high=100_000)
     max_images: int = param(DEFAULT_MAX_IMAGES, int, "Cap on images per prompt.", flags=("--max-images",), low=1,
@@ -178,7 +210,7 @@ class GenerationRequest:
             _check_value(name, getattr(self, name), p)
         if not self.prompt.strip() and not self.negative_prompt.strip():
             raise BadInput("prompt", self.prompt, "is empty and there is no negative prompt")
-        sampler = canonical_sampler(self.sampler)
+        sampler = with_schedule(canonical_sampler(self.sampler), self.schedule_type)
         if self.y_axis and not self.x_axis:
             raise BadInput("y", self.y_axis, "needs an x axis too (give --x first)")
         if (self.x_axis or self.y_axis) and self.until_saturated:
@@ -198,7 +230,7 @@ class GenerationRequest:
             raise BadInput("mask", self.mask, "needs an init image to paint on (give --init-image)")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
-        return dataclasses.replace(self, sampler=sampler, n_images=n_images)
+        return dataclasses.replace(self, sampler=sampler, schedule_type="Automatic", n_images=n_images)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -252,6 +284,22 @@ def canonical_sampler(name: str) -> str:
     if squashed in _SAMPLER_ALIASES:
         return _SAMPLER_ALIASES[squashed]
     raise BadInput("sampler", name, "unknown sampler; choose one of: " + ", ".join(SAMPLERS))
+
+
+def with_schedule(sampler: str, schedule_type: str, argument: str = "schedule_type") -> str:
+    """The canonical sampler ``sampler`` on A1111's schedule type ``schedule_type`` ("Automatic":
+    as it is), e.g. ("Euler a", "SGM Uniform") -> "Euler a SGM Uniform"; BadInput naming
+    ``argument`` when that pair is not one of SAMPLERS."""
+    label = next((t for t in SCHEDULE_TYPES if t.lower() == schedule_type.strip().lower()), None)
+    if label is None:
+        raise BadInput(argument, schedule_type, "must be one of " + ", ".join(SCHEDULE_TYPES))
+    if label == "Automatic" or sampler.endswith(" " + label):
+        return sampler
+    base = next((sampler[: -len(t) - 1] for t in SCHEDULE_TYPES if sampler.endswith(" " + t)), sampler)
+    if f"{base} {label}" not in SAMPLERS:
+        with_it = [s for s in SAMPLERS if s.endswith(" " + label)]
+        raise BadInput(argument, schedule_type, f"is not available with {base}; it is with: " + ", ".join(with_it))
+    return f"{base} {label}"
 
 
 def resolve_seed(seed: int) -> int:

@@ -72,6 +72,12 @@ def test_samplers_and_png_info(a1111) -> None:
     info = api.png_info(result.images[0])
     assert info.info.startswith("a blue triangle") and "Seed: 99" in info.info
     assert info.json["parameters"]["seed"] == 99
+    assert {"LCM", "TCD", "DPM++ SDE", "DPM++ 2M SDE Karras"} <= set(samplers)
+    assert "sgm_uniform" in [s["name"] for s in api.get_schedulers()]
+    turbo = api.txt2img(prompt="a blue triangle", width=64, height=64, steps=2, seed=99, scheduler="SGM Uniform",
+                        sampler_name="Euler a")  # fmt: skip
+    assert turbo.info["sampler_name"] == "Euler a SGM Uniform"
+    assert "Sampler: Euler a SGM Uniform," in api.png_info(turbo.images[0]).info  # A1111 1.9+ reads it back split
 
 
 def test_progress_and_interrupt_during_a_long_request(a1111) -> None:

@@ -390,7 +390,7 @@ def _set_hash(params: dict[str, Any], digest: Any) -> None:
 def set_sampler(params: dict[str, Any], name: str, scheduler: str) -> None:
     """Our canonical sampler (e.g. 'DPM++ 2M Karras') from a ComfyUI/InvokeAI name, with the
     schedule kept as A1111's 'Schedule type' when it is not folded into the sampler name."""
-    candidates = [f"{name}_karras"] if scheduler == "karras" else []
+    candidates = [f"{name}_{scheduler}"] if scheduler in ("karras", "sgm_uniform") else []
     for candidate in [*candidates, name]:
         try:
             params["sampler"] = canonical_sampler(candidate)

@@ -38,6 +38,7 @@ from steady.params import (
     GenerationRequest,
     canonical_sampler,
     table,
+    with_schedule,
 )
 from steady.web.a1111_img2img import add_routes, img2img_fields
 from steady.web.files import folders, open_recorded
@@ -45,7 +46,7 @@ from steady.web.limits import Body, check_text_fields
 from steady.web.studio import Studio
 
 _IGNORED_SCHEDULERS = ("", "automatic", "normal", "uniform")
-_SCHEDULERS = ("automatic", "karras")
+_SCHEDULERS = {"automatic": "Automatic", "karras": "Karras", "sgm_uniform": "SGM Uniform"}  # A1111 name: label
 
 
 @dataclass
@@ -198,12 +199,11 @@ def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
             raise BadInput(field, value, "is not supported by steady's A1111 API")
     sampler = canonical_sampler(body.sampler_name or body.sampler_index or "Euler a")
     scheduler = (body.scheduler or "").strip().lower()
-    if scheduler == "karras":
-        if f"{sampler} Karras" not in SAMPLERS and not sampler.endswith("Karras"):
-            raise BadInput("scheduler", body.scheduler, f"Karras is not available with {sampler}")
-        sampler = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
+    label = _SCHEDULERS.get(scheduler) or next((v for v in _SCHEDULERS.values() if v.lower() == scheduler), None)
+    if label is not None:
+        sampler = with_schedule(sampler, label, "scheduler")
     elif scheduler not in _IGNORED_SCHEDULERS:
-        raise BadInput("scheduler", body.scheduler, "must be Automatic or Karras")
+        raise BadInput("scheduler", body.scheduler, "must be one of " + ", ".join(_SCHEDULERS.values()))
     overrides = checked_options(body.override_settings or {}, "override_settings")
     model = studio.default_model
     if overrides.get("sd_model_checkpoint"):
@@ -261,8 +261,8 @@ def make_router(studio: Studio) -> APIRouter:
 
     @router.get("/schedulers")
     def schedulers() -> list[dict[str, Any]]:
-        return [{"name": n, "label": n.capitalize(), "aliases": None, "default_rho": -1, "need_inner_model": False}
-                for n in _SCHEDULERS]  # fmt: skip
+        return [{"name": n, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+                for n, label in _SCHEDULERS.items()]  # fmt: skip
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
