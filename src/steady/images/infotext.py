@@ -160,6 +160,8 @@ def parse_lora_hashes(value: str) -> dict[str, str]:
 def _normalise(key: str, value: str, result: Infotext) -> None:
     if key == "Lora hashes":  # kept as written, and as {name: hash}
         result.params["lora_hashes"] = parse_lora_hashes(value)
+    if key == "TI hashes":  # the same form: {embedding name: hash}
+        result.params["ti_hashes"] = parse_lora_hashes(value)
     if key == "Size":
         size = _SIZE.match(value)
         if size:

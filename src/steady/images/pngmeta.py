@@ -100,6 +100,8 @@ def a1111_parameters(params: ImageParams, version: bool = True) -> str:
         "Clip skip": params.clip_skip if params.clip_skip is not None and params.clip_skip > 1 else None,
         # A1111's Lora extension: each LoRA applied, by the name the prompt used, and its short hash.
         "Lora hashes": infotext.format_lora_hashes(params.extra.get("loras", [])) or None,
+        # A1111's textual inversion: each embedding the prompts used, by its name, and its short hash.
+        "TI hashes": infotext.format_lora_hashes(params.extra.get("embeddings", [])) or None,
         **img2img_pairs(params),
         "Version": f"steady {params.steady_version or __version__}" if version else None,
     }
@@ -136,17 +138,25 @@ def is_temp_name(name: str) -> bool:
 
 
 def shareable(record: dict[str, Any]) -> dict[str, Any]:
-    """An image's parameters as its PNG carries them: without the folders of the user's LoRA files
-    (names and hashes reproduce the image, as in A1111's PNGs; the catalog row keeps the paths)."""
+    """An image's parameters as its PNG carries them: without the folders of the user's LoRA,
+    embedding and VAE files (names and hashes reproduce the image, as in A1111's PNGs; the
+    catalog row keeps the paths)."""
     extra = record.get("extra") or {}
     if extra.get("postprocess"):  # an upscale: the upscaler's and the source's folders stay in the catalog
         post = {k: v for k, v in extra["postprocess"].items() if k not in ("upscaler_path", "source_path")}
         extra = {**extra, "postprocess": post}
         record = {**record, "extra": extra}
-    if not extra.get("loras"):
+    files = [key for key in ("loras", "embeddings", "vae") if extra.get(key)]
+    if not files:
         return record
-    loras = [{k: v for k, v in entry.items() if k != "path"} for entry in extra["loras"]]
-    return {**record, "extra": {**extra, "loras": loras}}
+    shared = dict(extra)
+    for key in files:
+        value = extra[key]
+        if isinstance(value, dict):
+            shared[key] = {k: v for k, v in value.items() if k != "path"}
+        else:
+            shared[key] = [{k: v for k, v in entry.items() if k != "path"} for entry in value]
+    return {**record, "extra": shared}
 
 
 def write_png(image: Any, path: str | os.PathLike[str], params: ImageParams) -> Path:

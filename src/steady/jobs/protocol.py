@@ -115,11 +115,17 @@ class ImageDone(_Message):
 
 def with_warnings(params: ImageParams, warnings: list[str]) -> ImageParams:
     """``params`` with ``warnings`` added to what ``extra["warnings"]`` already says (the image's
-    record: its PNG and its catalog row)."""
+    record: its PNG and its catalog row). An embedding the worker could not load ("embedding NAME skipped: ...") is taken out of
+    ``extra["embeddings"]``, so that the PNG's TI hashes name only what made the image."""
     if not warnings:
         return params
     known = list(params.extra.get("warnings", []))
-    return dataclasses.replace(params, extra={**params.extra, "warnings": known + [w for w in warnings if w not in known]})
+    extra = {**params.extra, "warnings": known + [w for w in warnings if w not in known]}
+    if extra.get("embeddings"):
+        kept = [e for e in extra["embeddings"] if not any(w.startswith(f"embedding {e['name']} skipped:") for w in warnings)]
+        extra.pop("embeddings")
+        extra.update({"embeddings": kept} if kept else {})
+    return dataclasses.replace(params, extra=extra)
 
 
 @dataclass

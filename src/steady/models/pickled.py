@@ -143,6 +143,29 @@ def _legacy_state(path: Path) -> Any:
 def pickle_shapes(path: Path) -> Shapes:
     """{tensor name: shape} of a pickle checkpoint's state dict (``state_dict`` unwrapped, as the
     loader does), or ModelError naming `model` when it cannot be read as one."""
+    state = _state(path)
+    return {k: v.shape for k, v in state.items() if isinstance(k, str) and isinstance(v, _Tensor)}
+
+
+def pickle_tree_shapes(path: Path) -> Shapes:
+    """As pickle_shapes, with the tensors of nested dicts too, their names joined by dots: an
+    A1111 embedding's ``string_to_param.*`` (a dict of tensors inside the state dict)."""
+    out: Shapes = {}
+
+    def walk(node: dict[Any, Any], prefix: str, depth: int) -> None:
+        for key, value in node.items():
+            if not isinstance(key, str):
+                continue
+            if isinstance(value, _Tensor):
+                out[prefix + key] = value.shape
+            elif isinstance(value, dict) and depth < 4:
+                walk(value, prefix + key + ".", depth + 1)
+
+    walk(_state(path), "", 0)
+    return out
+
+
+def _state(path: Path) -> dict[Any, Any]:
     try:
         state = _zip_state(path) if zipfile.is_zipfile(path) else _legacy_state(path)
     except OSError as exc:
@@ -155,4 +178,4 @@ def pickle_shapes(path: Path) -> Shapes:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ModelError("model", str(path), "the pickle does not hold a state dict")
-    return {k: v.shape for k, v in state.items() if isinstance(k, str) and isinstance(v, _Tensor)}
+    return state

@@ -8,8 +8,9 @@ or any process starts. Torch-free.
 ``check`` returns a new, frozen ``Resolved``: the validated request with every model default
 filled in once (CFG, size, the seed drawn), the model file found and inspected, the device and
 dtype chosen, the output folder proven writable, the run's variants (wildcards, X/Y grid)
-expanded, and each prompt's LoRA tags resolved to files (steady.models.loras): a name that is not
-there is refused with the closest names; a LoRA that does not fit the model is skipped with a
+expanded, each prompt's LoRA tags resolved to files (steady.models.loras): a name that is not
+there is refused with the closest names, and the embeddings its words name found
+(steady.models.embeddings); a LoRA or an embedding that does not fit the model is skipped with a
 warning that each image records (``ImageParams.extra["warnings"]``). Nothing downstream changes
 it; the memory plan (steady.request.plan) makes a new one.
 """
@@ -200,9 +201,32 @@ class _LoraTags:
         out: dict[str, Any] = {}
         if entries:
             out["loras"] = list(entries.values())
+        embeddings = self._embeddings(strip_lora_tags(prompt), strip_lora_tags(negative), warnings)
+        if embeddings:
+            out["embeddings"] = embeddings
         if warnings:
             out["warnings"] = list(dict.fromkeys(warnings))
         return out
+
+    def _embeddings(self, prompt: str, negative: str, warnings: list[str]) -> list[dict[str, Any]]:
+        """The textual-inversion embeddings whose names stand as words in the prompts (A1111's
+        rule, steady.models.embeddings): one entry each (name, A1111's short hash, vectors, path);
+        one that does not fit the model is left out with a warning (the word stays text)."""
+        from steady.models.embeddings import embedding_hash, pickle_refusal, unfit_reason, used_embeddings
+
+        infos, problems = used_embeddings((prompt, negative), self.cfg)
+        warnings += problems
+        entries = []
+        for info in infos:
+            if info.format == "pickle" and not self.allow_pickle:
+                raise pickle_refusal(info, "prompt")
+            why = unfit_reason(info, self.model)
+            if why:
+                warnings.append(f"embedding {info.name} skipped: {info.path.name} {why}")
+                continue
+            entries.append({"name": info.name, "hash": embedding_hash(info, self.cfg), "vectors": info.vectors,
+                            "path": str(info.path)})  # fmt: skip
+        return entries
 
     def variant(self, variant: Variant, request: GenerationRequest, base: dict[str, Any]) -> Variant:
         """``variant`` with its own ``extra`` when its prompts' LoRAs differ from the request's."""

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from steady.prompts.syntax import BREAK, parse_emphasis, uses_emphasis
+from steady.worker.embeddings import embedding_runs
 
 CHUNK = 75
 
@@ -61,24 +62,31 @@ def needs_weighting(pipe: Any, prompt: str, negative: str) -> bool:
     if uses_emphasis(prompt) or uses_emphasis(negative):
         return True
     tokenizer = pipe.tokenizer
+    if embedding_runs(tokenizer):  # textual-inversion embeddings are placed in chunks as A1111 places them
+        return True
     return any(len(tokenizer(text, add_special_tokens=False).input_ids) > CHUNK for text in (prompt, negative))
 
 
 def _chunks(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]]]:
+    """The text's tokens and weights in 75-token chunks. A textual-inversion embedding (its first
+    token in the text, steady.worker.embeddings) takes one position per vector, all in one chunk:
+    when they do not fit in what is left of a chunk, the chunk ends there, as in A1111."""
     chunks: list[tuple[list[int], list[float]]] = []
     ids: list[int] = []
     weights: list[float] = []
+    runs = embedding_runs(tokenizer)
     for fragment in parse_emphasis(text):
         if fragment is BREAK:
             chunks.append((ids, weights))
             ids, weights = [], []
             continue
         for token in tokenizer(fragment.text, add_special_tokens=False).input_ids:
-            if len(ids) == CHUNK:
+            run = runs.get(token, [token])
+            if len(ids) + len(run) > CHUNK:
                 chunks.append((ids, weights))
                 ids, weights = [], []
-            ids.append(token)
-            weights.append(fragment.weight)
+            ids.extend(run)
+            weights.extend([fragment.weight] * len(run))
     chunks.append((ids, weights))
     return chunks
 

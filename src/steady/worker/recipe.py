@@ -2,9 +2,10 @@
 
     1 load     the pipeline, unless the one held is for the same model, device and dtype
     2 place    apply the memory plan (placement, offload, slicing, tiling, threads)
-    3 adapt    the image's LoRAs on, at its weights, and no others (steady.worker.lora)
+    3 adapt    the image's LoRAs on, at its weights, and no others (steady.worker.lora); its
+               textual-inversion embeddings in the token tables, and no others (steady.worker.embeddings)
     4 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing),
-               from the prompt without its LoRA tags
+               from the prompt without its LoRA tags, its embeddings' words as their tokens
     5 denoise  the sampler's loop from the seed's noise; progress and cancel between steps
     6 decode   the final latents to an image (4-6: steady.worker.pipeline.render, through the
                diffusers pipeline's own __call__)
@@ -41,6 +42,7 @@ class Held:
     scorers: dict[str, Any] = field(default_factory=dict)  # steady.worker.adherence scorers for ``pipe``, by setting
     frozen: bool = False  # gc.freeze() has moved ``pipe`` and its caches out of the collector's sight
     loras: dict[str, str] = field(default_factory=dict)  # LoRA adapters on ``pipe``: adapter name -> file
+    embeddings: Any = None  # steady.worker.embeddings.LoadedEmbeddings of ``pipe`` (made at the first adapt)
 
     def freeze(self) -> None:
         """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
@@ -58,6 +60,7 @@ class Held:
         self.pipe = self.key = self.preview = None
         self.scorers = {}
         self.loras = {}
+        self.embeddings = None
         self.strategy = ""
 
 
@@ -98,13 +101,19 @@ def place(held: Held, plan: Plan | None) -> None:
 
 def adapt(held: Held, params: ImageParams) -> list[str]:
     """3. The image's LoRAs (``params.extra["loras"]``) on the pipeline at their weights, the
-    others off; none asked for: the base model's own modules. Returns a warning line for each LoRA
-    diffusers could not apply (the image is made without it)."""
+    others off; none asked for: the base model's own modules. Then its textual-inversion
+    embeddings (``params.extra["embeddings"]``) in the token tables, the others out. Returns a
+    warning line for each LoRA or embedding that could not be applied (the image is made without it)."""
+    from steady.worker.embeddings import LoadedEmbeddings, apply_embeddings
     from steady.worker.lora import apply_loras
 
-    if not held.loras and not params.extra.get("loras"):
-        return []
-    return apply_loras(held.pipe, held.loras, params)
+    warnings = []
+    if held.loras or params.extra.get("loras"):
+        warnings += apply_loras(held.pipe, held.loras, params)
+    if held.embeddings is None:
+        held.embeddings = LoadedEmbeddings()
+    warnings += apply_embeddings(held.pipe, held.embeddings, params)
+    return warnings
 
 
 def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None = None, preview: bool = False,
@@ -113,6 +122,7 @@ def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None 
     (the adherence score reads them). ``on_step`` returning False stops the image (Interrupted)."""
     from steady.worker.pipeline import render
 
+    params = _with_embeddings(held, params)
     final: list[Any] = []
     image = render(held.pipe, params, params.device, on_step=on_step, preview=_previewer(held, params) if preview else None,
                    on_final_latents=final.append if keep_latents else None)  # fmt: skip
@@ -156,6 +166,21 @@ def feature(image: Any) -> bytes:
     from steady.scoring.novelty import image_feature, to_blob
 
     return to_blob(image_feature(image))
+
+
+def _with_embeddings(held: Held, params: ImageParams) -> ImageParams:
+    """``params`` with the prompts as step 4 reads them when embeddings are loaded: LoRA tags out,
+    each embedding's word replaced by its token."""
+    if held.embeddings is None or not held.embeddings.words:
+        return params
+    import dataclasses
+
+    from steady.worker.embeddings import with_embedding_tokens
+    from steady.worker.pipeline import encoded_text
+
+    plain = encoded_text(params)
+    return dataclasses.replace(plain, prompt=with_embedding_tokens(plain.prompt, held.embeddings),
+                               negative_prompt=with_embedding_tokens(plain.negative_prompt, held.embeddings))  # fmt: skip
 
 
 def _previewer(held: Held, params: ImageParams) -> Any:
