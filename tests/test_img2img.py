@@ -122,3 +122,49 @@ def test_mask_of_another_size_is_resized_and_said(tmp_path):
     assert (resolved.request.width, resolved.request.height) == (64, 48)
     assert any("the mask is 32x32" in w and "resized" in w for w in resolved.warnings())
     assert len(list(settings().inputs_dir.iterdir())) == 2  # both kept by hash
+
+
+def test_hires_fix_is_a_second_img2img_pass_at_the_larger_size(sup):
+    seen: list[tuple[int, int]] = []
+    events = lambda e: seen.append((e.step, e.steps)) if isinstance(e, Progress) else None  # noqa: E731
+    result = steady.generate(GenerationRequest("a red circle", steps=4, seed=9, hires_scale=2, hires_steps=4),
+                             supervisor=sup, on_event=events)[0]  # fmt: skip
+    assert Image.open(result.path).size == (128, 128)
+    assert seen == [(i, 6) for i in range(1, 7)]  # 4 first-pass steps, then 4 x 0.7 = 2 of the second
+    text = read_png_info(result.path).parameters_text
+    assert "Size: 64x64" in text and "Denoising strength: 0.7, Hires upscale: 2" in text and "Hires upscaler: Latent" in text
+    # strength 0 with nearest: the first pass, enlarged, and nothing else
+    first = steady.generate(GenerationRequest("a red circle", steps=4, seed=9), supervisor=sup)[0]
+    kept = steady.generate(GenerationRequest("a red circle", steps=4, seed=9, hires_width=128, hires_upscaler="nearest",
+                                             hires_strength=0.0), supervisor=sup)[0]  # fmt: skip
+    expected = np.asarray(Image.open(first.path).convert("RGB").resize((128, 128), Image.Resampling.NEAREST), np.int32)
+    assert (pixels(kept.path) == expected).all()
+    assert "Hires resize: 128x128" in read_png_info(kept.path).parameters_text
+
+
+def test_hires_is_planned_for_the_larger_pass_and_checked():
+    from steady.config import settings
+    from steady.jobs.runner import prepare
+
+    resolved = prepare(GenerationRequest("x", width=64, height=48, hires_scale=2.5), settings())
+    assert (resolved.hires.width, resolved.hires.height) == (160, 120)
+    assert (resolved.memory.width, resolved.memory.height) == (160, 120)
+    for kw, field in (({"hires_scale": 2, "init_image": "x.png"}, "hires_scale"),
+                      ({"hires_upscaler": "4x-Nothing"}, "hires_upscaler"),
+                      ({"hires_scale": 4.5}, "hires_scale"),
+                      ({"hires_strength": 1.2, "hires_scale": 2}, "hires_strength")):  # fmt: skip
+        with pytest.raises(BadInput) as info:
+            prepare(GenerationRequest("x", **{"hires_scale": 2, **kw}), settings())
+        assert info.value.argument == field
+
+
+def test_hires_with_an_upscaler_model_from_the_upscaler_folder(sup):
+    from steady.config import settings
+    from tests.fixtures.upscalers import save_tiny_compact
+
+    save_tiny_compact(settings().upscaler_dir / "2x-Tiny.safetensors", scale=2)
+    result = steady.generate(GenerationRequest("a red circle", steps=2, seed=9, hires_scale=2, hires_upscaler="2x-tiny",
+                                               hires_strength=0.5), supervisor=sup)[0]  # fmt: skip
+    assert Image.open(result.path).size == (128, 128)
+    assert "Hires upscaler: 2x-Tiny" in read_png_info(result.path).parameters_text
+    assert result.params.hires.upscaler_path.endswith("2x-Tiny.safetensors")

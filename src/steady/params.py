@@ -107,6 +107,11 @@ RESIZE_MODES = ("just resize", "crop and resize", "resize and fill", "latent ups
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 DEFAULT_STRENGTH = 0.75  # A1111's img2img denoising strength
 MAX_MASK_BLUR = 64
+# Hires fix: the upscalers every install has (A1111's latent ones and PIL's); a spandrel model's name too.
+HIRES_BUILTIN = ("latent", "latent (antialiased)", "latent (bicubic)", "latent (bicubic antialiased)",
+                 "latent (nearest)", "latent (nearest-exact)", "lanczos", "nearest")  # fmt: skip
+DEFAULT_HIRES_STRENGTH = 0.7  # A1111's hires denoising strength
+MAX_HIRES_SCALE = 4.0
 MAX_PADDING = 256
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -197,6 +202,21 @@ class GenerationRequest:
                               "the full size, then paste it back.", flags=("--only-masked",))  # fmt: skip
     only_masked_padding: int = param(32, int, "Pixels around the mask's region with --only-masked.",
                                      flags=("--only-masked-padding",), low=0, high=MAX_PADDING)  # fmt: skip
+    hires_scale: float | None = param(None, float, "Hires fix: a second pass, img2img of the first upscaled by this "
+                                      "factor (A1111's Upscale by); or give --hires-width/--hires-height.",
+                                      flags=("--hires-scale",), low=1.0, high=MAX_HIRES_SCALE, optional=True)  # fmt: skip
+    hires_width: int | None = param(None, int, "Hires fix: the second pass's width (A1111's Resize width to).",
+                                    flags=("--hires-width",), low=MIN_SIDE, high=MAX_SIDE, multiple_of=8,
+                                    optional=True)  # fmt: skip
+    hires_height: int | None = param(None, int, "Hires fix: the second pass's height.", flags=("--hires-height",),
+                                     low=MIN_SIDE, high=MAX_SIDE, multiple_of=8, optional=True)  # fmt: skip
+    hires_steps: int = param(0, int, "Hires fix: the second pass's steps (0: as many as the first, A1111's).",
+                             flags=("--hires-steps",), low=0, high=MAX_STEPS)  # fmt: skip
+    hires_upscaler: str = param("latent", str, "Hires fix: how the first pass is enlarged: latent (A1111's Latent, "
+                                "and its bicubic/nearest/antialiased kinds), lanczos, nearest, or an upscaler model's "
+                                "name.", flags=("--hires-upscaler",), max_length=MAX_PATH_CHARS)  # fmt: skip
+    hires_strength: float = param(DEFAULT_HIRES_STRENGTH, float, "Hires fix: the second pass's denoising strength "
+                                  "(A1111's 0.7).", flags=("--hires-strength",), low=0.0, high=1.0)  # fmt: skip
     x_axis: str = param("", str, "X/Y grid axis: Prompt S/R, Seed, CFG, Steps or Sampler, e.g. --x 'Prompt S/R: "
                         "red, blue'.", flags=("--x",), metavar="'KIND: v1, v2'", max_length=MAX_PROMPT_CHARS)  # fmt: skip
     y_axis: str = param("", str, "Second grid axis (with --x).", flags=("--y",), metavar="'KIND: v1, v2'",
@@ -228,9 +248,16 @@ class GenerationRequest:
             )
         if self.mask and not self.init_image:
             raise BadInput("mask", self.mask, "needs an init image to paint on (give --init-image)")
+        if self.hires_on() and self.init_image:
+            raise BadInput("hires_scale", self.hires_scale or f"{self.hires_width}x{self.hires_height}",
+                           "hires fix is a second pass of txt2img; with --init-image give the size itself")  # fmt: skip
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
         return dataclasses.replace(self, sampler=sampler, schedule_type="Automatic", n_images=n_images)
+
+    def hires_on(self) -> bool:
+        """Whether the request asks for a hires-fix second pass."""
+        return self.hires_scale is not None or self.hires_width is not None or self.hires_height is not None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -337,6 +364,26 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Hires:
+    """A hires-fix second pass (A1111's): the first pass upscaled to width x height, then img2img."""
+
+    width: int
+    height: int
+    steps: int  # the second pass's N (its last N x strength run)
+    upscaler: str  # one of HIRES_BUILTIN, or an upscaler model's name
+    strength: float = DEFAULT_HIRES_STRENGTH
+    scale: float | None = None  # as asked (A1111's "Hires upscale"); None: the size was given
+    upscaler_path: str = ""  # an upscaler model's file ("" for the built-in ones)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hires:
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class ImageParams:
     """Everything one image was made with. Stored in the PNG and in its catalog row.
 
@@ -360,6 +407,7 @@ class ImageParams:
     steady_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # img2img / inpainting: the image it started from (None: txt2img)
+    hires: Hires | None = None  # hires fix: the second pass (None: none)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -369,6 +417,8 @@ class ImageParams:
         known = _known_fields(cls, data)
         if isinstance(known.get("source"), dict):
             known["source"] = Source.from_dict(known["source"])
+        if isinstance(known.get("hires"), dict):
+            known["hires"] = Hires.from_dict(known["hires"])
         return cls(**known)
 
     def request(self, **overrides: Any) -> GenerationRequest:
@@ -380,6 +430,11 @@ class ImageParams:
             shared.update(init_image=f"sha256:{src.image_hash}", mask=f"sha256:{src.mask_hash}" if src.mask_hash else "",
                           **{k: getattr(src, k) for k in ("strength", "resize_mode", "invert_mask", "mask_blur",
                                                           "masked_content", "only_masked", "only_masked_padding")})  # fmt: skip
+        if self.hires is not None:
+            h = self.hires
+            shared.update(hires_scale=h.scale, hires_width=None if h.scale else h.width,
+                          hires_height=None if h.scale else h.height, hires_steps=h.steps, hires_upscaler=h.upscaler,
+                          hires_strength=h.strength)  # fmt: skip
         return GenerationRequest(**{**shared, **overrides})
 
 

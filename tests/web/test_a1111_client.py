@@ -110,7 +110,9 @@ def test_progress_and_interrupt_during_a_long_request(a1111) -> None:
 
 def test_unsupported_features_and_bad_values_are_refused_by_name(a1111) -> None:
     server, _ = a1111
-    for body, argument in [({"prompt": "x", "enable_hr": True}, "enable_hr"),
+    for body, argument in [({"prompt": "x", "enable_hr": True, "hr_scale": 9}, "hires_scale"),
+                           ({"prompt": "x", "enable_hr": True, "hr_sampler_name": "DDIM"}, "hr_sampler_name"),
+                           ({"prompt": "x", "enable_hr": True, "hr_upscaler": "Bogus"}, "hires_upscaler"),
                            ({"prompt": "x", "script_name": "x/y/z plot"}, "script_name"),
                            ({"prompt": "x", "sampler_name": "Bogus"}, "sampler"),
                            ({"prompt": "x", "width": 63}, "width"),
@@ -192,3 +194,17 @@ def test_img2img_bad_input_is_a_4xx_naming_the_field_and_keeps_nothing(a1111) ->
         assert refused.status_code == 400 and refused.json()["argument"] == "init_image"  # our API: 400
     after = sorted(inputs.iterdir())
     assert [p for p in after if p not in before] == [inputs / f"{ref[7:]}.png"]  # only the upload was kept
+
+
+def test_txt2img_hires_fix_through_the_client(a1111) -> None:
+    _, api = a1111
+    result = api.txt2img(prompt="a red circle", width=64, height=64, steps=3, seed=9, enable_hr=True, hr_scale=2,
+                         hr_upscaler=webuiapi.HiResUpscaler.Latent, hr_second_pass_steps=4,
+                         denoising_strength=0.5)  # fmt: skip
+    assert result.images[0].size == (128, 128)
+    text = result.info["infotexts"][0]
+    assert "Size: 64x64" in text and "Denoising strength: 0.5" in text and "Hires upscaler: Latent" in text
+    assert "Hires upscale: 2" in text and "Hires steps: 4" in text and result.info["denoising_strength"] == 0.5
+    resized = api.txt2img(prompt="a red circle", width=64, height=64, steps=2, seed=9, enable_hr=True,
+                          hr_resize_x=96, hr_upscaler="Lanczos")  # fmt: skip
+    assert resized.images[0].size == (96, 96) and "Hires resize: 96x96" in resized.info["infotexts"][0]

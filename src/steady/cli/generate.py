@@ -67,6 +67,10 @@ def _run(resolved, cfg, as_json: bool, quiet: bool) -> None:  # type: ignore[no-
     warned = set(resolved.warnings())  # a LoRA skipped is said before the run, and recorded in each image
     for line in resolved.warnings():
         click.echo(f"steady: warning: {line}", err=True)
+    if resolved.hires is not None and not quiet:
+        from steady.request.hires import hires_note
+
+        click.echo("steady: " + hires_note(resolved.hires, request.width, request.height, resolved.memory), err=True)
     catalog = open_catalog(cfg.db_path)
     try:
         # Startup check: after a crash, files and rows agree again before anything new is written.
@@ -83,7 +87,10 @@ def _run(resolved, cfg, as_json: bool, quiet: bool) -> None:  # type: ignore[no-
 
 
 def _steps_run(params) -> int:  # type: ignore[no-untyped-def]
-    """The sampling steps an image runs: img2img runs the last N x strength of N (at least the bar's 1)."""
+    """The sampling steps an image runs: img2img runs the last N x strength of N (at least the bar's 1);
+    a hires fix adds its second pass's."""
+    if params.hires is not None:  # both passes: N, then the last hires steps x strength of the second
+        return params.steps + min(int(params.hires.steps * params.hires.strength), params.hires.steps)
     if params.source is None:
         return params.steps
     return max(1, min(int(params.steps * params.source.strength), params.steps))

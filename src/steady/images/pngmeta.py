@@ -103,6 +103,7 @@ def a1111_parameters(params: ImageParams, version: bool = True) -> str:
         # A1111's textual inversion: each embedding the prompts used, by its name, and its short hash.
         "TI hashes": infotext.format_lora_hashes(params.extra.get("embeddings", [])) or None,
         **img2img_pairs(params),
+        **hires_pairs(params),
         "Version": f"steady {params.steady_version or __version__}" if version else None,
     }
     return infotext.build(params.prompt, params.negative_prompt, pairs)
@@ -124,6 +125,18 @@ def img2img_pairs(params: ImageParams) -> dict[str, Any]:
         pairs["Resize mode"] = src.resize_mode.capitalize()
     pairs["Init image hash"] = src.image_hash[:10]
     return pairs
+
+
+def hires_pairs(params: ImageParams) -> dict[str, Any]:
+    """What A1111 writes of a hires fix: Denoising strength, Hires upscale (or resize), steps, upscaler."""
+    h = params.hires
+    if h is None:
+        return {}
+    names = {"latent": "Latent", "lanczos": "Lanczos", "nearest": "Nearest"}
+    upscaler = names.get(h.upscaler) or (h.upscaler.capitalize() if h.upscaler.startswith("latent") else h.upscaler)
+    return {"Denoising strength": h.strength, "Hires upscale": h.scale,
+            "Hires resize": None if h.scale else f"{h.width}x{h.height}",
+            "Hires steps": h.steps if h.steps != params.steps else None, "Hires upscaler": upscaler}  # fmt: skip
 
 
 def postprocessing_text(post: dict[str, Any]) -> str:

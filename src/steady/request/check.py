@@ -28,7 +28,7 @@ from typing import Any
 
 from steady.config import Settings
 from steady.errors import BadInput, OutputError
-from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, ImageParams, Source, resolve_seed
+from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, Hires, ImageParams, Source, resolve_seed
 from steady.prompts.lora import strip_lora_tags
 from steady.prompts.schedule import check_prompt
 from steady.prompts.variants import Axis, Variant, axes_of, expand
@@ -64,6 +64,7 @@ class Resolved:
     memory: Any = None  # steady.request.planner.Plan, once steady.request.plan has made one
     extra: dict[str, Any] = field(default_factory=dict)  # the request prompt's LoRAs and warnings, for every image
     source: Source | None = None  # img2img / inpainting: the stored init image and mask (steady.request.source)
+    hires: Hires | None = None  # hires fix: the second pass (steady.request.hires)
 
     def base_params(self) -> ImageParams:
         """The run's parameters before its variants: image 0's seed (the run's base seed). Every
@@ -74,7 +75,7 @@ class Resolved:
         return ImageParams(**{
             **shared, "cfg_scale": float(r.cfg_scale), "model_name": self.model.name, "model_hash": self.model.hash,
             "model_arch": self.model.arch, "device": self.device, "dtype": self.dtype, "steady_version": __version__,
-            "extra": _extra(r.allow_pickle, self.extra), "source": self.source,
+            "extra": _extra(r.allow_pickle, self.extra), "source": self.source, "hires": self.hires,
         })  # fmt: skip
 
     def warnings(self) -> list[str]:
@@ -130,6 +131,9 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     width, height = found.size or (info.native_size, info.native_size)
     request = dataclasses.replace(request, cfg_scale=float(cfg_scale), width=request.width or width,
                                   height=request.height or height, seed=resolve_seed(request.seed))  # fmt: skip
+    from steady.request.hires import resolve_hires
+
+    hires = resolve_hires(request, cfg)
     axes = tuple(axes_of(request))
     if variants is None:
         variants = tuple(expand(request, request.seed, cfg.home / "wildcards"))
@@ -157,7 +161,8 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     prepare_out_dir(out_dir, needed_bytes=request.n_images * (request.width * request.height * 3 + 4096))
     model = ModelChoice(Path(model_path), info.name, short_hash(model_path, cfg), info.arch, info)
     found.keep()  # the init image and mask, kept by hash: the request is accepted
-    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes, extra=extra, source=found.source)
+    return Resolved(request, model, device, dtype, out_dir, tuple(variants), axes, extra=extra, source=found.source,
+                    hires=hires)  # fmt: skip
 
 
 def _extra(allow_pickle: bool, loras: dict[str, Any]) -> dict[str, Any]:

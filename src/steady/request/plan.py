@@ -27,8 +27,11 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
         # --dtype auto stays auto for the planner: on a CPU without native bfloat16 it falls back from
         # float32 to bfloat16 (half the memory) when float32 does not fit.
         dtype = "auto" if r.dtype == "auto" else resolved.dtype
-        chosen = make_plan(footprint_from_info(resolved.model.info), machine, width=r.width, height=r.height, batch=1,
-                           device=resolved.device, dtype=dtype, guidance=r.cfg_scale > 1.0)  # fmt: skip
+        # A hires fix's second pass is the larger one: the plan is for it (the VAE tiled where it needs).
+        width, height = (resolved.hires.width, resolved.hires.height) if resolved.hires else (r.width, r.height)
+        chosen = make_plan(footprint_from_info(resolved.model.info), machine, width=max(width, r.width),
+                           height=max(height, r.height), batch=1, device=resolved.device, dtype=dtype,
+                           guidance=r.cfg_scale > 1.0)  # fmt: skip
     except InsufficientMemory as exc:
         # We always render one image at a time, so "batch_size" is the run's per-image cost.
         if exc.argument == "batch_size":

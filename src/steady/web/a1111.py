@@ -10,8 +10,9 @@
     POST /sdapi/v1/png-info      {image: base64} -> {info, items, parameters}
 
 A txt2img request becomes one GenerationRequest (batch_size × n_iter images) in the same queue
-as the page's runs, so its images are in the catalog and the gallery like any other. Features
-steady does not have (hires fix, scripts, face restoration, tiling, subseeds) are refused with a
+as the page's runs, so its images are in the catalog and the gallery like any other; enable_hr
+with hr_scale (or hr_resize_x/y), hr_upscaler, hr_second_pass_steps and denoising_strength is
+steady's hires fix. Features steady does not have (scripts, face restoration, tiling, subseeds) are refused with a
 4xx naming the field rather than silently ignored; so are settings steady does not know, in
 POST /options and in a request's override_settings (OPTIONS lists the known ones and their values).
 """
@@ -80,6 +81,16 @@ class Txt2ImgBody(Body):
     restore_faces: bool | None = None
     tiling: bool | None = None
     enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    denoising_strength: float | None = None  # the hires pass's (A1111's txt2img reads it only with enable_hr)
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
     override_settings: dict[str, Any] | None = None
     script_name: str | None = None
     send_images: bool = True
@@ -190,7 +201,7 @@ def model_name_for(studio: Studio, entry: ModelEntry) -> str:
 
 def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
     refusals = {
-        "enable_hr": body.enable_hr, "script_name": body.script_name, "restore_faces": body.restore_faces,
+        "script_name": body.script_name, "restore_faces": body.restore_faces,
         "tiling": body.tiling, "styles": body.styles, "subseed_strength": body.subseed_strength,
         "alwayson_scripts": body.alwayson_scripts,
     }  # fmt: skip
@@ -214,7 +225,27 @@ def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
     # The fields A1111 names as we do come through the parameter table; the rest are mapped above.
     same = {name: getattr(body, p.a1111) for name, p in table().items() if p.a1111}
     return GenerationRequest(**same, sampler=sampler, clip_skip=clip_skip, n_images=body.batch_size * body.n_iter,
-                             model=model)  # fmt: skip
+                             model=model, **_hires(body, sampler))  # fmt: skip
+
+
+def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
+    """A1111's hires fix fields as the request's (steady.request.hires); its own second-pass
+    checkpoint, sampler or prompts are refused, naming the field."""
+    if not body.enable_hr:
+        return {}
+    if body.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
+        raise BadInput("hr_checkpoint_name", body.hr_checkpoint_name, "a second pass with another checkpoint is not "
+                                                                      "supported (the same model makes both)")  # fmt: skip
+    if body.hr_sampler_name not in (None, "", "Use same sampler") and canonical_sampler(body.hr_sampler_name) != sampler:
+        raise BadInput("hr_sampler_name", body.hr_sampler_name, "a second pass with another sampler is not supported")
+    for name in ("hr_prompt", "hr_negative_prompt"):
+        if getattr(body, name) not in ("", getattr(body, name.replace("hr_", ""))):
+            raise BadInput(name, getattr(body, name), "a second pass with another prompt is not supported")
+    resize = bool(body.hr_resize_x or body.hr_resize_y)
+    return {"hires_scale": None if resize else body.hr_scale, "hires_width": body.hr_resize_x or None,
+            "hires_height": body.hr_resize_y or None, "hires_steps": body.hr_second_pass_steps,
+            "hires_upscaler": body.hr_upscaler or "latent",
+            "hires_strength": 0.7 if body.denoising_strength is None else body.denoising_strength}  # fmt: skip
 
 
 def make_router(studio: Studio) -> APIRouter:
@@ -357,7 +388,8 @@ def _info(outcome: Any, request: GenerationRequest, body: Txt2ImgBody) -> dict[s
         "batch_size": body.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": first.model_name if first else None, "sd_model_hash": first.model_hash if first else None,
         "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": None, "extra_generation_params": {}, "index_of_first_image": 0,
+        "denoising_strength": request.hires_strength if request.hires_on() else None,
+        "extra_generation_params": {}, "index_of_first_image": 0,
         "infotexts": [a1111_parameters(r.params) for r in results], "styles": [], "job_timestamp": "",
         "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False, "version": "steady",
         "run_id": outcome.run_id, "image_ids": [r.image_id for r in results], "state": outcome.state,

@@ -55,13 +55,21 @@ def is_inpainting_unet(pipe: Any) -> bool:
     return int(pipe.unet.config.in_channels) == 9
 
 
-def start_image(pipe: Any, params: ImageParams, device: str, generator: torch.Generator) -> StartImage:
-    """The pipeline, the prepared image and the __call__ arguments for ``params.source``."""
+def start_image(pipe: Any, params: ImageParams, device: str, generator: torch.Generator,
+                given: Any = None) -> StartImage:  # fmt: skip
+    """The pipeline, the prepared image and the __call__ arguments for ``params.source``
+    (``given``: the image or latents to start from, held in memory: a hires fix's second pass)."""
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
     src = params.source
     assert src is not None
-    init = _open(src.image, "init_image")
+    if isinstance(given, torch.Tensor):
+        derived = AutoPipelineForImage2Image.from_pipe(pipe)
+        if getattr(pipe, _MARK, False):
+            setattr(derived, _MARK, True)
+        steps = min(int(params.steps * src.strength), params.steps)
+        return StartImage(derived, Prepared(None), steps, {"strength": src.strength, "image": given.to(device)})
+    init = given if given is not None else _open(src.image, "init_image")
     mask = _open(src.mask, "mask") if src.mask else None
     prepared = prepare(init, mask, src, params.width, params.height)
     inpaint = prepared.mask is not None or is_inpainting_unet(pipe)

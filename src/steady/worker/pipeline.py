@@ -112,6 +112,8 @@ def render(
     preview: Any = None,
     preview_every_s: float = 0.5,
     on_final_latents: Callable[[Any], None] | None = None,
+    output_type: str = "pil",
+    start_from: Any = None,
 ):
     """Steps 4-6 of steady.worker.recipe for one image: encode, denoise, decode; returns a PIL image.
 
@@ -119,7 +121,9 @@ def render(
     weighted conditioning where A1111 syntax needs it).
     `on_step` is called after each step; returning False interrupts the image. With `preview`
     (a steady.worker.preview.PreviewMaker) a step at least `preview_every_s` after the last
-    preview carries a small PNG of the current latent.
+    preview carries a small PNG of the current latent. ``output_type="latent"``: the final latents
+    instead of an image (a hires fix's first pass); ``start_from``: an img2img pass's starting
+    image or latents held in memory (a hires fix's second pass) instead of params.source's file.
     """
     params = encoded_text(params)
     # Initial noise from a CPU generator: identical across devices for the same seed.
@@ -128,7 +132,7 @@ def render(
     if params.source is not None:  # img2img / inpainting: the same components in diffusers' own pipeline
         from steady.worker.img2img import start_image
 
-        start = start_image(pipe, params, device, generator)
+        start = start_image(pipe, params, device, generator, given=start_from)
         pipe = start.pipe
         if not start.steps:  # strength 0: nothing to sample
             return start.round_trip()
@@ -179,7 +183,7 @@ def render(
         width=params.width,
         height=params.height,
         generator=generator,
-        output_type="pil",
+        output_type=output_type,
         callback_on_step_end=_callback,
     )
     if start is None:

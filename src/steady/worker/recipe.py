@@ -6,7 +6,9 @@
                textual-inversion embeddings in the token tables, and no others (steady.worker.embeddings)
     4 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing),
                from the prompt without its LoRA tags, its embeddings' words as their tokens
-    5 denoise  the sampler's loop from the seed's noise; progress and cancel between steps
+    5 denoise  the sampler's loop from the seed's noise; progress and cancel between steps;
+               img2img and inpainting start from an image (steady.worker.img2img); a hires fix
+               adds a second, img2img pass at the larger size (steady.worker.hires)
     6 decode   the final latents to an image (4-6: steady.worker.pipeline.render, through the
                diffusers pipeline's own __call__)
     7 write    the PNG, atomically, with every parameter (steady.images.pngmeta)
@@ -124,8 +126,14 @@ def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None 
 
     params = _with_embeddings(held, params)
     final: list[Any] = []
-    image = render(held.pipe, params, params.device, on_step=on_step, preview=_previewer(held, params) if preview else None,
-                   on_final_latents=final.append if keep_latents else None)  # fmt: skip
+    kwargs = dict(on_step=on_step, preview=_previewer(held, params) if preview else None,
+                  on_final_latents=final.append if keep_latents else None)
+    if params.hires is not None:  # 5b. hires fix: a second, img2img pass at the larger size
+        from steady.worker.hires import render_hires
+
+        image = render_hires(held.pipe, params, params.device, **kwargs)
+    else:
+        image = render(held.pipe, params, params.device, **kwargs)
     return image, (final[-1] if final else None)
 
 
