@@ -48,15 +48,18 @@ def _upscaler(name: str, cfg: Settings) -> tuple[str, str]:
         return key, ""
     if key == "none":
         return "lanczos", ""
-    from steady.request.upscale import find_upscaler
+    # An upscaler model in upscaler_dir, by its file's name (as steady.request.upscale lists them;
+    # looked up here because that module reads steady.request.check, which reads this one).
+    folder = cfg.upscaler_dir
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES) if folder.is_dir() else []
+    for p in files:
+        if p.stem.lower() == key:
+            return p.stem, str(p)
+    known = ", ".join([*HIRES_BUILTIN, *dict.fromkeys(p.stem for p in files)])
+    raise BadInput("hires_upscaler", name, f"unknown upscaler; there are: {known} (model files go in {folder})")
 
-    try:
-        found = find_upscaler(name, cfg)
-    except BadInput as exc:
-        raise BadInput("hires_upscaler", name, f"{exc.why}; or one of: " + ", ".join(HIRES_BUILTIN)) from None
-    if found.builtin:
-        return found.name.lower(), ""
-    return found.name, found.path
+
+MODEL_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 def hires_note(hires: Hires, width: int, height: int, plan: object | None) -> str:

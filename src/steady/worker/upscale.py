@@ -312,7 +312,7 @@ def upscale_image(job: Any, held: HeldUpscaler, send: Callable[[object], None], 
 
     from steady.errors import SteadyError
     from steady.jobs.protocol import Failure, ImageDone, Progress
-    from steady.worker.recipe import write
+    from steady.images.pngmeta import write_png as write  # recipe.write itself (the recipe reaches this module through the hires fix)
 
     post = job.params.extra["postprocess"]
     params, me = job.params, psutil.Process()
