@@ -26,6 +26,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from steady.catalog import open_catalog
+from steady.catalog.ahead import make_thumbs_ahead
 from steady.catalog.importer import import_folder
 from tests.web.conftest import free_port
 
@@ -215,6 +216,8 @@ def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_pat
     make_pngs(tmp_path / "pngs", N_GALLERY)
     with open_catalog(home / "catalog.db") as catalog:
         assert import_folder(catalog, tmp_path / "pngs").added == N_GALLERY
+        # The first screen's thumbnails made ahead (an import's background pass, cut short here).
+        assert make_thumbs_ahead(catalog, home / "cache" / "thumbs", limit=60) == 60
     server = ServeProcess(home)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -224,11 +227,17 @@ def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_pat
         page.keyboard.press("Alt+2")
         page.wait_for_function(f"document.querySelector('#g-count').textContent.startsWith('{N_GALLERY:,}')")
         page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => i.complete && i.naturalWidth).length >= 20")
-        # Every control of the filter bar is on screen, above the grid (the bar wraps on narrow windows).
+        # Every control of the filter bar is on screen, above the grid, on one line at 1280 px.
         bar_bottom = page.locator("#grid-scroll").bounding_box()["y"]
-        for control in ("#import", "#f-sort", "#f-text"):
+        for control in ("#import", "#f-sort", "#f-text", "#f-group", "#g-count"):
             box = page.locator(control).bounding_box()
-            assert box and box["y"] + box["height"] <= bar_bottom, control
+            assert box and box["y"] + box["height"] <= bar_bottom and box["x"] + box["width"] <= 1280, control
+        assert page.locator("#filters").bounding_box()["height"] < 50
+        import_box = page.locator("#import").bounding_box()
+        # Cells made ahead were painted in their image's dominant colour before their thumbnail came.
+        painted = page.eval_on_selector_all("#grid img", "els => els.filter(i => i.style.backgroundColor).length")
+        assert painted >= 40, painted
+        assert page.request.get(server.url + "/favicon.ico").headers["content-type"] == "image/x-icon"
         page.wait_for_function("[...document.querySelectorAll('#grid img')].filter(i => "
                                "i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth)")
         page.screenshot(path=str(shots_dir(tmp_path) / "gallery.png"))
@@ -266,6 +275,47 @@ def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_pat
         page.wait_for_function("document.querySelector('#d-img').complete")
         heap1, nodes1 = heap_and_nodes(cdp)
         rss1 = server.rss()
+        # Closing the viewer leaves the grid at the image it showed, marked.
+        page.keyboard.press("Escape")
+        page.wait_for_selector(f"#grid .cell.current[data-index='{N_STEPS}']")
+        box = page.locator(f"#grid .cell[data-index='{N_STEPS}']").bounding_box()
+        assert bar_bottom <= box["y"] and box["y"] + box["height"] <= 800
+        # The URL keeps the place: a reload comes back to the same rows.
+        page.wait_for_function("location.hash.includes('pos=')")
+        first = page.evaluate("+document.querySelector('#grid .cell').dataset.index")
+        page.reload()
+        page.wait_for_function(f"document.querySelector('#g-count').textContent.startsWith('{N_GALLERY:,}')")
+        page.wait_for_function(f"+document.querySelector('#grid .cell').dataset.index === {first}")
+        # A filter is a new place (the count changes, the buttons stay put); back returns to the whole gallery.
+        page.fill("#f-text", '"number 42"')  # a phrase (a bare 42 is a prefix: 420, 4200...)
+        page.wait_for_function("document.querySelector('#g-count').textContent.startsWith('1 image')")
+        assert "q=%22number+42%22" in page.evaluate("location.hash")
+        assert page.locator("#import").bounding_box() == import_box
+        page.go_back()
+        page.wait_for_function(f"document.querySelector('#g-count').textContent.startsWith('{N_GALLERY:,}')")
+        assert page.input_value("#f-text") == ""
+        # A plain PNG imported from the page, found by its group: what it does not say reads as unknown,
+        # and "reuse these settings" keeps the form's own values for those.
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        Image.new("RGB", (48, 40), (0, 90, 200)).save(plain / "plain.png")
+        page.evaluate(f"fetch('/api/import', {{method: 'POST', headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{folder: {str(plain)!r}}})}})")
+        page.wait_for_function("[...document.querySelectorAll('#f-group option')].some(o => o.textContent.startsWith('import: plain'))")
+        group = page.eval_on_selector_all("#f-group option", "os => os.find(o => o.textContent.startsWith('import: plain')).value")
+        page.select_option("#f-group", group)
+        page.wait_for_function("document.querySelector('#g-count').textContent.startsWith('1 image')")
+        page.keyboard.press("Alt+1")
+        page.fill("#seed", "77")
+        page.fill("#cfg_scale", "6")
+        page.fill("#prompt", "my own prompt")
+        page.keyboard.press("Alt+2")
+        page.click("#grid .cell >> nth=0")
+        page.wait_for_function("document.querySelector('#d-params').textContent.includes('Size: 48x40')")
+        details = page.inner_text("#d-params")
+        assert "Steps" not in details and "Seed" not in details and "CFG" not in details and "not recorded in the file" in details
+        page.keyboard.press("r")
+        assert (page.input_value("#seed"), page.input_value("#cfg_scale"), page.input_value("#prompt")) == ("77", "6", "my own prompt")
+        assert (page.input_value("#width"), page.input_value("#height")) == ("48", "40")
         print(f"browser: heap {heap0 / 2**20:.2f} -> scrolled {heap_scrolled / 2**20:.2f} -> every 250 steps "
               f"{[round(h / 2**20, 2) for h in heaps]} -> {heap1 / 2**20:.2f} MiB, nodes {nodes0} -> {nodes1} "
               f"(elements in the DOM: {elements0} on the first screen, at most {max_elements}), server RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB")  # fmt: skip

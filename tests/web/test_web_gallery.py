@@ -44,3 +44,11 @@ def test_a_plain_png_shows_unknown_values_as_unknown(client: TestClient, studio:
     said = client.get(f"/api/images/{by_path[str(a1111)]}").json()
     assert said["params"]["seed"] == 0 and "Seed: 0" in said["infotext"] and "seed" not in said["unknown"]
     assert "Steps: 20" in said["infotext"] and "Version" not in said["infotext"]
+
+
+def test_the_favicon_is_served(client: TestClient) -> None:
+    import io
+
+    reply = client.get("/favicon.ico")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(reply.content)).format == "ICO"

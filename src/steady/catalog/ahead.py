@@ -35,20 +35,21 @@ def pending_count(catalog: Catalog) -> int:
 
 
 def make_thumbs_ahead(catalog: Catalog, thumbs_dir: Path, on_progress: Callable[[int, int], None] | None = None,
-                      stop: threading.Event | None = None) -> int:  # fmt: skip
-    """Make every missing grid thumbnail, newest first; returns how many were made."""
-    total = pending_count(catalog)
+                      stop: threading.Event | None = None, limit: int | None = None) -> int:  # fmt: skip
+    """Make every missing grid thumbnail (the `limit` newest of them, when given), newest first;
+    returns how many were made."""
+    total = pending_count(catalog) if limit is None else min(limit, pending_count(catalog))
     done = made = 0
     last_key: tuple[str, int] | None = None
-    while stop is None or not stop.is_set():
+    while (stop is None or not stop.is_set()) and done < total:
         with catalog.reading() as conn:
             if last_key is None:
                 rows = conn.execute("SELECT id, COALESCE(trash_path, path), created_at FROM images WHERE colour IS NULL"
-                                    " ORDER BY created_at DESC, id DESC LIMIT ?", (BATCH,)).fetchall()  # fmt: skip
+                                    " ORDER BY created_at DESC, id DESC LIMIT ?", (min(BATCH, total),)).fetchall()  # fmt: skip
             else:
                 rows = conn.execute("SELECT id, COALESCE(trash_path, path), created_at FROM images WHERE colour IS NULL"
                                     " AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
-                                    (*last_key, BATCH)).fetchall()  # fmt: skip
+                                    (*last_key, min(BATCH, total - done))).fetchall()  # fmt: skip
         if not rows:
             break
         colours: list[tuple[int, int]] = []

@@ -93,6 +93,11 @@ def create_app(studio: Studio, guard: Guard | None = None, start_studio: bool = 
     def page() -> FileResponse:
         return FileResponse(f"{static_dir()}/index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(f"{static_dir()}/favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return HTMLResponse(docs_page(app.openapi()))

@@ -13,7 +13,8 @@ const state = {
   view: "generate",
   models: [],
   job: null,            // the job this page started and is watching
-  gallery: { total: 0, cols: 1, cell: 168, windows: new Map(), epoch: 0, stale: true },
+  gallery: { total: 0, cols: 1, cell: 168, windows: new Map(), epoch: 0, stale: true, restorePos: null, restoring: false,
+             current: -1, applied: "" },
   detail: { open: false, index: -1, id: null, record: null, standalone: false },
 };
 
@@ -53,6 +54,7 @@ function show(view) {
     if (state.gallery.stale) reloadGallery(); else renderGrid();
     $("grid-scroll").focus();
   }
+  rememberPlace(false);
 }
 
 // ---- generate --------------------------------------------------------------------------------
@@ -252,8 +254,75 @@ function reloadGallery() {
   g.windows.clear();
   g.epoch += 1;
   g.stale = false;
+  g.applied = filterParams().toString();   // what the grid shows (the inputs may be ahead of it)
   $("empty-trash").hidden = !$("f-trash").checked;
-  return loadWindow(0).then(() => renderGrid());
+  return loadWindow(0).then(() => {
+    if (g.restorePos !== null) {   // a reload or back: to the row it was at
+      const scroll = $("grid-scroll");
+      g.cols = Math.max(1, Math.floor((scroll.clientWidth - 16) / g.cell));
+      $("grid-space").style.height = `${Math.ceil(g.total / g.cols) * g.cell}px`;
+      scroll.scrollTop = Math.floor(g.restorePos / g.cols) * g.cell;
+      g.restorePos = null;
+    }
+    renderGrid();
+  });
+}
+
+// ---- gallery: its place in the URL -------------------------------------------------------------
+// The hash carries the view, the gallery's filter and the position of its first row in view
+// (#gallery?q=red&favourite=true&pos=1200), so a reload or the back button returns there. A new
+// filter is a new history entry; scrolling replaces the current one.
+const URL_CONTROLS = { q: "f-text", model: "f-model", since: "f-since", until: "f-until", sort: "f-sort" };
+const URL_CHECKS = { favourite: "f-fav", hide_rejected: "f-hide-rej", trash: "f-trash" };
+
+function galleryHash() {
+  const g = state.gallery;
+  const p = new URLSearchParams(g.applied);
+  const pos = Math.floor($("grid-scroll").scrollTop / g.cell) * g.cols;
+  if (pos > 0) p.set("pos", String(pos));
+  const query = p.toString();
+  return `#gallery${query ? `?${query}` : ""}`;
+}
+
+function rememberPlace(newEntry) {
+  if (state.gallery.restoring) return;
+  const hash = state.view === "gallery" ? galleryHash() : "#generate";
+  if (hash === location.hash) return;
+  if (newEntry) history.pushState(null, "", hash); else history.replaceState(null, "", hash);
+}
+
+function ensureOption(select, value) {
+  if (value && ![...select.options].some((o) => o.value === value)) select.append(el("option", { value }, value));
+  select.value = value;
+}
+
+function restorePlace() {
+  const hash = location.hash;
+  if (!hash.startsWith("#gallery")) { if (hash === "#generate") show("generate"); return; }
+  const p = new URLSearchParams(hash.includes("?") ? hash.slice(hash.indexOf("?") + 1) : "");
+  const g = state.gallery;
+  g.restoring = true;
+  for (const [name, id] of Object.entries(URL_CONTROLS)) {
+    if ($(id).tagName === "SELECT") ensureOption($(id), p.get(name) || (name === "sort" ? "newest" : ""));
+    else $(id).value = p.get(name) || "";
+  }
+  for (const [name, id] of Object.entries(URL_CHECKS)) $(id).checked = p.get(name) === "true";
+  ensureOption($("f-group"), p.get("here") === "true" ? "here" : p.get("group") || "");
+  g.restorePos = Number.parseInt(p.get("pos") || "0", 10) || 0;
+  g.stale = true;
+  show("gallery");
+  g.restoring = false;
+}
+
+// Closing the viewer leaves the grid at the image it showed (scrolled to it, and marked).
+function revealIndex(index) {
+  const g = state.gallery;
+  const scroll = $("grid-scroll");
+  g.current = index;
+  const top = Math.floor(index / g.cols) * g.cell;
+  if (top < scroll.scrollTop || top + g.cell > scroll.scrollTop + scroll.clientHeight) {
+    scroll.scrollTop = Math.max(0, top - Math.floor((scroll.clientHeight - g.cell) / 2));
+  }
 }
 
 function loadWindow(w) {
@@ -335,6 +404,7 @@ function renderGrid() {
     }
     cell.classList.toggle("fav", item.favourite);
     cell.classList.toggle("rej", item.rejected);
+    cell.classList.toggle("current", index === g.current);
   }
 }
 
@@ -384,6 +454,7 @@ function closeDetail() {
   state.detail.open = false;
   $("detail").hidden = true;
   $("d-img").removeAttribute("src");
+  if (state.view === "gallery" && !state.detail.standalone && state.detail.index >= 0) revealIndex(state.detail.index);
   if (state.view === "gallery") renderGrid();
 }
 
@@ -467,7 +538,10 @@ function bind() {
   $("cancel").addEventListener("click", cancelJob);
   let timer = null;
   for (const id of ["f-text", "f-model", "f-group", "f-since", "f-until", "f-fav", "f-hide-rej", "f-trash", "f-sort"]) {
-    $(id).addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(reloadGallery, 200); });
+    $(id).addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { $("grid-scroll").scrollTop = 0; state.gallery.current = -1; reloadGallery(); rememberPlace(true); }, 200);
+    });
   }
   $("import").addEventListener("click", async () => {
     const folder = window.prompt("Folder of PNGs to index in place (A1111, ComfyUI, InvokeAI or plain):");
@@ -477,7 +551,12 @@ function bind() {
   });
   $("empty-trash").addEventListener("click", async () => { await api("/api/trash", { method: "DELETE" }); reloadGallery(); });
   let frame = 0;
-  $("grid-scroll").addEventListener("scroll", () => { cancelAnimationFrame(frame); frame = requestAnimationFrame(renderGrid); });
+  let placeTimer = null;
+  $("grid-scroll").addEventListener("scroll", () => {
+    cancelAnimationFrame(frame); frame = requestAnimationFrame(renderGrid);
+    clearTimeout(placeTimer); placeTimer = setTimeout(() => rememberPlace(false), 300);
+  });
+  window.addEventListener("popstate", restorePlace);
   window.addEventListener("resize", () => { if (state.view === "gallery") renderGrid(); });
   $("grid").addEventListener("click", (e) => {
     const cell = e.target.closest(".cell");
@@ -510,7 +589,8 @@ function bind() {
 
 bind();
 connectEvents();
-loadChoices().catch((e) => { $("gen-error").textContent = e.message; });
+// The URL's place is restored once the filter's choices (models, import groups) are there.
+Promise.allSettled([loadChoices().catch((e) => { $("gen-error").textContent = e.message; }), loadGroups()])
+  .then(restorePlace);
 loadHistory().catch(() => {});
-loadGroups().catch(() => {});
 api("/api/machine").then((m) => m.worker && onMemory(m.worker)).catch(() => {});
