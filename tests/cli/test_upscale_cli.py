@@ -90,15 +90,3 @@ def test_bad_arguments_exit_2_before_anything_is_written(_isolated_home, tmp_pat
         code, captured = run_main(["upscale", str(source), *argv, "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and needle in captured.err
     assert not (tmp_path / "o").exists() and not (_isolated_home / "catalog.db").exists()
-
-
-def test_lanczos_needs_no_file(_isolated_home, tmp_path, capsys):
-    source = tmp_path / "plain.png"
-    Image.new("RGB", (10, 6), (200, 10, 10)).save(source)
-    code, captured = run_main(["upscale", str(source), "--upscaler", "lanczos", "--scale", "3", "--out",
-                               str(tmp_path / "o"), "--json"], capsys)  # fmt: skip
-    assert code == 0, captured.err
-    made = json.loads(captured.out.strip().splitlines()[-1])
-    with Image.open(made["path"]) as im:
-        assert im.size == (30, 18) and im.getpixel((15, 9)) == (200, 10, 10)
-        assert im.text["postprocessing"] == "Postprocess upscale by: 3, Postprocess upscaler: Lanczos"

@@ -284,7 +284,10 @@ class Supervisor:
                     should_stop: Callable[[], bool] | None, strikes: int = 0) -> GenerationResult | Failure:  # fmt: skip
         deaths = strikes
         while True:
-            reason = self.recycle_reason(job.model_path)
+            # An upscale (steady.jobs.upscale) is no model switch: its small model sits beside the held
+            # pipeline in the same worker, which drops it when a generation comes.
+            upscale = "postprocess" in job.params.get("extra", {})
+            reason = self.recycle_reason(self.worker.model_path if upscale and self.worker else job.model_path)
             if reason is not None:
                 self._recycle(reason, job, on_event)
             if self.worker is None:
@@ -293,7 +296,8 @@ class Supervisor:
                     return Failure(job.id, index, "cancelled", "cancelled")
             w = self.worker
             assert w is not None
-            w.model_path = job.model_path
+            if not upscale:
+                w.model_path = job.model_path
             plan = self._plan_for(job)
             params = job.image_params(index)
             if plan is not None and plan.threads:  # the pixels depend on it: recorded with the image

@@ -137,6 +137,21 @@ class Studio:
         self._wake.set()
         return job
 
+    def submit_upscale(self, request: Any) -> list[JobRecord]:
+        """An upscale (steady.request.upscale.UpscaleRequest): checked, planned and queued as one job
+        per image (steady.jobs.upscale); the generation thread makes them like any other job."""
+        from steady.jobs.upscale import prepare_upscale, submit_upscale
+
+        gpus = self.supervisor.gpus if self.supervisor is not None else None
+        jobs = submit_upscale(prepare_upscale(request, self.cfg, self.catalog, gpus), self.catalog)
+        for job in jobs:
+            with self._lock:
+                self._futures[job.id] = concurrent.futures.Future()
+            self.hub.publish({"type": "job", "job_id": job.id, "run_id": job.run_id, "state": "queued",
+                              "n_images": job.n_images, "kind": "upscale"})  # fmt: skip
+        self._wake.set()
+        return jobs
+
     def future(self, job_id: int) -> concurrent.futures.Future[JobOutcome]:
         with self._lock:
             if job_id not in self._futures:

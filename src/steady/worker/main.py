@@ -105,6 +105,7 @@ def worker_main(conn: Any, options: WorkerOptions) -> None:
             if is_upscale(message.params):
                 chan.send(upscale_image(message, state.upscaler, chan.send, cancel.is_set))
             else:
+                state.upscaler.drop()  # an upscale's model is not kept through a generation
                 chan.send(_render_one(message, state, chan, cancel))
         finally:
             state.busy = False
