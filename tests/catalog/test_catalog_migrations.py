@@ -21,7 +21,8 @@ def test_blank_database_gets_the_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "blank.db", isolation_level=None)
     assert migrations.migrate(conn) == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
                                      "m006_unknown_params", "m007_import_groups", "m008_lineage",
-                                     "m009_search", "m010_thumbs_ahead"]
+                                     "m009_search", "m010_thumbs_ahead",
+                                     "m011_gallery_covering"]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"migrations", "prompts", "runs", "images", "jobs", "image_features", "imports"} <= tables
     assert columns(conn, "prompts") == ["id", "text", "negative_prompt", "created_at"]
@@ -41,7 +42,8 @@ def test_blank_database_gets_the_schema(tmp_path):
     rows = conn.execute("SELECT name, applied_at FROM migrations ORDER BY rowid").fetchall()
     assert [r[0] for r in rows] == ["m001_initial", "m002_jobs", "m003_gallery", "m004_scores", "m005_job_strikes",
                                      "m006_unknown_params", "m007_import_groups", "m008_lineage",
-                                     "m009_search", "m010_thumbs_ahead"]
+                                     "m009_search", "m010_thumbs_ahead",
+                                     "m011_gallery_covering"]
     assert all(r[1].endswith("+00:00") for r in rows)
     assert {"state", "plan_json", "attempts", "strikes"} <= set(columns(conn, "jobs"))
     assert {"source", "content_hash", "trash_path", "trashed_at"} <= image_columns | set(columns(conn, "images"))

@@ -13,6 +13,12 @@ next one starts), and the filter's count, until the catalog changes (a write by 
 or another: total_changes, PRAGMA data_version). Scrolling therefore only ever reads its own
 rows; a jump to a window never reached walks the keys from the nearest known window (an index
 walk, once: the windows it passes are remembered).
+
+A prompt search is listed instead: its matching ids, in order, are read once (the full-text
+index gives the matches; one sort) and kept (8 bytes an image; PageCache holds few filters), and
+every page is a slice of that list read by id. SQLite cannot walk the order's index and ask the
+full-text index about each row cheaply, so this is what keeps a search that matches most of the
+catalog as quick to page through as one that matches a few rows.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +47,13 @@ class _Known:
     stamp: tuple[int, int]
     total: int | None = None
     starts: dict[int, Key] = field(default_factory=dict)  # window -> key of its first row
+    ids: array | None = None  # a listed filter (a search): its ids in order
 
 
 class PageCache:
     """What was learnt about recent filters (at most `filters` of them, least recent dropped)."""
 
-    def __init__(self, filters: int = 32) -> None:
+    def __init__(self, filters: int = 8) -> None:
         self._filters = filters
         self._known: OrderedDict[tuple[Any, ...], _Known] = OrderedDict()
         self._lock = threading.Lock()
@@ -80,15 +88,19 @@ def parse_key(text: str, sort: str) -> Key:
 
 
 def page(conn: sqlite3.Connection, sort: str, where: str, args: list[Any], columns: str, *, position: int = 0,
-         after: Key | None = None, limit: int = WINDOW, cache: PageCache | None = None,
+         after: Key | None = None, limit: int = WINDOW, cache: PageCache | None = None, listed: bool = False,
          ) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
     """`limit` rows (`columns` selected) at `position` in the filter's order, or right after the
-    key `after`; with the filter's count and the key to ask for the next page (None: the end)."""
+    key `after`; with the filter's count and the key to ask for the next page (None: the end).
+    `listed`: keep the filter's ids in order (a prompt search) instead of walking by key."""
     keys = ORDERS[sort]
     order = ", ".join(f"{k} DESC" for k in keys)
     known = (cache or PageCache()).known((sort, where, tuple(args)), stamp(conn))
-    if known.total is None:
-        known.total = int(conn.execute(f"SELECT COUNT(*) FROM images WHERE {where}", args).fetchone()[0])
+    if listed:
+        return _listed(conn, keys, order, where, args, columns, known, position, after, limit)
+    if known.total is None:  # counted on the covering index of the live images (it holds every filtered column)
+        hint = " INDEXED BY images_live_newest" if where.startswith("trash_path IS NULL") else ""
+        known.total = int(conn.execute(f"SELECT COUNT(*) FROM images{hint} WHERE {where}", args).fetchone()[0])
     select = f"SELECT {', '.join(keys)}, {columns} FROM images WHERE {where}"
     if after is not None:
         rows = conn.execute(f"{select} AND ({', '.join(keys)}) < ({', '.join('?' * len(keys))})"
@@ -104,6 +116,27 @@ def page(conn: sqlite3.Connection, sort: str, where: str, args: list[Any], colum
     for i in range(WINDOW - skip, len(rows), WINDOW):  # remember where the next windows start
         known.starts.setdefault(window + (skip + i) // WINDOW, tuple(rows[i][: len(keys)]))
     return _split(rows, len(keys), limit, known.total)
+
+
+def _listed(conn: sqlite3.Connection, keys: tuple[str, ...], order: str, where: str, args: list[Any], columns: str,
+            known: _Known, position: int, after: Key | None, limit: int) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
+    if known.ids is None:
+        known.ids = array("q", (row[0] for row in conn.execute(f"SELECT id FROM images WHERE {where} ORDER BY {order}", args)))
+        known.total = len(known.ids)
+    ids = known.ids
+    if after is not None:
+        try:
+            position = ids.index(int(after[-1])) + 1
+        except ValueError:
+            position = len(ids)  # that row left the filter: the end
+    chosen = ids[position:position + limit + 1].tolist()
+    if not chosen:
+        return [], len(ids), None
+    marks = ",".join("?" * len(chosen))
+    found = {row[len(keys)]: row for row in conn.execute(
+        f"SELECT {', '.join(keys)}, {columns} FROM images WHERE id IN ({marks})", chosen)}  # fmt: skip
+    rows = [found[i] for i in chosen if i in found]
+    return _split(rows, len(keys), limit, len(ids))
 
 
 def _split(rows: list[tuple[Any, ...]], n_keys: int, limit: int, total: int) -> tuple[list[tuple[Any, ...]], int, Key | None]:
