@@ -66,7 +66,8 @@ def _write_safetensors(path, tensors: dict[str, list[int]], *, header_len=None, 
         ({}, "no tensors"),
         ({"model.diffusion_model.input_blocks.0.0.weight": [32, 4, 3, 3]}, "no VAE"),
         ({"model.diffusion_model.input_blocks.0.0.weight": [32, 4, 3, 3], "first_stage_model.x": [1]}, "no text encoder"),
-        ({"model.diffusion_model.input_blocks.0.0.weight": [32, 9, 3, 3], "first_stage_model.x": [1]}, "inpainting"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": [32, 8, 3, 3], "first_stage_model.x": [1]}, "instruct-pix2pix"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": [32, 9, 3, 3], "first_stage_model.x": [1]}, "no text encoder"),
     ],
 )
 def test_not_a_sd_checkpoint(tmp_path, tensors, needle):

@@ -55,6 +55,7 @@ class ModelInfo:
     native_size: int | None  # 512 / 768 / 1024 (the side the model was trained at)
     size_bytes: int
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inpainting: bool = False  # a 9-channel UNet: latents + mask + masked image (an inpainting model)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -193,10 +194,11 @@ def detect_arch(shapes: Shapes, path: str) -> str:
     if _has_prefix(shapes, "conditioner.embedders.0.model."):
         raise ModelError("model", path, "this is an SDXL refiner checkpoint; only base models are supported")
     in_ch = shapes[UNET + "input_blocks.0.0.weight"][1]
-    if in_ch != 4:
+    if in_ch not in (4, 9):  # 9: an inpainting model (latents, mask, masked image), read by steady.worker.img2img
         kind = "an inpainting" if in_ch == 9 else "an instruct-pix2pix" if in_ch == 8 else "a non-standard"
         raise ModelError(
-            "model", path, f"UNet takes {in_ch} input channels ({kind} model); only text-to-image models (4) are supported"
+            "model", path, f"UNet takes {in_ch} input channels ({kind} model); only text-to-image (4) and inpainting (9) "
+                           "models are supported"
         )
 
     context = _cross_attention_dim(shapes)
@@ -380,6 +382,7 @@ def info_from_shapes(path: Path, fmt: str, shapes: Shapes, size_bytes: int) -> M
         native_size=native_size(arch, pred),
         size_bytes=size_bytes,
         overrides=derive_overrides(shapes, arch, str(path)),
+        inpainting=shapes[UNET + "input_blocks.0.0.weight"][1] == 9,
     )
 
 
@@ -403,22 +406,27 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+FOLDER_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusionInpaintPipeline",
+                    "StableDiffusionXLInpaintPipeline")  # fmt: skip
+
+
 def inspect_folder(path: Path) -> ModelInfo:
     index = _read_json(path / "model_index.json", path)
     cls = index.get("_class_name")
-    if cls not in ("StableDiffusionPipeline", "StableDiffusionXLPipeline"):
+    if cls not in FOLDER_PIPELINES:
         raise ModelError(
-            "model", str(path), f"pipeline {cls!r} is not supported (need StableDiffusionPipeline or StableDiffusionXLPipeline)"
+            "model", str(path), f"pipeline {cls!r} is not supported (need one of {', '.join(FOLDER_PIPELINES)})"
         )
     unet = _read_json(path / "unet" / "config.json", path)
     vae = _read_json(path / "vae" / "config.json", path)
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched = _read_json(sched_file, path) if sched_file.exists() else {}
-    if unet.get("in_channels", 4) != 4:
+    if unet.get("in_channels", 4) not in (4, 9):
         raise ModelError(
-            "model", str(path), f"UNet takes {unet.get('in_channels')} input channels; only text-to-image models (4) are supported"
+            "model", str(path), f"UNet takes {unet.get('in_channels')} input channels; only text-to-image (4) and "
+                                "inpainting (9) models are supported"
         )
-    if cls == "StableDiffusionXLPipeline":
+    if cls.startswith("StableDiffusionXL"):
         arch = "sdxl"
     else:
         # SD2's OpenCLIP text encoder uses gelu, SD1's OpenAI CLIP quick_gelu; the 1024-wide
@@ -441,6 +449,7 @@ def inspect_folder(path: Path) -> ModelInfo:
         native_size=sample * scale if isinstance(sample, int) else native_size(arch, pred),
         size_bytes=folder_size(path),
         overrides={},
+        inpainting=unet.get("in_channels", 4) == 9,
     )
 
 

@@ -155,6 +155,8 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     extra = loras.extra(request.prompt, request.negative_prompt)
     if found.warnings:
         extra = {**extra, "warnings": list(dict.fromkeys([*extra.get("warnings", []), *found.warnings]))}
+    if getattr(info, "inpainting", False):  # recorded: its images were made with the inpainting conditioning
+        extra = {**extra, "inpainting_model": True}
     variants = tuple(loras.variant(v, request, extra) for v in variants)
     # The output folder: writable, with room for the run.
     out_dir = Path(request.out_dir).expanduser() if request.out_dir else cfg.outputs_dir / _dt.date.today().isoformat()

@@ -95,7 +95,8 @@ def add_routes(router: APIRouter, studio: Studio, body_type: type, base_request:
             return JSONResponse({"error": "GenerationFailed", "detail": outcome.error, "errors": outcome.error},
                                 status_code=500)  # fmt: skip
         images = await asyncio.to_thread(encode, studio, [r.path for r in outcome.images]) if body.send_images else []
-        details = {**info(outcome, request, body), "denoising_strength": request.strength}
+        details = {**info(outcome, request, body), "denoising_strength": request.strength,
+                   "is_using_inpainting_conditioning": any(r.params.extra.get("inpainting_model") for r in outcome.images)}
         parameters = body.model_dump()
         if not body.include_init_images:  # as A1111: the request echoed without its images
             parameters.update(init_images=None, mask=None)

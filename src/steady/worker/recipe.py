@@ -160,6 +160,8 @@ def score(held: Held, params: ImageParams, image: Any, latents: Any, scorer: str
     from steady.worker.adherence import make_scorer
 
     t0 = time.perf_counter()
+    if scorer == "model" and int(held.pipe.unet.config.in_channels) != 4:
+        return None, 0.0  # an inpainting UNet wants a mask and an image beside the latents: not scored by it
     if scorer not in held.scorers:
         held.scorers[scorer] = make_scorer(held.pipe, scorer)
     # A prompt that changes during sampling (A1111 prompt editing) is scored by its last text, as
