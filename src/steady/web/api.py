@@ -1,6 +1,7 @@
 """The studio's own JSON API under /api (OpenAPI schema at /openapi.json, docs at /docs).
 
     POST   /api/generate              queue a run (GenerationRequest fields) -> {job_id, run_id}
+    POST   /api/inputs                an init image or mask (base64) -> {ref: "sha256:..."} (steady.web.inputs)
     GET    /api/jobs/{id}             its state and images;  POST /api/jobs/{id}/cancel
     GET    /api/jobs/{id}/grid        the X/Y grid PNG of a run made with axes (x_axis, y_axis)
     GET    /api/events                server-sent events: progress (+ latent preview), image, job, memory

@@ -218,8 +218,19 @@ async function loadHistory() {
       el("div", { class: "meta" }, `#${run.id} · ${new Date(run.created_at).toLocaleString()} · ${run.n_done}/${run.n_requested} · ${run.status} · ${run.model_name}`
         + (run.variety === null ? "" : ` · variety ${Math.round(run.variety * 100)}%`)),
       run.stop_reason ? el("div", { class: "meta saturated" }, run.stop_reason) : "",
+      lineage(run.from_image_id, run.from_hash),
       words(run.diff, run.prompt), run.negative_prompt ? words(run.negative_diff, run.negative_prompt) : "", thumbs, reuse);
   }));
+}
+
+// "from image #123" (img2img, inpainting, upscale): opens that image; its hash when the catalog lacks it.
+function lineage(imageId, hash) {
+  if (imageId !== null && imageId !== undefined) {
+    const link = el("a", { href: "#", class: "lineage" }, `from image #${imageId}`);
+    link.addEventListener("click", (event) => { event.preventDefault(); openStandalone(imageId); });
+    return el("div", { class: "meta" }, link);
+  }
+  return hash ? el("div", { class: "meta" }, `from an image not in the catalog (${hash.slice(0, 12)})`) : "";
 }
 
 // ---- gallery: a virtual grid -------------------------------------------------------------------
@@ -421,6 +432,7 @@ async function showDetail(id) {
   const unknown = record.unknown && record.unknown.length ? `\nnot recorded in the file: ${record.unknown.join(", ")}` : "";
   $("d-params").textContent = record.infotext + unknown
     + `\n\n${record.path}\nsource: ${record.source} · made ${new Date(record.created_at).toLocaleString()}`
+    + (record.init_image_id ? `\nfrom image #${record.init_image_id}` : record.init_hash ? `\nfrom an image not in the catalog (${record.init_hash.slice(0, 12)})` : "")
     + (record.adherence === null ? "" : `\nadherence ${record.adherence.toFixed(4)}`)
     + (record.novelty === null ? "" : ` · novelty ${record.novelty.toFixed(3)}`);
   $("d-fav").classList.toggle("on", record.favourite);
