@@ -15,7 +15,7 @@ from steady.version import __version__
 from steady.errors import SteadyError
 
 # Modules under steady.cli that add commands. Order is the order in `steady --help`.
-COMMAND_MODULES = ("generate", "upscale", "resume", "models", "info", "history", "importer", "serve", "bench", "doctor", "evaltiny", "evaliterate", "soak")
+COMMAND_MODULES = ("generate", "upscale", "resume", "models", "info", "history", "importer", "serve", "bench", "doctor", "evaltiny", "evaliterate", "evalimg2img", "soak")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
