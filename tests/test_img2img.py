@@ -92,6 +92,7 @@ def test_only_masked_on_a_larger_image_keeps_its_size(sup, first, tmp_path):
 @pytest.mark.parametrize("field, value, why", [
     ("init_image", "not-an-image.png", "not an image"),
     ("init_image", "missing.png", "no such file"),
+    ("init_image", "bomb.png", "decompression bomb is refused unread"),
     ("strength", 1.5, "between 0.0 and 1.0"),
     ("mask", "mask.png", "needs an init image"),
     ("resize_mode", "stretch", "must be one of"),
@@ -99,14 +100,16 @@ def test_only_masked_on_a_larger_image_keeps_its_size(sup, first, tmp_path):
 ])  # fmt: skip
 def test_bad_input_names_the_argument_and_writes_nothing(tmp_path, monkeypatch, field, value, why):
     from steady.config import settings
+    from steady.jobs.runner import prepare
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "not-an-image.png").write_text("hello")
+    Image.new("1", (5000, 5000)).save(tmp_path / "bomb.png")  # 25 megapixels in a few kilobytes
     Image.new("L", (64, 64)).save(tmp_path / "mask.png")
     Image.new("RGB", (64, 64)).save(tmp_path / "init.png")
     kw = {"init_image": "init.png"} if field not in ("init_image", "mask") else {}
     with pytest.raises(BadInput) as info:
-        steady.jobs.runner.prepare(GenerationRequest("x", **kw, **{field: value}), settings())
+        prepare(GenerationRequest("x", **kw, **{field: value}), settings())
     assert info.value.argument == field and why in str(info.value)
     assert not settings().inputs_dir.exists() and not settings().db_path.exists()
 
