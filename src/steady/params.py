@@ -132,7 +132,7 @@ class Param:
     api: bool = True  # a field of our HTTP API (False: a setting of the machine running the CLI)
     metavar: str = ""
     max_length: int = 0  # text: the most characters it may have (0: no bound)
-    multiple: bool = False  # the CLI takes it more than once (one run per value)
+    multiple: bool = False  # the CLI takes it more than once (init_image: one run per value; styles: one per line)
 
 
 def param(default: Any, kind: type, help: str, **meta: Any) -> Any:
@@ -172,6 +172,12 @@ class GenerationRequest:
                             high=100_000)  # fmt: skip
     model: str = param("", str, "Name in the models folder, or a path. Default: the embedded model.",
                        flags=("-m", "--model"), max_length=MAX_PATH_CHARS)  # fmt: skip
+    vae: str = param("auto", str, "VAE: a name in vae_dir, a path, auto (<checkpoint>.vae.safetensors beside the "
+                     "checkpoint, as A1111's Automatic) or none (the checkpoint's own).", flags=("--vae",),
+                     max_length=MAX_PATH_CHARS, metavar="NAME|PATH|auto|none")  # fmt: skip
+    styles: str = param("", str, "A1111 styles from styles_file, applied into the prompt in order (--style NAME, "
+                        "repeatable; one name per line in the API).", flags=("--style",), max_length=MAX_PROMPT_CHARS,
+                        metavar="NAME", multiple=True)  # fmt: skip
     device: str = param("auto", str, "/".join(DEVICES) + " or cuda:N", flags=("--device",), api=False,
                         max_length=MAX_NAME_CHARS)  # fmt: skip
     dtype: str = param("auto", str, "/".join(DTYPES), flags=("--dtype",), choices=DTYPES, api=False)
@@ -435,6 +441,8 @@ class ImageParams:
             shared.update(hires_scale=h.scale, hires_width=None if h.scale else h.width,
                           hires_height=None if h.scale else h.height, hires_steps=h.steps, hires_upscaler=h.upscaler,
                           hires_strength=h.strength)  # fmt: skip
+        vae = self.extra.get("vae") or {}  # the VAE it was made with (a path in the catalog, a name in a PNG), or its own
+        shared["vae"] = vae.get("path") or vae.get("name") or "none"
         return GenerationRequest(**{**shared, **overrides})
 
 

@@ -13,11 +13,12 @@ from steady.params import GenerationRequest
 @request_options()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per image instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def generate_command(as_json: bool, quiet: bool, init_image: tuple[str, ...], **options) -> None:
+def generate_command(as_json: bool, quiet: bool, init_image: tuple[str, ...], styles: tuple[str, ...], **options) -> None:
     """Generate a small run of images from PROMPT (each PNG carries its parameters).
 
     With --init-image, the run starts from that image (img2img; with --mask, inpainting); several
-    --init-image, or a folder, make one run per image.
+    --init-image, or a folder, make one run per image. --style NAME (repeatable) applies A1111
+    styles from styles_file into the prompt.
 
     Ctrl-C stops the run at the next step with its files and rows agreeing; `steady resume RUN`
     makes the rest."""
@@ -32,7 +33,7 @@ def generate_command(as_json: bool, quiet: bool, init_image: tuple[str, ...], **
     for path in inits:
         checked_file(path, cfg.inputs_dir, "init_image")
     for path in inits or [""]:
-        resolved = prepare(GenerationRequest(**options, init_image=path), cfg)
+        resolved = prepare(GenerationRequest(**options, init_image=path, styles="\n".join(styles)), cfg)
         _run(resolved, cfg, as_json, quiet)
 
 

@@ -96,6 +96,9 @@ def a1111_parameters(params: ImageParams, version: bool = True) -> str:
         "Size": size,  # an upscale keeps its source's, as A1111's extras do
         "Model hash": params.model_hash or None,
         "Model": params.model_name or None,
+        # A1111's VAE override: the first 10 hex digits of the file's sha256, and its file name.
+        "VAE hash": (params.extra.get("vae") or {}).get("hash") or None,
+        "VAE": (params.extra.get("vae") or {}).get("name") or None,
         # A1111 writes Clip skip only when it differs from the default (1).
         "Clip skip": params.clip_skip if params.clip_skip is not None and params.clip_skip > 1 else None,
         # A1111's Lora extension: each LoRA applied, by the name the prompt used, and its short hash.

@@ -102,6 +102,8 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
 
     # The values themselves, against the parameter table.
     request = request.validate()
+    # A1111 styles, into the prompt text before anything else reads it (steady.prompts.styles).
+    request, styles = _styled(request, cfg)
     # The model: found, inspected (format, architecture, native size, text encoder layers), its defaults.
     model_path = find_model(request.model, cfg) if request.model else resolve_default_model(cfg)
     info = inspect_model(model_path)
@@ -151,7 +153,11 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
         check_prompt(strip_lora_tags(text), name, steps)  # as the worker reads it: without LoRA tags
     # The LoRA tags of the request's prompts and of every variant's (a wildcard or a Prompt S/R axis
     # may change them): found, hashed, fitted to the model.
-    loras = _LoraTags(cfg, info, request.allow_pickle)
+    # The VAE (steady.models.vae): auto, none, a name in vae_dir or a path, fitted to the model.
+    from steady.models.vae import vae_entry
+
+    vae = vae_entry(request.vae, info, cfg, request.allow_pickle)
+    loras = _LoraTags(cfg, info, request.allow_pickle, styles, vae)
     extra = loras.extra(request.prompt, request.negative_prompt)
     if found.warnings:
         extra = {**extra, "warnings": list(dict.fromkeys([*extra.get("warnings", []), *found.warnings]))}
@@ -167,6 +173,19 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
                     hires=hires)  # fmt: skip
 
 
+def _styled(request: GenerationRequest, cfg: Settings) -> tuple[GenerationRequest, list[str]]:
+    """``request`` with its styles applied to its prompts, and their names ([] when none)."""
+    from steady.prompts.styles import apply_styles, read_styles, style_names
+
+    names = style_names(request.styles)
+    if not names:
+        return request, []
+    path = cfg.styles_file
+    prompt, negative = apply_styles(request.prompt, request.negative_prompt, names, read_styles(path), path)
+    styled = dataclasses.replace(request, prompt=prompt, negative_prompt=negative).validate()  # the bounds still hold
+    return styled, names
+
+
 def _extra(allow_pickle: bool, loras: dict[str, Any]) -> dict[str, Any]:
     """ImageParams.extra of an image: whether pickles were allowed, its LoRAs and warnings."""
     return {**({"allow_pickle": True} if allow_pickle else {}), **loras}
@@ -175,8 +194,10 @@ def _extra(allow_pickle: bool, loras: dict[str, Any]) -> dict[str, Any]:
 class _LoraTags:
     """The LoRA tags of one run's prompts, resolved once per name (steady.models.loras)."""
 
-    def __init__(self, cfg: Settings, model: Any, allow_pickle: bool):
-        self.cfg, self.model, self.allow_pickle = cfg, model, allow_pickle
+    def __init__(self, cfg: Settings, model: Any, allow_pickle: bool, styles: list[str] | None = None,
+                 vae: dict[str, Any] | None = None):  # fmt: skip
+        self.cfg, self.model, self.allow_pickle, self.vae = cfg, model, allow_pickle, vae
+        self.styles = styles or []  # the A1111 styles applied to the prompts: every image records their names
         self.found: dict[str, Any] = {}  # LoRA name -> steady.models.loras.LoraInfo
 
     def extra(self, prompt: str, negative: str) -> dict[str, Any]:
@@ -211,6 +232,10 @@ class _LoraTags:
         embeddings = self._embeddings(strip_lora_tags(prompt), strip_lora_tags(negative), warnings)
         if embeddings:
             out["embeddings"] = embeddings
+        if self.styles:
+            out["styles"] = list(self.styles)
+        if self.vae:
+            out["vae"] = dict(self.vae)
         if warnings:
             out["warnings"] = list(dict.fromkeys(warnings))
         return out

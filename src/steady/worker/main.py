@@ -195,7 +195,8 @@ def _render_one(job: RenderImage, state: _State, chan: _Channel, cancel: threadi
             recipe.place(held, plan)  # 2. Place as the plan says
             skipped[:] = recipe.adapt(held, params)  # 3. The image's LoRAs, and no others
             _inject_faults(job, state, torch)
-            return recipe.make(held, params, on_step, preview=job.preview, keep_latents=job.score)  # 4-6.
+            return recipe.make(held, params, on_step, preview=job.preview, keep_latents=job.score,  # 4-6.
+                               warnings=skipped, vae_nan_once=job.index in job.fault.get("vae_nan_at", []))  # fmt: skip
 
         # 2-6, and on a GPU out-of-memory error once more, one rung thriftier.
         if job.plan is None:

@@ -24,15 +24,24 @@ def mixed_cpu_bf16(pipe: Any) -> None:
     """Set up ``pipe`` (on the CPU, weights in bfloat16) to keep its latents in float32."""
     if getattr(pipe, _MARK, False):
         return
-    for model in (pipe.unet, pipe.vae):
-        model.to(memory_format=torch.channels_last)
+    pipe.unet.to(memory_format=torch.channels_last)
     pipe.unet.register_forward_pre_hook(_inputs_to_weights_dtype, with_kwargs=True)
     pipe.unet.register_forward_hook(_output_to_float32)
-    vae = pipe.vae
+    mixed_vae(pipe.vae)
+    setattr(pipe, _MARK, True)
+
+
+def is_mixed(pipe: Any) -> bool:
+    return bool(getattr(pipe, _MARK, False))
+
+
+def mixed_vae(vae: Any) -> None:
+    """A VAE of such a pipeline (its own, or one swapped in by steady.worker.vae): channels_last,
+    and what enters its decoder and encoder cast to its weights' dtype."""
+    vae.to(memory_format=torch.channels_last)
     for entry in (vae.decoder, getattr(vae, "post_quant_conv", None), vae.encoder, getattr(vae, "quant_conv", None)):
         if entry is not None:
             entry.register_forward_pre_hook(_inputs_to_weights_dtype, with_kwargs=True)
-    setattr(pipe, _MARK, True)
 
 
 def latents_dtype(pipe: Any) -> torch.dtype:

@@ -1,6 +1,7 @@
 """One image, as numbered steps: the only render loop in steady. Part of the worker (torch).
 
-    1 load     the pipeline, unless the one held is for the same model, device and dtype
+    1 load     the pipeline, unless the one held is for the same model, device and dtype; the
+               image's VAE on it, or the model's own (steady.worker.vae)
     2 place    apply the memory plan (placement, offload, slicing, tiling, threads)
     3 adapt    the image's LoRAs on, at its weights, and no others (steady.worker.lora); its
                textual-inversion embeddings in the token tables, and no others (steady.worker.embeddings)
@@ -10,7 +11,7 @@
                img2img and inpainting start from an image (steady.worker.img2img); a hires fix
                adds a second, img2img pass at the larger size (steady.worker.hires)
     6 decode   the final latents to an image (4-6: steady.worker.pipeline.render, through the
-               diffusers pipeline's own __call__)
+               diffusers pipeline's own __call__); NaNs in half precision: again in float32
     7 write    the PNG, atomically, with every parameter (steady.images.pngmeta)
     8 score    prompt adherence, and the feature novelty is measured on
 
@@ -45,6 +46,8 @@ class Held:
     frozen: bool = False  # gc.freeze() has moved ``pipe`` and its caches out of the collector's sight
     loras: dict[str, str] = field(default_factory=dict)  # LoRA adapters on ``pipe``: adapter name -> file
     embeddings: Any = None  # steady.worker.embeddings.LoadedEmbeddings of ``pipe`` (made at the first adapt)
+    base_vae: Any = None  # the model's own VAE while another is on ``pipe`` (steady.worker.vae)
+    vae_key: str = ""  # the hash of the VAE file on ``pipe`` ("" = the model's own)
 
     def freeze(self) -> None:
         """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
@@ -63,6 +66,8 @@ class Held:
         self.scorers = {}
         self.loras = {}
         self.embeddings = None
+        self.base_vae = None
+        self.vae_key = ""
         self.strategy = ""
 
 
@@ -75,7 +80,7 @@ def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, p
 
     key = (model_path, params.device, params.dtype, allow_pickle)
     if held.pipe is not None and held.key == key:
-        return 0.0
+        return _vae(held, params, allow_pickle)
     held.drop()  # one pipeline at most: the old one goes before the new one loads
     gc.collect()
     t0 = time.perf_counter()
@@ -89,6 +94,20 @@ def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, p
 
         mixed_cpu_bf16(held.pipe)  # bf16 networks, float32 latents and sampler
     held.key = key
+    _vae(held, params, allow_pickle)
+    return time.perf_counter() - t0
+
+
+def _vae(held: Held, params: ImageParams, allow_pickle: bool) -> float:
+    """1, the VAE: the one ``params.extra["vae"]`` names, or the model's own (steady.worker.vae);
+    a new VAE is placed by step 2 with the rest. Returns the seconds a swap took."""
+    if not held.vae_key and not params.extra.get("vae"):
+        return 0.0
+    from steady.worker.vae import swap_vae
+
+    t0 = time.perf_counter()
+    if swap_vae(held, params, allow_pickle):
+        held.strategy = ""  # step 2 places the pipeline again, its new VAE with it
     return time.perf_counter() - t0
 
 
@@ -119,21 +138,24 @@ def adapt(held: Held, params: ImageParams) -> list[str]:
 
 
 def make(held: Held, params: ImageParams, on_step: Callable[[Any], bool] | None = None, preview: bool = False,
-         keep_latents: bool = False) -> tuple[Any, Any]:  # fmt: skip
+         keep_latents: bool = False, warnings: list[str] | None = None, vae_nan_once: bool = False) -> tuple[Any, Any]:  # fmt: skip
     """4-6. Encode, denoise, decode: the PIL image, and its final latents when ``keep_latents``
     (the adherence score reads them). ``on_step`` returning False stops the image (Interrupted)."""
     from steady.worker.pipeline import render
+    from steady.worker.vae import decode_guard
 
     params = _with_embeddings(held, params)
     final: list[Any] = []
     kwargs = dict(on_step=on_step, preview=_previewer(held, params) if preview else None,
                   on_final_latents=final.append if keep_latents else None)
-    if params.hires is not None:  # 5b. hires fix: a second, img2img pass at the larger size
-        from steady.worker.hires import render_hires
+    # 6. A decode that returns NaNs (float16 overflow) is done again in float32; ``warnings`` says so.
+    with decode_guard(held.pipe, warnings if warnings is not None else [], nan_once=vae_nan_once):
+        if params.hires is not None:  # 5b. hires fix: a second, img2img pass at the larger size
+            from steady.worker.hires import render_hires
 
-        image = render_hires(held.pipe, params, params.device, **kwargs)
-    else:
-        image = render(held.pipe, params, params.device, **kwargs)
+            image = render_hires(held.pipe, params, params.device, **kwargs)
+        else:
+            image = render(held.pipe, params, params.device, **kwargs)
     return image, (final[-1] if final else None)
 
 
