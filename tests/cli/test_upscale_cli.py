@@ -90,3 +90,16 @@ def test_bad_arguments_exit_2_before_anything_is_written(_isolated_home, tmp_pat
         code, captured = run_main(["upscale", str(source), *argv, "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and needle in captured.err
     assert not (tmp_path / "o").exists() and not (_isolated_home / "catalog.db").exists()
+
+
+def test_a_folder_is_its_images(tmp_path, capsys):
+    from steady.cli.upscale import expand_folders
+
+    (tmp_path / "in").mkdir()
+    for name in ("b.png", "a.jpg", ".hidden.png", "notes.txt"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    assert expand_folders((str(tmp_path / "in"), "c.png")) == [str(tmp_path / "in" / "a.jpg"),
+                                                                str(tmp_path / "in" / "b.png"), "c.png"]  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    code, captured = run_main(["upscale", str(tmp_path / "empty")], capsys)
+    assert code == 2 and "images=" in captured.err

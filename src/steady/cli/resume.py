@@ -49,7 +49,10 @@ def resume_command(run: int, as_json: bool, quiet: bool) -> None:
         size = job.params.get("width", 512) * job.params.get("height", 512) * 3 + 4096
         prepare_out_dir(Path(job.out_dir), needed_bytes=len(missing) * size)
         job = queue.resume(job.id)
-        view = RunView(steps_before(job.n_images, lambda i: job.image_params(i).steps, set(missing)), as_json, quiet)
+        upscale = "postprocess" in job.params.get("extra", {})  # its progress counts tiles, not steps
+        steps_of = (lambda i: job.image_params(i).extra["postprocess"].get("tiles", 1)) if upscale else \
+            (lambda i: job.image_params(i).steps)
+        view = RunView(steps_before(job.n_images, steps_of, set(missing)), as_json, quiet)
         outcome = make(job, catalog, cfg, view)
         made = job.n_images - len(queue.missing_indices(job))
     finally:

@@ -2,6 +2,7 @@
 
     steady upscale outputs/2026-12-07/00001-00-1234.png --upscaler 4x-UltraSharp --scale 4
     steady upscale a.png b.png --upscaler Lanczos --scale 2
+    steady upscale outputs/2026-12-07 --upscaler 4x-UltraSharp --scale 2   # a folder: each image in it
     steady upscalers                      # what --upscaler takes: Lanczos, Nearest, and upscaler_dir's files
 
 Each image becomes a one-image run (its source's prompt and parameters, the new size, A1111's
@@ -34,7 +35,8 @@ from steady.params import DEVICES, DTYPES
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def upscale_command(images: tuple[str, ...], upscaler: str, scale: float, tile: int | None, device: str, dtype: str,
                     out_dir: str | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
-    """Upscale IMAGES with an upscaler; each result is a new image in the catalog, linked to its source."""
+    """Upscale IMAGES (files, or folders of them) with an upscaler; each result is a new image in the
+    catalog, linked to its source."""
     from steady.catalog import open_catalog
     from steady.cli.runview import RunView, check_at_startup, ctrl_c_stops
     from steady.config import settings
@@ -43,7 +45,7 @@ def upscale_command(images: tuple[str, ...], upscaler: str, scale: float, tile: 
     from steady.request.upscale import UpscaleRequest
 
     cfg = settings()
-    request = UpscaleRequest(tuple(images), upscaler, scale, tile, device, dtype, out_dir)
+    request = UpscaleRequest(tuple(expand_folders(images)), upscaler, scale, tile, device, dtype, out_dir)
     # Refuse bad input before anything is written: an existing catalog is only read for lineage.
     if cfg.db_path.exists():
         with open_catalog(cfg.db_path) as reading:
@@ -75,6 +77,21 @@ def upscale_command(images: tuple[str, ...], upscaler: str, scale: float, tile: 
     if not as_json and not quiet:
         click.echo(f"{len(made)} image(s) upscaled {resolved.request.scale:g}x with {resolved.upscaler.name} on "
                    f"{resolved.device}/{resolved.dtype}")  # fmt: skip
+
+
+def expand_folders(paths: tuple[str, ...]) -> list[str]:
+    """Each folder among ``paths`` as the images directly in it (PNG, JPEG, WebP), in name order."""
+    from pathlib import Path
+
+    found: list[str] = []
+    for path in paths:
+        p = Path(path).expanduser()
+        if p.is_dir():
+            found += [str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+                      and f.is_file() and not f.name.startswith(".")]  # fmt: skip
+        else:
+            found.append(path)
+    return found
 
 
 @click.command("upscalers")

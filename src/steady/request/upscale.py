@@ -328,7 +328,7 @@ class ResolvedUpscale:
                                          model_hash="", model_arch="", device="", dtype="")  # fmt: skip
         post = {
             "upscaler": self.upscaler.name, "upscaler_hash": self.upscaler_hash, "upscale_by": self.request.scale,
-            "upscaler_path": self.upscaler.path, "tile": plan.tile, "overlap": plan.overlap,
+            "upscaler_path": self.upscaler.path, "tile": plan.tile, "overlap": plan.overlap, "tiles": plan.tiles,
             "source_path": src.path, "source_hash": src.sha256, "source_image_id": src.image_id,
             "source_width": src.width, "source_height": src.height, "source_device": base.device,
             "source_dtype": base.dtype,
