@@ -13,8 +13,9 @@ and of its jumps, in ms.
 `browser` runs `steady serve` over STEADY_HOME (a catalog whose thumbnails were made ahead:
 steady.catalog.ahead) and drives Debian's Chromium at 1280x800 through Playwright as the browser
 test does at 10,000: the first screen, a scroll from top to bottom, 1,000 steps of the viewer;
-DOM elements, JS heap and the server's RSS at each stage; and 20 jumps to regions never shown,
-each timed from the scroll to every visible cell's thumbnail decoded. Prints one JSON line.
+DOM elements, JS heap and the server's RSS at each stage; then, in a fresh browser context (no
+cache), 20 scroll steps of one screen each into rows never shown, each timed from the scroll to
+every visible cell's thumbnail decoded. Prints one JSON line.
 
 Both load the machine: run them with nice, and say which machine and load the figures came from.
 """
@@ -157,14 +158,21 @@ def browse(home: Path, steps: int = 1000) -> dict[str, object]:
             page.keyboard.press("Escape")
             heap1, elements1 = heap_and_elements(page, cdp)
             rss1 = rss()
-            # 3. Jumps to regions never shown: from the scroll to every visible thumbnail decoded.
+            # 3. Scroll steps to rows never shown, in a fresh browser (nothing cached): open at the
+            #    middle, then 20 steps of one screen down, each from the scroll to every visible
+            #    thumbnail decoded.
+            fresh = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            fresh.goto(url + "/#gallery?pos=50001")
+            fresh.wait_for_function("document.querySelectorAll('#grid .cell').length > 20", timeout=120_000)
+            fresh.wait_for_function(visible_done, timeout=120_000)
+            fresh.wait_for_timeout(500)
             jumps = []
-            for k in range(20):
-                top = int(height * (0.05 + 0.9 * ((k * 7919) % 20) / 20)) // 168 * 168
-                page.evaluate(f"document.querySelector('#grid-scroll').scrollTop = {top}")
+            for _ in range(20):
+                fresh.evaluate("document.querySelector('#grid-scroll').scrollTop += document.querySelector('#grid-scroll').clientHeight")
                 t0 = time.perf_counter()
-                page.wait_for_function(visible_done, polling="raf", timeout=30_000)
+                fresh.wait_for_function(visible_done, polling="raf", timeout=30_000)
                 jumps.append(round((time.perf_counter() - t0) * 1000))
+                fresh.wait_for_timeout(300)
             browser.close()
     finally:
         server.terminate()

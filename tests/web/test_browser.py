@@ -256,8 +256,8 @@ def test_gallery_of_ten_thousand_images_stays_in_bounded_memory(browser, tmp_pat
         heap_scrolled, _ = heap_and_nodes(cdp)
         last_index = page.evaluate("Math.max(...[...document.querySelectorAll('#grid .cell')].map(c => +c.dataset.index))")
         assert last_index == N_GALLERY - 1  # the bottom is reachable: the oldest image
-        # Only the visible rows (+ a margin of 2 above and below) exist: 7 columns x (5 + 4) rows at most.
-        assert max(cells) <= 7 * 9 + 7 and max_elements <= elements0 + 2 * 7 * 4 and max_elements < 1500
+        # Only the visible rows (+ a margin of 4 above and below) exist: 7 columns x (5 + 8) rows at most.
+        assert max(cells) <= 7 * 13 + 7 and max_elements <= elements0 + 2 * 7 * 8 and max_elements <= 600
         # 2. Step through 1,000 images with the arrow key in the detail view.
         page.evaluate("document.querySelector('#grid-scroll').scrollTop = 0")
         page.wait_for_timeout(100)

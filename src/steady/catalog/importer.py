@@ -404,12 +404,10 @@ def _write_batch(catalog: Catalog, pending: list[_Pending], state: _State, repor
                 continue
             conn.execute("SAVEPOINT import_image")
             try:
-                image_id = insert_image(
+                insert_image(
                     conn, state.group.run_id, item.path, state.next_index, item.params, 0.0, 0, 0, item.file_size,
-                    item.created_at, recount=False,
+                    item.created_at, item.content_hash, recount=False, source=item.source,
                 )
-                conn.execute("UPDATE images SET source = ?, content_hash = ? WHERE id = ?",
-                             (item.source, item.content_hash, image_id))
                 conn.execute("RELEASE import_image")
             except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
                 conn.execute("ROLLBACK TO import_image")

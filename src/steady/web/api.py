@@ -205,11 +205,17 @@ def make_router(studio: Studio) -> APIRouter:
 
     @router.get("/images/{image_id}/thumb")
     async def image_thumb(image_id: Id, size: int = 256) -> Any:
-        from steady.images.thumbs import thumbnail
+        from steady.images.thumbs import SIZES, thumb_path, thumbnail
+
+        if size not in SIZES:
+            raise BadInput("size", size, "must be one of " + ", ".join(map(str, SIZES)))
 
         record = studio.catalog.get_image(image_id)
         if record is None:
             return not_found("image", image_id)
+        fresh = made_ahead(record.trash_path or record.path, thumb_path(cfg.thumbs_dir, image_id, size))
+        if fresh is not None:  # made ahead and still newer than its image: served without decoding anything
+            return stream(fresh, "image/jpeg", {"Cache-Control": "private, max-age=604800"})
         source = open_recorded(record.trash_path or record.path, roots)
         if source is None:
             return not_found("file", record.file_name)
@@ -219,6 +225,20 @@ def make_router(studio: Studio) -> APIRouter:
         if cached is None:
             return not_found("thumbnail", image_id)
         return stream(cached, "image/jpeg", {"Cache-Control": "private, max-age=604800"})
+
+    def made_ahead(source: str, cached: Any) -> Any:
+        """The cached thumbnail, opened, when it is newer than its image and the image is still a
+        regular file (lstat: a symlink put in its place goes the slow way, which refuses it)."""
+        import os
+        import stat
+
+        try:
+            image = os.lstat(source)
+            if not stat.S_ISREG(image.st_mode) or os.stat(cached).st_mtime < image.st_mtime:
+                return None
+        except (OSError, ValueError):
+            return None
+        return open_recorded(cached, roots[-1:], exact_elsewhere=False)
 
     @router.patch("/images/{image_id}")
     def flags(image_id: Id, body: FlagsBody) -> Any:

@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const WINDOW = 120;        // images per fetched page
 const MAX_WINDOWS = 8;     // pages kept in memory (about 1000 items of a few hundred bytes)
-const MARGIN_ROWS = 2;     // rows rendered above and below the view
+const MARGIN_ROWS = 4;     // rows rendered above and below the view (a screen's step finds most thumbnails loaded)
 
 const state = {
   view: "generate",
