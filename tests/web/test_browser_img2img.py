@@ -63,7 +63,7 @@ def test_inpaint_from_the_page_keeps_the_unmasked_half(browser, tmp_path: Path) 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(server.url + "/")
         page.fill("#prompt", "a blue square in the middle on a yellow background")
-        page.fill("#n_images", "1")
+        page.fill("#n_images", "2")
         page.fill("#steps", "8")
         page.fill("#seed", "11")
         page.click("#img2img-panel summary")
@@ -84,19 +84,29 @@ def test_inpaint_from_the_page_keeps_the_unmasked_half(browser, tmp_path: Path) 
         assert again == painted
         page.fill("#mask_blur", "4")
         page.click("#generate")
-        page.wait_for_function("document.querySelectorAll('#run-strip img').length === 1", timeout=180_000)
-        image_id = int(page.get_attribute("#run-strip img", "data-id"))
+        page.wait_for_function("document.querySelectorAll('#run-strip img').length === 2", timeout=180_000)
+        ids = [int(i) for i in page.eval_on_selector_all("#run-strip img", "els => els.map(e => e.dataset.id)")]
         page.wait_for_function("document.querySelector('#progress-text').textContent.startsWith('done')")
+        for image_id in ids:
+            made = np.asarray(Image.open(io.BytesIO(httpx.get(f"{server.url}/api/images/{image_id}/file").content))
+                              .convert("RGB"))  # fmt: skip
+            assert made.shape == (SIDE, SIDE, 3)
+            diff = np.abs(made.astype(int) - original.astype(int))
+            # Unmasked (x >= 32), less the blur band and the brush's edge: the original, as A1111 overlays it.
+            kept = diff[:, 40:]
+            assert kept.mean() <= 2 and kept.max() <= 8, (kept.mean(), kept.max())
+            assert diff[:, :24].mean() > 8  # and the painted half was repainted
+        image_id = ids[0]
         made = np.asarray(Image.open(io.BytesIO(httpx.get(f"{server.url}/api/images/{image_id}/file").content)).convert("RGB"))
-        assert made.shape == (SIDE, SIDE, 3)
-        diff = np.abs(made.astype(int) - original.astype(int))
-        # Unmasked (x >= 32), less the blur band and the brush's edge: the original, as A1111 overlays it.
-        kept = diff[:, 40:]
-        assert kept.mean() <= 2 and kept.max() <= 8, (kept.mean(), kept.max())
-        assert diff[:, :24].mean() > 8  # and the painted half was repainted
         record = httpx.get(f"{server.url}/api/images/{image_id}").json()
         assert record["init_hash"] and "Mask blur: 4" in record["infotext"] and "Denoising strength: 0.75" in record["infotext"]
         page.screenshot(path=str(shots_dir(tmp_path) / "inpaint.png"))
+        # The best-of-run strip sends an image on: "inpaint" under the first makes it the init image, unpainted.
+        page.wait_for_selector("#best:not([hidden])")
+        best = int(page.get_attribute("#best-strip figure img", "data-id"))
+        page.click("#best-strip figure >> nth=0 >> text=inpaint")
+        page.wait_for_function(f"document.querySelector('#init-summary').textContent.includes('image #{best}')")
+        assert page.evaluate("maskIsEmpty()") and page.evaluate("init.ref") == f"image:{best}"
 
         # From the detail view: send the result to img2img (it becomes the init image, named by its id)...
         page.click("#run-strip img")
@@ -119,5 +129,20 @@ def test_inpaint_from_the_page_keeps_the_unmasked_half(browser, tmp_path: Path) 
         assert big.size == (2 * SIDE, 2 * SIDE)
         assert np.array_equal(np.asarray(big)[::2, ::2], made)
         page.close()
+
+        # Touch paints too (a phone or a tablet): a tap on the image leaves a dot of mask.
+        context = browser.new_context(has_touch=True, viewport={"width": 800, "height": 900})
+        touch = context.new_page()
+        touch.goto(server.url + "/")
+        touch.click("#img2img-panel summary")
+        touch.set_input_files("#init-file", str(tmp_path / "init.png"))
+        touch.wait_for_selector("#mask-editor:not([hidden])")
+        box = touch.locator("#mask-canvas").bounding_box()
+        touch.touchscreen.tap(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
+        touch.wait_for_function("!maskIsEmpty()")
+        right = touch.evaluate("Array.from(maskCanvas().getContext('2d').getImageData(40, 0, 24, 32).data)"
+                               ".some((v, i) => i % 4 === 3 && v > 0)")  # fmt: skip
+        assert right
+        context.close()
     finally:
         server.stop()
