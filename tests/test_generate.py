@@ -176,10 +176,14 @@ def catalog_status(sup, run_id):
 
 def test_cfg_left_out_is_the_models_own(sd1_folder, sup):
     """No CFG given: a checkpoint gets 7 (A1111's default), the embedded model 5 (the scale it was
-    trained and evaluated at); the image's PNG and row record the value used. A given CFG is kept,
-    and check() returns a new request: the one given is not changed."""
-    from steady.models.default import EMBEDDED_CFG_SCALE
+    trained and evaluated at, in the defaults file shipped with its weights); the image's PNG and
+    row record the value used. A given CFG is kept, and check() returns a new request: the one
+    given is not changed."""
+    from steady.models.default import embedded_model_path
+    from steady.models.defaults import model_defaults
     from steady.request.check import check
+
+    EMBEDDED_CFG_SCALE = model_defaults(embedded_model_path()).cfg_scale
 
     cfg = settings()
     checkpoint = request_for(sd1_folder)

@@ -89,6 +89,8 @@ _SAMPLER_ALIASES = {
 
 DEFAULT_MAX_IMAGES = 30
 DEFAULT_CFG_SCALE = 7.0  # a checkpoint's CFG when none is given (A1111's default)
+DEFAULT_STEPS = 20  # a checkpoint's steps when none are given (A1111's default)
+DEFAULT_SAMPLER = "Euler a"
 MAX_SIDE = 4096
 MIN_SIDE = 16
 MAX_SEED = 2**32 - 1
@@ -151,7 +153,9 @@ class GenerationRequest:
                         f"at most {MAX_PROMPT_CHARS:,} characters).", a1111="prompt", max_length=MAX_PROMPT_CHARS)  # fmt: skip
     negative_prompt: str = param("", str, f"Negative prompt (at most {MAX_PROMPT_CHARS:,} characters).",
                                  flags=("-N", "--negative"), a1111="negative_prompt", max_length=MAX_PROMPT_CHARS)  # fmt: skip
-    steps: int = param(20, int, "Sampling steps.", flags=("--steps",), low=1, high=MAX_STEPS, a1111="steps")
+    steps: int | None = param(None, int, f"Sampling steps; default: the model's ({DEFAULT_STEPS}, or its defaults file's, or "
+                              "a few-step model's or LoRA's own).", flags=("--steps",), low=1, high=MAX_STEPS,
+                              optional=True, a1111="steps")  # fmt: skip
     cfg_scale: float | None = param(None, float, "CFG scale; default: the model's (7, or 5 for the embedded model, "
                                     "the scale it was trained at).", flags=("--cfg", "--cfg-scale"), low=0.0,
                                     high=MAX_CFG, optional=True, a1111="cfg_scale")  # fmt: skip
@@ -162,7 +166,9 @@ class GenerationRequest:
                                a1111="height")  # fmt: skip
     seed: int = param(-1, int, "-1 draws a random seed (it is recorded).", flags=("--seed",), low=-1, high=MAX_SEED,
                       a1111="seed")  # fmt: skip
-    sampler: str = param("Euler a", str, "One of: " + ", ".join(SAMPLERS), flags=("--sampler",), max_length=MAX_NAME_CHARS)
+    sampler: str | None = param(None, str, "One of: " + ", ".join(SAMPLERS) + f"; default: the model's ({DEFAULT_SAMPLER}, "
+                                "or its defaults file's, or a few-step model's or LoRA's own).", flags=("--sampler",),
+                                optional=True, max_length=MAX_NAME_CHARS)  # fmt: skip
     schedule_type: str = param("Automatic", str, "A1111's Schedule type: " + ", ".join(SCHEDULE_TYPES) + " (SGM Uniform: "
                                "trailing timesteps, for Turbo/Lightning models); folded into the sampler's name.",
                                flags=("--schedule-type",), choices=SCHEDULE_TYPES)  # fmt: skip
@@ -236,7 +242,10 @@ class GenerationRequest:
             _check_value(name, getattr(self, name), p)
         if not self.prompt.strip() and not self.negative_prompt.strip():
             raise BadInput("prompt", self.prompt, "is empty and there is no negative prompt")
-        sampler = with_schedule(canonical_sampler(self.sampler), self.schedule_type)
+        # The sampler on its schedule type; with no sampler given, the model's (steady.request.check).
+        sampler, schedule_type = self.sampler, self.schedule_type
+        if sampler is not None:
+            sampler, schedule_type = with_schedule(canonical_sampler(sampler), schedule_type), "Automatic"
         if self.y_axis and not self.x_axis:
             raise BadInput("y", self.y_axis, "needs an x axis too (give --x first)")
         if (self.x_axis or self.y_axis) and self.until_saturated:
@@ -259,7 +268,7 @@ class GenerationRequest:
                            "hires fix is a second pass of txt2img; with --init-image give the size itself")  # fmt: skip
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise BadInput("device", self.device, "must be one of " + ", ".join(DEVICES))
-        return dataclasses.replace(self, sampler=sampler, schedule_type="Automatic", n_images=n_images)
+        return dataclasses.replace(self, sampler=sampler, schedule_type=schedule_type, n_images=n_images)
 
     def hires_on(self) -> bool:
         """Whether the request asks for a hires-fix second pass."""

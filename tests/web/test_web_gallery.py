@@ -39,7 +39,7 @@ def test_a_plain_png_shows_unknown_values_as_unknown(client: TestClient, studio:
     assert items[by_path[str(plain)]]["seed"] is None
     # Reuse: the request it gives keeps only what is known (the rest are the request's defaults).
     request = ImageParams.from_dict(params).request()
-    assert (request.seed, request.steps, request.cfg_scale, request.width) == (-1, 20, None, 24)
+    assert (request.seed, request.steps, request.cfg_scale, request.width) == (-1, None, None, 24)
     # A file that says Seed: 0 keeps its 0: known, not unknown.
     said = client.get(f"/api/images/{by_path[str(a1111)]}").json()
     assert said["params"]["seed"] == 0 and "Seed: 0" in said["infotext"] and "seed" not in said["unknown"]

@@ -10,14 +10,12 @@ from pathlib import Path
 from steady.config import Settings, clip_folder, package_dir
 from steady.errors import ModelError
 
-__all__ = ["EMBEDDED_CFG_SCALE", "EMBEDDED_MODEL_NAME", "clip_folder", "embedded_judge_path", "embedded_model_path",
+__all__ = ["EMBEDDED_MODEL_NAME", "clip_folder", "embedded_judge_path", "embedded_model_path",
            "resolve_default_model"]  # fmt: skip
 
 EMBEDDED_MODEL_NAME = "steady-tiny"  # the shipped folder is called weights/; users see this name
-# The embedded model's CFG when the user gives none: the scale it was trained and evaluated at. Measured
-# on the shipped weights (docs/benchmarks.md): short prompts' named shape 91/128 at CFG 5, 75/128 at 7
-# (every other checkpoint's default); eval-tiny mean score 0.966 at 5, 0.941 at 7.
-EMBEDDED_CFG_SCALE = 5.0
+# Its own settings (steps, CFG 5: the scale it was trained and evaluated at, sampler) are in
+# weights/defaults.toml, shipped with the weights (steady.models.defaults).
 
 
 def embedded_model_path() -> Path:

@@ -2,7 +2,7 @@
 or any process starts. Torch-free.
 
     resolved = check(GenerationRequest("a red circle", n_images=4), settings())
-    resolved.request.cfg_scale      # the model's default filled in (7, or 5 for the embedded model)
+    resolved.request.cfg_scale      # the model's default filled in (steady.request.defaults)
     resolved.image_params(1)        # what image 1 is made with (seed base + 1, its variant's prompt)
 
 ``check`` returns a new, frozen ``Resolved``: the validated request with every model default
@@ -28,10 +28,11 @@ from typing import Any
 
 from steady.config import Settings
 from steady.errors import BadInput, OutputError
-from steady.params import DEFAULT_CFG_SCALE, GenerationRequest, Hires, ImageParams, Source, resolve_seed
+from steady.params import GenerationRequest, Hires, ImageParams, Source, resolve_seed
 from steady.prompts.lora import strip_lora_tags
 from steady.prompts.schedule import check_prompt
 from steady.prompts.variants import Axis, Variant, axes_of, expand
+from steady.request.defaults import fill
 from steady.version import __version__
 
 # Free disk space we insist on beyond the images themselves: a full disk mid-run is the one
@@ -94,7 +95,7 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
 
     ``variants``: per-image overrides given by the caller (eval commands render many prompts in
     one run); by default they come from the prompt's wildcards and the X/Y axes."""
-    from steady.models.default import EMBEDDED_CFG_SCALE, EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
+    from steady.models.default import EMBEDDED_MODEL_NAME, embedded_model_path, resolve_default_model
     from steady.models.detect import clip_skip_limit, inspect_model, pickle_refusal, text_layers
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
@@ -116,9 +117,6 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     if skip_limit is not None and request.clip_skip > skip_limit:
         raise BadInput("clip_skip", request.clip_skip, f"must be between 1 and {skip_limit} for {info.name} (its "
                                                        f"text encoder has {text_layers(info)} layers)")  # fmt: skip
-    cfg_scale = request.cfg_scale
-    if cfg_scale is None:  # the model's own CFG
-        cfg_scale = EMBEDDED_CFG_SCALE if embedded else DEFAULT_CFG_SCALE
     # Device and dtype, decided without torch (the worker confirms the device when it loads).
     device = choose_device(request.device)
     dtype = choose_dtype(request.dtype, device, native_bf16())
@@ -131,8 +129,19 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
 
     found = resolve_source(request, cfg, info)
     width, height = found.size or (info.native_size, info.native_size)
-    request = dataclasses.replace(request, cfg_scale=float(cfg_scale), width=request.width or width,
-                                  height=request.height or height, seed=resolve_seed(request.seed))  # fmt: skip
+    # The prompt's LoRA tags, found, hashed and fitted to the model (a wildcard or a Prompt S/R axis
+    # may change them per variant, below); then what the request left out: a few-step LoRA's
+    # recommendations, the model's own defaults (steady.request.defaults), the built-in ones.
+    # The VAE (steady.models.vae): auto, none, a name in vae_dir or a path, fitted to the model.
+    from steady.models.vae import vae_entry
+
+    vae = vae_entry(request.vae, info, cfg, request.allow_pickle)
+    loras = _LoraTags(cfg, info, request.allow_pickle, styles, vae)
+    extra = loras.extra(request.prompt, request.negative_prompt)
+    filled = fill(request, Path(model_path), (width, height), embedded, [e["path"] for e in extra.get("loras", [])])
+    if filled.notes:
+        extra = {**extra, "warnings": [*extra.get("warnings", []), *filled.notes]}
+    request = dataclasses.replace(filled.request, seed=resolve_seed(request.seed))
     from steady.request.hires import resolve_hires
 
     hires = resolve_hires(request, cfg)
@@ -151,14 +160,7 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
             texts.add((name, v.overrides.get(name, getattr(request, name)), v.overrides.get("steps", request.steps)))
     for name, text, steps in sorted(texts):
         check_prompt(strip_lora_tags(text), name, steps)  # as the worker reads it: without LoRA tags
-    # The LoRA tags of the request's prompts and of every variant's (a wildcard or a Prompt S/R axis
-    # may change them): found, hashed, fitted to the model.
-    # The VAE (steady.models.vae): auto, none, a name in vae_dir or a path, fitted to the model.
-    from steady.models.vae import vae_entry
-
-    vae = vae_entry(request.vae, info, cfg, request.allow_pickle)
-    loras = _LoraTags(cfg, info, request.allow_pickle, styles, vae)
-    extra = loras.extra(request.prompt, request.negative_prompt)
+    # Every variant's LoRA tags (a wildcard or a Prompt S/R axis may change them).
     if found.warnings:
         extra = {**extra, "warnings": list(dict.fromkeys([*extra.get("warnings", []), *found.warnings]))}
     if getattr(info, "inpainting", False):  # recorded: its images were made with the inpainting conditioning
