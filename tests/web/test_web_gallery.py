@@ -52,3 +52,18 @@ def test_the_favicon_is_served(client: TestClient) -> None:
     reply = client.get("/favicon.ico")
     assert reply.status_code == 200 and reply.headers["content-type"] == "image/x-icon"
     assert Image.open(io.BytesIO(reply.content)).format == "ICO"
+
+
+def test_emptying_the_trash_removes_its_thumbnails(client: TestClient, studio: Studio, tmp_path: Path) -> None:
+    """A deleted image's id can be given to a later one by SQLite: its thumbnail must not outlive it."""
+    from steady.images.thumbs import thumb_path
+
+    plain, _ = plain_and_a1111(tmp_path / "pngs")
+    import_folder(studio.catalog, tmp_path / "pngs")
+    image_id = next(i["id"] for i in client.get("/api/images").json()["items"]
+                    if client.get(f"/api/images/{i['id']}").json()["path"] == str(plain))  # fmt: skip
+    assert client.get(f"/api/images/{image_id}/thumb?size=128").status_code == 200
+    assert client.delete(f"/api/images/{image_id}").status_code == 200
+    assert thumb_path(studio.cfg.thumbs_dir, image_id, 128).is_file()  # kept while it can be restored
+    assert client.delete("/api/trash").json() == {"deleted": 1}
+    assert not thumb_path(studio.cfg.thumbs_dir, image_id, 128).exists()

@@ -263,7 +263,17 @@ def make_router(studio: Studio) -> APIRouter:
 
     @router.delete("/trash")
     def empty_trash() -> dict[str, Any]:
-        return {"deleted": gallery.empty_trash(studio.catalog)}
+        from steady.images.thumbs import SIZES, thumb_path
+
+        with studio.catalog.reading() as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM images WHERE trash_path IS NOT NULL")]
+        deleted = gallery.empty_trash(studio.catalog)
+        # Their thumbnails go too: SQLite may give a deleted id to a later image, which must not
+        # show the old one's picture (an imported file's time is often older than the thumbnail).
+        for image_id in ids:
+            for size in SIZES:
+                thumb_path(cfg.thumbs_dir, image_id, size).unlink(missing_ok=True)
+        return {"deleted": deleted}
 
     @router.get("/runs/{run_id}")
     def run(run_id: Id, offset: int = Query(0, ge=0, le=MAX_ID),
