@@ -94,3 +94,25 @@ def test_page_upscale_of_a_catalog_image(server) -> None:
         assert (record["params"]["width"], record["params"]["height"]) == (64, 64)
         missing = client.post("/api/upscale", json={"image": "image:999999", "upscaler": "Nearest"})
         assert 400 <= missing.status_code < 500 and "image:999999" in missing.text
+
+
+def test_an_imported_image_without_a_seed_stays_without_one(server, tmp_path) -> None:
+    """An image whose PNG did not say its seed (an import) is upscaled with the seed unknown, not 0."""
+    from steady.images.pngmeta import write_png
+    from steady.params import GenerationRequest, ImageParams
+
+    running, _ = server
+    params = ImageParams(prompt="an old photo", negative_prompt="", steps=None, cfg_scale=None, width=16, height=16,
+                         seed=None, sampler="", clip_skip=None, model_name="", model_hash="", model_arch="",
+                         device="", dtype="")  # fmt: skip
+    path = write_png(_picture(16, 16), running.home / "outputs" / "old.png", params)
+    catalog = running.studio.catalog
+    run = catalog.start_run(GenerationRequest("an old photo"), "", "")
+    parent = catalog.add_image(run, path, 0, params, 0.0)
+    with running.client() as client:
+        job = client.post("/api/upscale", json={"image": f"image:{parent}", "upscaler": "Lanczos", "scale": 2}).json()
+        state = running.wait_job(job["jobs"][0]["job_id"])
+        assert state["state"] == "done", state
+        record = client.get(f"/api/images/{state['image_ids'][0]}").json()
+    assert record["params"]["seed"] is None and "Seed:" not in record["infotext"]
+    assert record["path"].endswith("-00.png") and record["init_image_id"] == parent

@@ -65,7 +65,9 @@ class JobRecord:
         return ImageParams.from_dict({**self.params, "seed": self.seed_of(index), **overrides})
 
     def image_path(self, index: int) -> Path:
-        return Path(self.out_dir) / f"{self.run_id:05d}-{index:02d}-{self.image_params(index).seed}.png"
+        seed = self.image_params(index).seed  # None: an upscale of an image that does not say its seed
+        return Path(self.out_dir) / (f"{self.run_id:05d}-{index:02d}-{seed}.png" if seed is not None
+                                     else f"{self.run_id:05d}-{index:02d}.png")  # fmt: skip
 
 
 _COLUMNS = ("id, run_id, state, base_seed, n_images, model_path, out_dir, params_json, plan_json, attempts, "

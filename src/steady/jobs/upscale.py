@@ -19,6 +19,7 @@ made again, a cancel stops it between tiles, `steady resume RUN` finishes it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from steady.catalog.db import Catalog, open_catalog
@@ -39,9 +40,14 @@ def submit_upscale(resolved: ResolvedUpscale, catalog: Catalog, claim: bool = Fa
     jobs = []
     for index in range(len(resolved.sources)):
         params = resolved.image_params(index)
+        variants = None
+        if params.seed is None:  # an imported source that does not say its seed: recorded as unknown
+            variants = {"axes": [], "variants": [{"overrides": {"seed": None}}]}
+            params = dataclasses.replace(params, seed=0)  # the job's base seed (a column that must be set)
         request = params.request(n_images=1, max_images=1)
         model_path = resolved.upscaler.path or resolved.upscaler.name
-        jobs.append(queue.enqueue_params(request, params, model_path, str(resolved.out_dir), claim=claim))
+        jobs.append(queue.enqueue_params(request, params, model_path, str(resolved.out_dir), variants=variants,
+                                         claim=claim))  # fmt: skip
     return jobs
 
 
