@@ -63,3 +63,19 @@ def test_bad_folder_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, h
     assert captured.err.startswith(f"steady: error: folder={str(target)!r}:")
     assert captured.err.count("\n") == 1
     assert not home.exists()
+
+
+def test_import_makes_the_grid_thumbnails_ahead(tmp_path, capsys, home):
+    from steady.catalog import open_catalog
+    from steady.images.thumbs import thumb_path
+
+    root = folder_of_pngs(tmp_path)
+    code, _ = run_main(["import", "-q", "--no-thumbnails", str(root)], capsys)
+    with open_catalog(home / "catalog.db") as catalog, catalog.reading() as conn:
+        assert [r[0] for r in conn.execute("SELECT colour FROM images")] == [None, None]
+    code, captured = run_main(["import", str(root)], capsys)  # nothing new to add; the thumbnails are made
+    assert code == 0 and "2/2" in captured.err
+    with open_catalog(home / "catalog.db") as catalog, catalog.reading() as conn:
+        rows = conn.execute("SELECT id, colour FROM images").fetchall()
+    assert all(colour is not None for _, colour in rows)
+    assert all(thumb_path(home / "cache" / "thumbs", image_id, 256).is_file() for image_id, _ in rows)

@@ -2,10 +2,13 @@
 
     steady import ~/stable-diffusion-webui/outputs   A1111/Forge, ComfyUI, InvokeAI, plain or ours
     steady import ~/ComfyUI/output --json            the report as one JSON object
+    steady import ~/outputs --no-thumbnails          leave the grid's thumbnails to the page
 
 Every PNG under FOLDER (recursively; symlinks are not followed) becomes a catalog row with the
 parameters its metadata holds, as one import group (the gallery's filter; not prompt history). Running it again adds only
-new files; a copy of an image already recorded is counted as a duplicate, not added.
+new files; a copy of an image already recorded is counted as a duplicate, not added. Then the
+grid thumbnails the catalog lacks are made ahead (steady.catalog.ahead), so the gallery shows
+pictures, not placeholders, the first time it scrolls through them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ PROBLEMS_SHOWN = 5
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def import_command(folder: Path, as_json: bool, quiet: bool) -> None:
+@click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
+              help="Make the gallery's thumbnails the catalog lacks after the import.")
+def import_command(folder: Path, as_json: bool, quiet: bool, thumbnails: bool) -> None:
     """Index the PNGs under FOLDER into the catalog, in place (A1111, ComfyUI, InvokeAI, plain)."""
     from steady.catalog import open_catalog
     from steady.catalog.importer import check_folder, import_folder
@@ -45,10 +50,19 @@ def import_command(folder: Path, as_json: bool, quiet: bool) -> None:
     try:
         with open_catalog() as catalog:
             report = import_folder(catalog, folder, on_progress=on_progress)
+            if bar is not None:
+                bar.close()
+                bar = None
+            # 3. The grid's thumbnails made ahead, with their own progress bar.
+            if thumbnails:
+                from steady.catalog.ahead import make_thumbs_ahead
+                from steady.config import settings
+
+                make_thumbs_ahead(catalog, settings().thumbs_dir, on_progress)
     finally:
         if bar is not None:
             bar.close()
-    # 3. The report.
+    # 4. The report.
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
