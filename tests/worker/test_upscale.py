@@ -115,3 +115,20 @@ def test_garbage_and_unsafe_pickles_are_refused(tmp_path):
     evil.write_bytes(pickle.dumps({"a": print}))  # a global weights_only=True must not call or build
     with pytest.raises(BadInput, match="cannot be read"):
         load_upscaler(str(evil))
+
+
+def test_peak_rss_sees_memory_held_only_inside_the_block():
+    import psutil
+
+    from steady.worker.upscale import PeakRss
+
+    me = psutil.Process()
+    before = me.memory_info().rss
+    with PeakRss(me, every=0.005) as watch:
+        block = bytearray(96 * 2**20)
+        block[::4096] = b"\x01" * len(block[::4096])  # resident
+        import time
+
+        time.sleep(0.1)
+        del block
+    assert watch.peak >= before + 80 * 2**20

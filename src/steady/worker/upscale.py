@@ -299,6 +299,36 @@ def _run_tiled(image: Any, model: Any, tile: int, overlap: int, on_tile: Callabl
     return Image.fromarray(array, "RGB")
 
 
+class PeakRss:
+    """While in its ``with`` block, samples the process's resident bytes every ``every`` seconds
+    in a thread; ``peak`` is the most it saw."""
+
+    def __init__(self, process: Any, every: float = 0.01):
+        import threading
+
+        self.process, self.every, self.peak = process, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-upscale-rss", daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def is_upscale(params: Any) -> bool:
     """Whether a RenderImage's params ask for an upscale (steady.jobs.upscale) instead of a generation."""
     return "postprocess" in params.extra
@@ -329,6 +359,7 @@ def upscale_image(job: Any, held: HeldUpscaler, send: Callable[[object], None], 
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         started, peak_rss = time.perf_counter(), me.memory_info().rss
+        watch = PeakRss(me)  # a tile's peak is inside the model's forward: sampled every 10 ms
         # 2. Read the source.
         with Image.open(post["source_path"]) as source:
             image = source.convert("RGB")
@@ -344,11 +375,12 @@ def upscale_image(job: Any, held: HeldUpscaler, send: Callable[[object], None], 
             return not cancelled()
 
         # 3. Upscale, tile by tile.
-        big = upscale(image, model, float(post["upscale_by"]), int(post.get("tile") or 0), int(post.get("overlap") or 0),
-                      on_tile)  # fmt: skip
+        with watch:
+            big = upscale(image, model, float(post["upscale_by"]), int(post.get("tile") or 0),
+                          int(post.get("overlap") or 0), on_tile)  # fmt: skip
         if big.size != (params.width, params.height):
             raise SteadyError(f"the upscale gave {big.size[0]}x{big.size[1]}, not {params.width}x{params.height}")
-        peak_rss = max(peak_rss, me.memory_info().rss)
+        peak_rss = max(peak_rss, watch.peak, me.memory_info().rss)
         seconds = time.perf_counter() - started
         # 4. Write atomically; the supervisor records the row when it hears of it.
         write(big, job.path, params)
