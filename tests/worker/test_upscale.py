@@ -132,3 +132,21 @@ def test_peak_rss_sees_memory_held_only_inside_the_block():
         time.sleep(0.1)
         del block
     assert watch.peak >= before + 80 * 2**20
+
+
+def test_spandrel_imports_beside_a_torchvision_that_cannot_load(tmp_path):
+    """PyPI's torchvision is a CUDA build; beside a CPU-only torch its import fails with a
+    RuntimeError. spandrel still loads ESRGAN then, and nothing else sees a torchvision."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "torchvision"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    code = ("import sys; from steady.worker.upscale import spandrel_module, load_upscaler; spandrel_module(); "
+            f"m = load_upscaler({str(tmp_path / 'm.safetensors')!r}); assert m.scale == 4; "
+            "assert 'torchvision' not in sys.modules; print('ok')")  # fmt: skip
+    save_tiny_esrgan(tmp_path / "m.safetensors")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
