@@ -14,7 +14,12 @@ How it reads an image (``analyse``):
 An image with no clear foreground gets ``found=False`` and every shape-related guess None;
 nothing here raises on a bad generation, only on a wrongly shaped array.
 
+The vocabulary is the embedded model's (``scenes.BASE``) unless asked otherwise: ``check`` reads
+with ``scenes.EXTENDED`` (the star, lime) only when the prompt names one of its words, so every
+other prompt is read exactly as before the extension.
+
 Try it:  python -m steady.tiny.checker --seed 1 -n 2000   (accuracy on ground-truth scenes)
+         python -m steady.tiny.checker --extended star    (on star scenes, with the extension)
 """
 
 from __future__ import annotations
@@ -24,19 +29,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from steady.tiny.data import coverage, dataset
+from steady.tiny.data import coverage, dataset, extension_scenes
 from steady.tiny.scenes import (
     ATTRIBUTES,
     CELL_BOUNDARIES,
     CENTROID_OFFSET,
-    COLOUR_NAMES,
-    COLOURS,
+    BASE,
+    EXTENDED,
     IMAGE_SIZE,
     SCALE_THRESHOLD,
     SHAPE_AREA_FACTOR,
-    SHAPES,
+    Vocabulary,
     parse_prompt,
     position_from_cell,
+    vocabulary_for,
 )
 
 BORDER = 2
@@ -99,11 +105,11 @@ class ShapeFit:
     errors: dict[str, float]
 
 
-def nearest_colour(rgb: np.ndarray) -> str:
+def nearest_colour(rgb: np.ndarray, vocabulary: Vocabulary = BASE) -> str:
     """Name of the palette colour nearest to ``rgb`` (Euclidean in sRGB)."""
-    palette = np.array([c.rgb for c in COLOURS], dtype=np.float64)
+    palette = np.array([c.rgb for c in vocabulary.colours], dtype=np.float64)
     d = np.linalg.norm(palette - np.asarray(rgb, dtype=np.float64)[None, :], axis=1)
-    return COLOUR_NAMES[int(np.argmin(d))]
+    return vocabulary.colour_names[int(np.argmin(d))]
 
 
 def _to_float_rgb(image: object) -> np.ndarray:
@@ -166,14 +172,14 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return kernel @ image @ kernel.T
 
 
-def fit_shapes(weight: np.ndarray) -> ShapeFit:
+def fit_shapes(weight: np.ndarray, shapes: tuple[str, ...] = BASE.shapes) -> ShapeFit:
     """Compare a soft mask with each ideal shape of the same area and centre of mass."""
     area = float(weight.sum())
     gy, gx = np.mgrid[0 : weight.shape[0], 0 : weight.shape[1]] + 0.5
     mx, my = float((weight * gx).sum() / area), float((weight * gy).sum() / area)
     errors: dict[str, float] = {}
     geometry: dict[str, tuple[float, float, float]] = {}
-    for shape in SHAPES:
+    for shape in shapes:
         scale = float(np.sqrt(area / SHAPE_AREA_FACTOR[shape]))
         cy = my - CENTROID_OFFSET[shape] * scale
         ideal = coverage(shape, mx, cy, scale)
@@ -192,14 +198,15 @@ def _cell(v: float) -> int:
     return 0 if v < CELL_BOUNDARIES[0] else (1 if v < CELL_BOUNDARIES[1] else 2)
 
 
-def analyse(image: object) -> SceneEstimate:
-    """Read the scene attributes off an (64, 64, 3) image (uint8, or float in [0, 1])."""
+def analyse(image: object, vocabulary: Vocabulary = BASE) -> SceneEstimate:
+    """Read the scene attributes off an (64, 64, 3) image (uint8, or float in [0, 1]), naming
+    only the shapes and colours of ``vocabulary``."""
     img = _to_float_rgb(image)
     # 1. background: median of the border
     border = np.concatenate([img[:BORDER].reshape(-1, 3), img[-BORDER:].reshape(-1, 3),
                              img[:, :BORDER].reshape(-1, 3), img[:, -BORDER:].reshape(-1, 3)])  # fmt: skip
     bg = np.median(border, axis=0)
-    background = nearest_colour(bg)
+    background = nearest_colour(bg, vocabulary)
     none = SceneEstimate(found=False, shape=None, colour=None, size=None, position=None,
                          background=background, rgb=None, background_rgb=tuple(bg), area=0.0,
                          cx=None, cy=None, scale=None, shape_errors=None)  # fmt: skip
@@ -224,14 +231,14 @@ def analyse(image: object) -> SceneEstimate:
     if area < MIN_AREA:
         return none
     # 4. attributes
-    fit = fit_shapes(weight)
+    fit = fit_shapes(weight, vocabulary.shapes)
     size = None
     if SCALE_LIMITS[0] <= fit.scale <= SCALE_LIMITS[1]:
         size = "large" if fit.scale > SCALE_THRESHOLD else "small"
     return SceneEstimate(
         found=True,
         shape=fit.shape if fit.errors[fit.shape] <= MAX_SHAPE_ERROR else None,
-        colour=nearest_colour(fg),
+        colour=nearest_colour(fg, vocabulary),
         size=size,
         position=position_from_cell(_cell(fit.cy), _cell(fit.cx)),
         background=background,
@@ -261,9 +268,11 @@ def score(estimate: SceneEstimate, expected: dict[str, str]) -> CheckResult:
     )
 
 
-def check(image: object, prompt: str) -> CheckResult:
-    """Score an image against a prompt: each attribute the prompt names is read off the image."""
-    return score(analyse(image), parse_prompt(prompt))
+def check(image: object, prompt: str, vocabulary: Vocabulary | None = None) -> CheckResult:
+    """Score an image against a prompt: each attribute the prompt names is read off the image,
+    with ``vocabulary`` (default: the extended one when the prompt names its words, else the base)."""
+    named = parse_prompt(prompt)
+    return score(analyse(image, vocabulary or vocabulary_for(named)), named)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,10 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Checker accuracy on ground-truth scenes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--extended", choices=("star", "lime", "base"), default=None,
+                        help="read with the extended vocabulary, on scenes of the star, of lime, or the base world's")
     args = parser.parse_args(argv)
     hits = dict.fromkeys(ATTRIBUTES, 0)
-    for s in dataset(args.seed, args.n, holdout=False):
-        got = analyse(s.image).attributes()
+    vocabulary = EXTENDED if args.extended else BASE
+    for s in extension_scenes(args.extended, args.seed, args.n) if args.extended else dataset(args.seed, args.n, holdout=False):
+        got = analyse(s.image, vocabulary).attributes()
         for a in ATTRIBUTES:
             hits[a] += got[a] == getattr(s.scene, a)
     for a in ATTRIBUTES:

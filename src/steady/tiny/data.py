@@ -25,12 +25,15 @@ from steady.tiny.scenes import (
     CROSS_ARM_HALF_WIDTH,
     CROSS_HALF_EXTENT,
     IMAGE_SIZE,
+    NEW_SHAPES,
     POSITION_JITTER,
     POSITIONS,
     SCALE_RANGES,
     SHAPES,
     SIZES,
     SQUARE_HALF_SIDE,
+    STAR_INNER_RATIO,
+    STAR_OUTER_RADIUS,
     TRIANGLE_CIRCUMRADIUS,
     Scene,
     caption,
@@ -116,7 +119,22 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray, s: float) -> np.ndarray:
     if shape == "cross":
         e, w = CROSS_HALF_EXTENT * s, CROSS_ARM_HALF_WIDTH * s
         return ((au <= w) & (av <= e)) | ((au <= e) & (av <= w))
-    raise ValueError(f"shape={shape!r} is not one of {SHAPES}")
+    if shape == "star":
+        return _inside_star(u, v, STAR_OUTER_RADIUS * s, STAR_INNER_RATIO * STAR_OUTER_RADIUS * s)
+    raise ValueError(f"shape={shape!r} is not one of {SHAPES + NEW_SHAPES}")
+
+
+def _inside_star(u: np.ndarray, v: np.ndarray, outer: float, inner: float) -> np.ndarray:
+    """Five-pointed star, one point straight up: fold each point's angle into the half-sector
+    between a tip and the next notch, then test it against the tip-to-notch edge."""
+    angle = np.mod(np.arctan2(u, -v), 2 * np.pi / 5)  # 0 at a tip, clockwise on screen
+    angle = np.minimum(angle, 2 * np.pi / 5 - angle)  # mirror: 0 .. pi/5
+    rho = np.hypot(u, v)
+    x, y = rho * np.cos(angle), rho * np.sin(angle)
+    half = np.pi / 5
+    # edge from the tip (outer, 0) to the notch (inner cos, inner sin); the origin side is inside
+    nx, ny = inner * np.sin(half), outer - inner * np.cos(half)
+    return nx * x + ny * y <= outer * inner * np.sin(half)
 
 
 def coverage(shape: str, cx: float, cy: float, scale: float, rotation: float = 0.0) -> np.ndarray:
@@ -192,6 +210,26 @@ def dataset(
         raise ValueError(f"n={n!r} must be >= 0")
     for index in range(start, start + n):
         yield sample(seed, index, drop_prob=drop_prob, holdout=holdout)
+
+
+def extension_sample(kind: str, seed: int, index: int, drop_prob: float = DEFAULT_DROP_PROB) -> Sample:
+    """Sample ``index`` of the extension's data set ``seed``: a scene with the new shape
+    (``kind="star"``) or the new colour as the shape's colour (``kind="lime"``), every other
+    attribute drawn as the data set draws it; ``kind="base"`` is ``sample(..., holdout=False)``."""
+    if kind == "base":
+        return sample(seed, index, drop_prob=drop_prob, holdout=False)
+    named = {"star": {"shape": "star"}, "lime": {"colour": "lime"}}.get(kind)
+    if named is None:
+        raise ValueError(f"kind={kind!r} is not one of 'star', 'lime', 'base'")
+    rng = np.random.default_rng([seed, index, 7])
+    scene = scene_for(named, rng)
+    return Sample(image=render(scene), caption=caption(scene, rng, drop_prob), scene=scene)
+
+
+def extension_scenes(kind: str, seed: int, n: int, drop_prob: float = DEFAULT_DROP_PROB) -> Iterator[Sample]:
+    """Samples ``0 .. n-1`` of ``extension_sample(kind, seed, ...)``."""
+    for index in range(n):
+        yield extension_sample(kind, seed, index, drop_prob)
 
 
 def contact_sheet(samples: list[Sample], columns: int = 8) -> Image.Image:

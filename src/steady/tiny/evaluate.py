@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from steady.tiny.checker import analyse, check
-from steady.tiny.data import make_scene
+from steady.tiny.data import extension_sample, make_scene, scene_for
 from steady.tiny.scenes import (
     BACKGROUNDS,
     COLOUR_NAMES,
@@ -84,6 +84,32 @@ def eval_prompts(per_holdout: int = 8, seen: int = 32, seed: int = EVAL_SEED) ->
         for _ in range(per_holdout):
             out.append(_prompt_for(rng, fixed, held_out=True))
     out += [_prompt_for(rng, {}, held_out=False) for _ in range(seen)]
+    return out
+
+
+EXTENSION_SETS = ("star", "star-large", "lime", "aqua")
+
+
+def extension_prompts(kind: str, n: int = 32, seed: int = EVAL_SEED) -> list[EvalPrompt]:
+    """Full captions of ``n`` scenes of the extension (``data.extension_sample``): ``star`` (the new
+    shape, any size), ``star-large`` (the new shape, large: what the VAE can draw of it), ``lime``
+    (the new colour), ``aqua`` (a word the model never read, for the palette's cyan: the shape is cyan
+    and the caption says aqua). Deterministic from ``seed``, and apart from the training scenes' seeds."""
+    if kind not in EXTENSION_SETS:
+        raise ValueError(f"kind={kind!r} is not one of {EXTENSION_SETS}")
+    if kind == "aqua":
+        rng = np.random.default_rng([seed, 41])
+        scenes = [scene_for({"colour": "cyan"}, rng) for _ in range(n)]
+        return [EvalPrompt(" ".join("aqua" if w == "cyan" else w for w in caption(s, rng, drop_prob=0.0).split()),
+                           int(rng.integers(0, 2**31 - 1)), False) for s in scenes]  # fmt: skip
+    out: list[EvalPrompt] = []
+    index = 0
+    while len(out) < n:
+        s = extension_sample(kind.split("-")[0], seed, index, drop_prob=0.0)
+        index += 1
+        if kind == "star-large" and s.scene.size != "large":
+            continue
+        out.append(EvalPrompt(s.caption, int(np.random.default_rng([seed, index]).integers(0, 2**31 - 1)), False))
     return out
 
 

@@ -6,7 +6,11 @@ e.g. "a small red circle at the top left on a blue background". This module hold
 - the vocabulary and its exact geometry (grid centres, size ranges, shape proportions),
 - the ``Scene`` dataclass (attributes plus exact geometry, everything needed to render it),
 - the held-out attribute combinations never shown in training (``HOLDOUTS``),
-- the caption grammar (``caption``) and the forgiving prompt parser (``parse_prompt``).
+- the caption grammar (``caption``) and the forgiving prompt parser (``parse_prompt``),
+- an opt-in extension the embedded model never saw (``NEW_SHAPES``: star, ``NEW_COLOURS``: lime):
+  the training data and ``steady eval-tiny`` use ``BASE`` only; the checker reads the extension
+  (``EXTENDED``) when a prompt names one of its words (``vocabulary_for``). The LoRA and the
+  embedding that teach them: ``steady.tiny.teach``.
 
 Rendering and sampling live in ``steady.tiny.data``; scoring in ``steady.tiny.checker``.
 Try it:  python -c "from steady.tiny.scenes import parse_prompt; print(parse_prompt('red circle top left'))"
@@ -51,6 +55,11 @@ COLOURS: tuple[NamedColour, ...] = (
     NamedColour("black", (25, 25, 25)),
 )
 COLOUR_NAMES: tuple[str, ...] = tuple(c.name for c in COLOURS)
+# The extension (opt-in): a shape and a colour the embedded model never saw. Lime is >= 95 from
+# every colour above (yellow is the nearest), as the palette's pairs are.
+NEW_SHAPES: tuple[str, ...] = ("star",)
+NEW_COLOURS: tuple[NamedColour, ...] = (NamedColour("lime", (150, 235, 40)),)
+NEW_COLOUR_NAMES: tuple[str, ...] = tuple(c.name for c in NEW_COLOURS)
 # Backgrounds come from the same palette; a scene's background never equals its shape colour.
 BACKGROUNDS: tuple[str, ...] = COLOUR_NAMES
 COLOUR_JITTER = 10  # each RGB channel of a scene's colours moves by at most this much
@@ -91,9 +100,11 @@ SQUARE_HALF_SIDE = 0.9  # half side / s
 TRIANGLE_CIRCUMRADIUS = 1.2  # circumradius / s; the triangle points up, bbox centred on (cx, cy)
 CROSS_HALF_EXTENT = 1.05  # arm tip distance / s
 CROSS_ARM_HALF_WIDTH = 0.4  # arm half width / s
+STAR_OUTER_RADIUS = 1.05  # five points, one straight up; tip distance / s
+STAR_INNER_RATIO = 0.5  # inner (notch) radius / outer radius: fat points, so a small star survives the VAE
 # How far below (cx, cy) each shape's centre of mass lies, per s (the triangle's bbox is centred).
 CENTROID_OFFSET: dict[str, float] = {
-    "circle": 0.0, "square": 0.0, "triangle": 0.25 * TRIANGLE_CIRCUMRADIUS, "cross": 0.0,
+    "circle": 0.0, "square": 0.0, "triangle": 0.25 * TRIANGLE_CIRCUMRADIUS, "cross": 0.0, "star": 0.0,
 }  # fmt: skip
 # Area of each shape per s**2 (exact, before anti-aliasing).
 SHAPE_AREA_FACTOR: dict[str, float] = {
@@ -101,7 +112,31 @@ SHAPE_AREA_FACTOR: dict[str, float] = {
     "square": 4 * SQUARE_HALF_SIDE**2,
     "triangle": 3 * np.sqrt(3) / 4 * TRIANGLE_CIRCUMRADIUS**2,
     "cross": 2 * (2 * CROSS_HALF_EXTENT) * (2 * CROSS_ARM_HALF_WIDTH) - (2 * CROSS_ARM_HALF_WIDTH) ** 2,
+    "star": 5 * STAR_OUTER_RADIUS**2 * STAR_INNER_RATIO * float(np.sin(np.pi / 5)),
 }
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The shapes and colours a checker (or a data set) knows."""
+
+    shapes: tuple[str, ...]
+    colours: tuple[NamedColour, ...]
+
+    @property
+    def colour_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.colours)
+
+
+BASE = Vocabulary(SHAPES, COLOURS)  # the embedded model's world
+EXTENDED = Vocabulary(SHAPES + NEW_SHAPES, COLOURS + NEW_COLOURS)  # plus the star and lime
+
+
+def vocabulary_for(named: dict[str, str]) -> Vocabulary:
+    """``EXTENDED`` when the attributes a prompt names (``parse_prompt``) use the extension, else
+    ``BASE``: a prompt of the embedded model's own world is read as it always was."""
+    new = set(NEW_SHAPES) | set(NEW_COLOUR_NAMES)
+    return EXTENDED if any(named.get(a) in new for a in ("shape", "colour", "background")) else BASE
 
 
 @dataclass(frozen=True)
@@ -153,10 +188,10 @@ def is_held_out(attributes: dict[str, str]) -> bool:
 
 def colour_rgb(name: str) -> tuple[int, int, int]:
     """Canonical RGB of a colour name from ``COLOURS``."""
-    for c in COLOURS:
+    for c in COLOURS + NEW_COLOURS:
         if c.name == name:
             return c.rgb
-    raise ValueError(f"colour={name!r} is not one of {COLOUR_NAMES}")
+    raise ValueError(f"colour={name!r} is not one of {COLOUR_NAMES + NEW_COLOUR_NAMES}")
 
 
 def grid_cell(name: str) -> GridCell:
@@ -227,10 +262,12 @@ _SHAPE_WORDS = {
     "square": "square", "squares": "square",
     "triangle": "triangle", "triangles": "triangle",
     "cross": "cross", "crosses": "cross", "plus": "cross",
+    "star": "star", "stars": "star",
 }  # fmt: skip
 _SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small",
                "large": "large", "big": "large", "huge": "large"}  # fmt: skip
-_COLOUR_WORDS = {**{n: n for n in COLOUR_NAMES}, "grey": "gray", "violet": "purple"}
+# "aqua": a word the embedded model never read, for its cyan (the shipped embedding teaches it)
+_COLOUR_WORDS = {**{n: n for n in COLOUR_NAMES + NEW_COLOUR_NAMES}, "grey": "gray", "violet": "purple", "aqua": "cyan"}
 _VERTICAL_WORDS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
 _HORIZONTAL_WORDS = {"left": "left", "right": "right"}
 _CENTRE_WORDS = {"center", "centre", "middle", "central", "centered", "centred"}
