@@ -40,9 +40,11 @@ BLUR_BAND = 2 * int(2.5 * 4 + 0.5) + 1  # how far A1111's mask blur (4) reaches:
 @request_options("model", "steps", "cfg_scale", "sampler", sampler="Euler")
 @click.option("--scenes", "n", default=32, show_default=True, type=click.IntRange(1, 1000), help="Scenes per measure.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the scenes and the images.")
+@click.option("--only", type=click.Choice(["img2img", "inpainting", "hires"]), help="Measure this part alone.")
+@request_options("hires_upscaler", "hires_strength")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def eval_img2img_command(model: str, steps: int, cfg_scale: float | None, sampler: str, n: int, seed: int,
-                         as_json: bool) -> None:  # fmt: skip
+                         only: str | None, hires_upscaler: str, hires_strength: float, as_json: bool) -> None:  # fmt: skip
     """Measure img2img (per strength), inpainting and hires fix against the tiny world's checker."""
     from steady.cli.evaltiny import check_threads
     from steady.cli.progress import progress
@@ -59,7 +61,8 @@ def eval_img2img_command(model: str, steps: int, cfg_scale: float | None, sample
     if check(base, cfg).request.width != 64:
         raise BadInput("model", model or "(default)", "is not a 64x64 tiny-world model")
     cases = _cases(n, seed)
-    total = n * (2 * len(STRENGTHS) + 1 + 1 + 2)
+    parts = (only,) if only else ("img2img", "inpainting", "hires")
+    total = n * ((2 * len(STRENGTHS) + 1 if "img2img" in parts else 0) + ("inpainting" in parts) + 2 * ("hires" in parts))
     bar = progress(total, "image", "eval-img2img")
 
     def on_event(event: object) -> None:
@@ -74,23 +77,28 @@ def eval_img2img_command(model: str, steps: int, cfg_scale: float | None, sample
             def made(kind: str, **kw: Any) -> list[Any]:
                 return _run(scratch, base, cases, kind, inputs, on_event, **kw)
 
-            figures["img2img"] = {}
-            for attribute in ("colour", "shape"):
-                rows = {}
-                for strength in STRENGTHS:
-                    images = made(attribute, strength=strength)
-                    rows[str(strength)] = _rates(images, cases, attribute)
-                figures["img2img"][attribute] = rows
-            kept = made("colour", strength=0.0)
-            figures["strength_0_mad"] = _mean([_mad(img, c["init"]) for img, c in zip(kept, cases, strict=True)])
-            painted = made("colour", strength=0.75, mask=True)
-            figures["inpainting"] = {
-                "outside_mad": max(_mad(img, c["init"], c["outside"]) for img, c in zip(painted, cases, strict=True)),
-                **_rates(painted, cases, "colour"),
-            }
-            first = made("caption", strength=None)
-            second = made("caption", strength=None, hires=True)
-            figures["hires"] = {"first": _accuracy(first, cases), "hires": _accuracy(second, cases)}
+            if "img2img" in parts:
+                figures["img2img"] = {}
+                for attribute in ("colour", "shape"):
+                    rows = {}
+                    for strength in STRENGTHS:
+                        images = made(attribute, strength=strength)
+                        rows[str(strength)] = _rates(images, cases, attribute)
+                    figures["img2img"][attribute] = rows
+                kept = made("colour", strength=0.0)
+                figures["strength_0_mad"] = _mean([_mad(img, c["init"]) for img, c in zip(kept, cases, strict=True)])
+            if "inpainting" in parts:
+                painted = made("colour", strength=0.75, mask=True)
+                figures["inpainting"] = {
+                    "outside_mad": max(_mad(img, c["init"], c["outside"]) for img, c in zip(painted, cases, strict=True)),
+                    **_rates(painted, cases, "colour"),
+                }
+            if "hires" in parts:
+                first = made("caption", strength=None)
+                second = made("caption", strength=None, hires={"hires_scale": 2.0, "hires_upscaler": hires_upscaler,
+                                                                "hires_strength": hires_strength})  # fmt: skip
+                figures["hires"] = {"upscaler": hires_upscaler, "strength": hires_strength,
+                                    "first": _accuracy(first, cases), "hires": _accuracy(second, cases)}
     finally:
         bar.close()
     if as_json:
@@ -133,7 +141,7 @@ def _cases(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _run(scratch: Any, base: Any, cases: list[dict[str, Any]], kind: str, inputs: Any, on_event: Any, *,
-         strength: float | None, mask: bool = False, hires: bool = False) -> list[Any]:  # fmt: skip
+         strength: float | None, mask: bool = False, hires: dict[str, Any] | None = None) -> list[Any]:  # fmt: skip
     """One run: image i from case i's init image (and mask) with its prompt for ``kind``; the images as arrays."""
     import numpy as np
     from PIL import Image
@@ -153,7 +161,7 @@ def _run(scratch: Any, base: Any, cases: list[dict[str, Any]], kind: str, inputs
                                          mask_hash=stored_mask.sha256 if stored_mask else "").to_dict()  # fmt: skip
         variants.append(Variant(overrides))
     request = dataclasses.replace(base, n_images=len(cases), width=64, height=64,
-                                  **({"hires_scale": 2.0} if hires else {}))  # fmt: skip
+                                  **(hires or {}))  # fmt: skip
     result = scratch.run(request, tuple(variants), on_event)
     images = []
     for r in result.images:
@@ -201,18 +209,22 @@ def _mean(values: list[Any]) -> float:
 
 
 def _report(f: dict[str, Any]) -> str:
-    lines = [f"{f['scenes']} scenes, {f['steps']} steps, {f['sampler']}", "",
-             "img2img: asked attribute read / position kept, per strength"]  # fmt: skip
-    for attribute, rows in f["img2img"].items():
-        cells = "  ".join(f"{s}: {r['asked']:.0%} / {r['position_kept']:.0%}" for s, r in rows.items())
-        lines.append(f"  {attribute:<7} {cells}")
-    lines.append(f"  strength 0: mean absolute difference to the init image {f['strength_0_mad']:.2f} / 255")
-    p = f["inpainting"]
-    lines += ["", f"inpainting (colour): outside the mask, largest mean absolute difference {p['outside_mad']:.2f} / 255; "
-                  f"asked colour read {p['asked']:.0%}, position kept {p['position_kept']:.0%}", "",
-              "hires fix 64 -> 128 (read at 64): attribute  first pass  hires"]  # fmt: skip
-    for a, first in f["hires"]["first"].items():
-        lines.append(f"  {a:<11} {first:.0%}  {f['hires']['hires'][a]:.0%}")
+    lines = [f"{f['scenes']} scenes, {f['steps']} steps, {f['sampler']}"]
+    if "img2img" in f:
+        lines += ["", "img2img: asked attribute read / position kept, per strength"]
+        for attribute, rows in f["img2img"].items():
+            cells = "  ".join(f"{s}: {r['asked']:.0%} / {r['position_kept']:.0%}" for s, r in rows.items())
+            lines.append(f"  {attribute:<7} {cells}")
+        lines.append(f"  strength 0: mean absolute difference to the init image {f['strength_0_mad']:.2f} / 255")
+    if "inpainting" in f:
+        p = f["inpainting"]
+        lines += ["", f"inpainting (colour): outside the mask, largest mean absolute difference {p['outside_mad']:.2f} "
+                      f"/ 255; asked colour read {p['asked']:.0%}, position kept {p['position_kept']:.0%}"]  # fmt: skip
+    if "hires" in f:
+        h = f["hires"]
+        lines += ["", f"hires fix 64 -> 128 by {h['upscaler']} at {h['strength']} (read at 64): attribute  first  hires"]
+        for a, first in h["first"].items():
+            lines.append(f"  {a:<11} {first:.0%}  {h['hires'][a]:.0%}")
     return "\n".join(lines)
 
 
