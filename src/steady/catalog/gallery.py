@@ -104,7 +104,7 @@ class Thumb:
     width: int
     height: int
     prompt: str
-    seed: int
+    seed: int | None  # None: the file does not say
     created_at: str
     favourite: bool
     rejected: bool

@@ -52,7 +52,7 @@ class ImageRecord:
     path: str
     file_name: str
     index: int
-    seed: int
+    seed: int | None  # None: an imported file that does not say
     params: ImageParams
     seconds: float
     peak_rss_bytes: int
