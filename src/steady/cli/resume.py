@@ -52,7 +52,8 @@ def resume_command(run: int, as_json: bool, quiet: bool) -> None:
         upscale = "postprocess" in job.params.get("extra", {})  # its progress counts tiles, not steps
         steps_of = (lambda i: job.image_params(i).extra["postprocess"].get("tiles", 1)) if upscale else \
             (lambda i: job.image_params(i).steps)
-        view = RunView(steps_before(job.n_images, steps_of, set(missing)), as_json, quiet)
+        view = RunView(steps_before(job.n_images, steps_of, set(missing)), as_json, quiet,
+                       **({"unit": "tile", "label": "upscale"} if upscale else {}))  # fmt: skip
         outcome = make(job, catalog, cfg, view)
         made = job.n_images - len(queue.missing_indices(job))
     finally:

@@ -60,8 +60,10 @@ class RunView:
     """The progress bar (made at the first step, so the worker's start-up is not counted as steps)
     and one line per image, per recycle, per dead worker; JSON lines with ``as_json``."""
 
-    def __init__(self, steps_before: list[int], as_json: bool, quiet: bool, warned: set[str] | None = None):
+    def __init__(self, steps_before: list[int], as_json: bool, quiet: bool, warned: set[str] | None = None,
+                 unit: str = "step", label: str = "generate"):  # fmt: skip
         self.before, self.as_json, self.quiet = steps_before, as_json, quiet
+        self.unit, self.label = unit, label  # an upscale counts tiles (steady upscale)
         self.warned = warned if warned is not None else set()
         self.bar: Any = None
         self.last = 0
@@ -73,14 +75,14 @@ class RunView:
 
         if isinstance(event, Progress) and not (self.quiet or self.as_json):
             if self.bar is None:
-                self.bar = progress(self.before[-1], "step", "generate")
+                self.bar = progress(self.before[-1], self.unit, self.label)
             done = self.before[event.image_index] + event.step
             self.bar.update(done - self.last)
             self.last = done
             vram = f", VRAM {event.vram_bytes / 2**30:.2f} GiB" if event.vram_bytes else ""
             self.bar.set_postfix_str(
                 f"image {event.image_index + 1}/{event.n_images}, "
-                f"{event.seconds_per_step:.2f} s/step, RSS {event.rss_bytes / 2**30:.2f} GiB{vram}"
+                f"{event.seconds_per_step:.2f} s/{self.unit}, RSS {event.rss_bytes / 2**30:.2f} GiB{vram}"
             )
         elif isinstance(event, GenerationResult):
             for line in event.params.extra.get("warnings", []):  # what the worker could not apply

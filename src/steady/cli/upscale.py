@@ -62,7 +62,7 @@ def upscale_command(images: tuple[str, ...], upscaler: str, scale: float, tile: 
         jobs = submit_upscale(resolved, catalog, claim=True)
         with ctrl_c_stops(lambda text: click.echo(text, err=True)) as stop, Supervisor(catalog, cfg=cfg) as sup:
             for job, plan in zip(jobs, resolved.plans):
-                view = RunView([0, max(1, plan.tiles)], as_json, quiet)
+                view = RunView([0, max(1, plan.tiles)], as_json, quiet, unit="tile", label="upscale")
                 try:
                     outcome = sup.run(job, view.on_event, stop.is_set, stopped="interrupted")
                 finally:
