@@ -135,3 +135,21 @@ def test_check_refuses_a_decompression_bomb(tmp_path):
     with pytest.raises(BadInput) as info:
         check_upscale(UpscaleRequest((str(bomb),)), Settings(home=tmp_path))
     assert info.value.argument == "images" and ("bomb" in info.value.why or "pixels" in info.value.why)
+
+
+def test_a1111_folders_and_names(tmp_path):
+    """With a1111_dir, models/ESRGAN and its siblings (RealESRGAN, SwinIR) are read, and A1111's own
+    names for its upscalers find their files."""
+    webui = tmp_path / "webui"
+    for folder, name in [("ESRGAN", "4x-UltraSharp.pth"), ("RealESRGAN", "RealESRGAN_x4plus.pth"),
+                         ("SwinIR", "SwinIR_4x.pth")]:  # fmt: skip
+        (webui / "models" / folder).mkdir(parents=True)
+        (webui / "models" / folder / name).write_bytes(b"x")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.toml").write_text(f'a1111_dir = "{webui}"\n')
+    cfg = Settings(home=tmp_path / "home")
+    assert [u.name for u in list_upscalers(cfg)][3:] == ["4x-UltraSharp", "RealESRGAN_x4plus", "SwinIR_4x"]
+    assert find_upscaler("R-ESRGAN 4x+", cfg).path.endswith("RealESRGAN/RealESRGAN_x4plus.pth")
+    assert find_upscaler("SwinIR 4x", cfg).name == "SwinIR_4x"
+    with pytest.raises(BadInput):
+        find_upscaler("R-ESRGAN 2x+", cfg)  # its file is not there: nothing is downloaded

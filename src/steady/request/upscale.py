@@ -108,15 +108,37 @@ def name_scale(name: str) -> int:
     return int(match.group(1) or match.group(2)) if match else 4
 
 
-def list_upscalers(cfg: Settings) -> list[Upscaler]:
-    """The built-in upscalers, then the model files in ``upscaler_dir`` by name."""
-    found: dict[str, Upscaler] = {}
+# A1111's names for the upscalers it ships code for, and the files they load (A1111 downloads them
+# into models/RealESRGAN, models/ESRGAN, models/SwinIR): a client asking for "R-ESRGAN 4x+" gets
+# RealESRGAN_x4plus when that file is here. Nothing is downloaded.
+A1111_NAMES = {
+    "r-esrgan 4x+": "RealESRGAN_x4plus", "r-esrgan 4x+ anime6b": "RealESRGAN_x4plus_anime_6B",
+    "r-esrgan 2x+": "RealESRGAN_x2plus", "r-esrgan general 4xv3": "realesr-general-x4v3",
+    "r-esrgan general wdn 4xv3": "realesr-general-wdn-x4v3", "r-esrgan animevideo": "realesr-animevideov3",
+    "esrgan_4x": "ESRGAN_4x", "swinir 4x": "SwinIR_4x",
+}  # fmt: skip
+# Where A1111 keeps the other upscalers' files, beside models/ESRGAN.
+A1111_SIBLINGS = ("RealESRGAN", "SwinIR", "HAT", "DAT")
+
+
+def upscaler_dirs(cfg: Settings) -> list[Path]:
+    """``upscaler_dir``, and when it is an A1111 ``models/ESRGAN`` folder, its siblings that hold
+    upscalers too (models/RealESRGAN, models/SwinIR, ...)."""
     folder = cfg.upscaler_dir
-    if folder.is_dir():
-        files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES]
-        files.sort(key=lambda p: (p.stem.lower(), MODEL_SUFFIXES.index(p.suffix.lower()), str(p)))
-        for p in files:
-            found.setdefault(p.stem.lower(), Upscaler(p.stem, str(p), name_scale(p.stem)))
+    dirs = [folder]
+    if folder.name == "ESRGAN":
+        dirs += [folder.parent / name for name in A1111_SIBLINGS if (folder.parent / name).is_dir()]
+    return dirs
+
+
+def list_upscalers(cfg: Settings) -> list[Upscaler]:
+    """The built-in upscalers, then the model files in ``upscaler_dirs`` by name."""
+    found: dict[str, Upscaler] = {}
+    files = [p for folder in upscaler_dirs(cfg) if folder.is_dir() for p in folder.rglob("*")
+             if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES]  # fmt: skip
+    files.sort(key=lambda p: (p.stem.lower(), MODEL_SUFFIXES.index(p.suffix.lower()), str(p)))
+    for p in files:
+        found.setdefault(p.stem.lower(), Upscaler(p.stem, str(p), name_scale(p.stem)))
     return [Upscaler(name) for name in BUILTIN_UPSCALERS] + sorted(found.values(), key=lambda u: u.name.lower())
 
 
@@ -124,9 +146,11 @@ def find_upscaler(name: str, cfg: Settings) -> Upscaler:
     """The upscaler called ``name`` (any case), or the model file at that path; BadInput naming
     `upscaler` with what there is otherwise."""
     known = list_upscalers(cfg)
-    for u in known:
-        if u.name.lower() == name.strip().lower():
-            return u
+    wanted = name.strip().lower()
+    for key in (wanted, A1111_NAMES.get(wanted, "").lower()):
+        for u in known:
+            if key and u.name.lower() == key:
+                return u
     p = Path(name).expanduser()
     if p.suffix.lower() in MODEL_SUFFIXES and p.is_file():
         return Upscaler(p.stem, str(p.resolve()), name_scale(p.stem))
