@@ -61,3 +61,25 @@ def test_used_embeddings_and_fit(tmp_path):
     assert why["good"] == ""
     assert "768 wide" in why["wide"] and "takes 32" in why["wide"]
     assert "SDXL embedding" in why["xl"]
+
+
+def test_steady_models_lists_embeddings_and_vaes(capsys):
+    import json
+
+    from tests.fixtures.cli import run_main
+    from tests.fixtures.vaes import save_tiny_vae
+
+    cfg = settings()
+    save_embedding(cfg.embeddings_dir / "easyneg.safetensors", (768,), vectors=8)
+    save_embedding(cfg.embeddings_dir / "xlneg.safetensors", (768, 1280), vectors=2, layout="sdxl")
+    save_tiny_vae("sd1", cfg.vae_dir / "grain.vae.safetensors")
+    code, out = run_main(["models", "--json"], capsys)
+    assert code == 0
+    rows = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
+    emb = {r["name"]: r for r in rows if r.get("type") == "embedding"}
+    assert (emb["easyneg"]["vectors"], emb["easyneg"]["arch"]) == (8, "sd1")
+    assert (emb["xlneg"]["vectors"], emb["xlneg"]["arch"], len(emb["xlneg"]["hash"])) == (2, "sdxl", 12)
+    [vae] = [r for r in rows if r.get("type") == "vae"]
+    assert (vae["name"], vae["layout"], len(vae["hash"])) == ("grain.vae.safetensors", "ldm", 10)
+    code, out = run_main(["models", "--no-hash"], capsys)
+    assert "easyneg" in out.out and "8 tokens" in out.out and "grain.vae.safetensors" in out.out

@@ -1,5 +1,6 @@
-"""`steady models`: the checkpoints found in the models folder, with architecture, size and hash,
-and the LoRA files in the LoRA folder, with the architecture they were made for and A1111's hash."""
+"""`steady models`: the checkpoints found in the models folder, with architecture, size and hash;
+the LoRA files in the LoRA folder, with the architecture they were made for and A1111's hash; the
+textual-inversion embeddings (token count, architecture) and the VAEs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 @click.option("--no-hash", is_flag=True, help="Skip hashing (a new 4 GB file takes seconds to hash once).")
 def models_command(as_json: bool, no_hash: bool) -> None:
-    """List models in STEADY_HOME/models (or STEADY_MODELS) and LoRAs in STEADY_HOME/loras (or lora_dir)."""
+    """List models (models_dir), LoRAs (lora_dir), embeddings (embeddings_dir) and VAEs (vae_dir)."""
     from steady.config import settings
     from steady.models.hashing import short_hash
     from steady.models.resolve import list_models
@@ -34,6 +35,46 @@ def models_command(as_json: bool, no_hash: bool) -> None:
         else:
             click.echo(f"{info.name:<40} {info.arch:<5} {info.format:<11} {info.size_bytes / 2**30:6.2f} GiB  {digest:<10}  {info.path}")
     _list_loras(cfg, as_json, no_hash)
+    _list_embeddings(cfg, as_json, no_hash)
+    _list_vaes(cfg, as_json, no_hash)
+
+
+def _list_embeddings(cfg, as_json: bool, no_hash: bool) -> None:
+    """The embeddings: name (the word that uses it), architecture, token count, layout, A1111's
+    short hash. JSON objects carry "type": "embedding"."""
+    from steady.models.embeddings import embedding_hash, list_embeddings
+
+    skipped: list = []
+    found = list_embeddings(cfg, skipped)
+    for path, why in skipped:
+        click.echo(f"steady: note: {path}: {why}", err=True)
+    if not as_json and found:
+        click.echo(f"\nEmbeddings in {cfg.embeddings_dir} (used where the name is a word of a prompt):")
+    for info in found:
+        digest = "" if no_hash else embedding_hash(info, cfg)
+        if as_json:
+            click.echo(json.dumps({"type": "embedding", **info.to_dict(), "hash": digest}))
+        else:
+            tokens = f"{info.vectors} token{'s' if info.vectors != 1 else ''}"
+            click.echo(f"{info.name:<40} {info.arch or '?':<5} {tokens:<11} {info.layout or 'unknown':<16} {digest:<12}  {info.path}")
+
+
+def _list_vaes(cfg, as_json: bool, no_hash: bool) -> None:
+    """The VAEs: file name (what --vae NAME says), layout, size, A1111's VAE hash."""
+    from steady.models.vae import list_vaes, vae_hash
+
+    skipped: list = []
+    found = list_vaes(cfg, skipped)
+    for path, why in skipped:
+        click.echo(f"steady: note: {path}: {why}", err=True)
+    if not as_json and found:
+        click.echo(f"\nVAEs in {cfg.vae_dir} (use with --vae NAME):")
+    for info in found:
+        digest = "" if no_hash else vae_hash(info, cfg)
+        if as_json:
+            click.echo(json.dumps({"type": "vae", **info.to_dict(), "hash": digest}))
+        else:
+            click.echo(f"{info.name:<40} {info.layout:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<10}  {info.path}")
 
 
 def _list_loras(cfg, as_json: bool, no_hash: bool) -> None:

@@ -9,8 +9,12 @@ several are given) through one supervisor whose worker is recycled by the policy
     report.json   the figures below, the policy, every recycle and worker death with its reason
     report.md     the same for people
 
+With ``loras`` (``steady soak --loras a,b,c,d``) each job's prompt carries the next LoRA of the
+list, then none, and round again (``<lora:NAME:1>``): the worker applies and removes them image
+after image, which is what the LoRA-switching figure measures.
+
 Figures: RSS drift = median worker RSS over the last 100 images against images 50-150 (target
-< 2 %); jobs lost (a job that did not end 'done'); orphan files (images on disk without a catalog
+< 2 %; a soak of 40-249 images compares its last quarter with its second quarter); jobs lost (a job that did not end 'done'); orphan files (images on disk without a catalog
 row, rows without a file, temp files left); images per minute.
 """
 
@@ -52,6 +56,7 @@ class SoakConfig:
     width: int | None = None
     height: int | None = None
     seed: int = 1
+    loras: list[str] = field(default_factory=list)  # LoRA names to cycle through, job by job, with none between rounds
     policy: RecyclePolicy = field(default_factory=RecyclePolicy)
 
 
@@ -100,6 +105,16 @@ def rss_drift(rss: list[int]) -> tuple[float | None, int | None, int | None]:
     return round(100.0 * (late - early) / early, 3), early, late
 
 
+def rss_drift_short(rss: list[int]) -> tuple[float | None, int | None, int | None]:
+    """(percent, early median, late median) of a soak of 40-249 images: its second quarter (after
+    the warm-up) against its last quarter."""
+    n = len(rss)
+    if n < 40:
+        return None, None, None
+    early, late = int(statistics.median(rss[n // 4: n // 2])), int(statistics.median(rss[-(n // 4):]))
+    return round(100.0 * (late - early) / early, 3), early, late
+
+
 def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> SoakReport:
     from steady.catalog import open_catalog
     from steady.jobs.queue import JobQueue
@@ -127,7 +142,11 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
         while len(rows) < c.images:
             model = c.models[k % len(c.models)]
             n = min(c.per_job, c.images - len(rows))
-            request = GenerationRequest(prompt=PROMPTS[k % len(PROMPTS)], n_images=n, steps=c.steps,
+            prompt = PROMPTS[k % len(PROMPTS)]
+            lora = (c.loras + [""])[k % (len(c.loras) + 1)] if c.loras else ""
+            if lora:
+                prompt += f" <lora:{lora}:1>"
+            request = GenerationRequest(prompt=prompt, n_images=n, steps=c.steps,
                                         cfg_scale=c.cfg_scale, sampler=c.sampler, width=c.width, height=c.height,
                                         seed=c.seed + 1000 * k, model=model, out_dir=str(images_dir))  # fmt: skip
             job = submit(prepare(request, cfg, gpus=sup.gpus), catalog, claim=True)
@@ -161,6 +180,8 @@ def run_soak(c: SoakConfig, out: Path, cfg: Settings, echo: Any = print) -> Soak
     on_disk = {str(p.resolve()) for p in images_dir.glob("*.png")}
     temps = [p for p in images_dir.iterdir() if p.name.endswith(".tmp")]
     drift, early, late = rss_drift([r.rss_bytes for r in rows])
+    if drift is None:
+        drift, early, late = rss_drift_short([r.rss_bytes for r in rows])
     report = SoakReport(
         images=len(rows), seconds=round(seconds, 1), images_per_minute=round(60 * len(rows) / seconds, 2),
         rss_drift_percent=drift, rss_early_median=early, rss_late_median=late,
@@ -197,11 +218,12 @@ def _write_outputs(out: Path, r: SoakReport, rows: list[ImageRow], kept: list[Me
     panel(draw, W, "system available RAM (MiB) over time (s)",
           {"available": [(s.t, s.available_bytes / MIB) for s in kept]}, x_label="s", markers=marks)  # fmt: skip
     save_atomic(img, out / "memory.png")
-    drift = "n/a (fewer than 250 images)" if r.rss_drift_percent is None else f"{r.rss_drift_percent:+.2f} %"
+    drift = "n/a (fewer than 40 images)" if r.rss_drift_percent is None else f"{r.rss_drift_percent:+.2f} %"
     lines = [
         "# Soak report", "",
         f"- images: {r.images} in {r.seconds:.0f} s ({r.images_per_minute:.1f} per minute), {r.jobs} jobs",
-        f"- RSS drift (median of the last 100 images vs images 50-150): {drift}",
+        f"- RSS drift (median of the last 100 images vs images 50-150; under 250 images, the last quarter vs "
+        f"the second): {drift}",
         f"- peak worker RSS {r.peak_rss_bytes / MIB:.0f} MiB; lowest available RAM {r.min_available_bytes / MIB:.0f} MiB",
         f"- jobs lost: {r.jobs_lost}; orphan files: {r.orphan_files}; rows without a file: {r.orphan_rows}; "
         f"temp files left: {r.temp_files}",

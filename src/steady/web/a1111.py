@@ -8,6 +8,7 @@
     GET  /sdapi/v1/progress      {progress, eta_relative, state, current_image, textinfo}
     POST /sdapi/v1/interrupt     stop the image in progress
     POST /sdapi/v1/png-info      {image: base64} -> {info, items, parameters}
+    loras, embeddings, sd-vae, refresh-*, unload-/reload-checkpoint: steady.web.a1111_networks
 
 A txt2img request becomes one GenerationRequest (batch_size × n_iter images) in the same queue
 as the page's runs, so its images are in the catalog and the gallery like any other; enable_hr
@@ -128,20 +129,31 @@ def _hash(value: Any) -> str | None:
     return value
 
 
+def _vae_name(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 4096:
+        raise ValueError("must be Automatic, None or a VAE's name (GET /sdapi/v1/sd-vae lists them)")
+    return value
+
+
+def request_vae(value: str) -> str:
+    """A1111's sd_vae as GenerationRequest.vae: Automatic -> auto, None -> none, a name as it is."""
+    return {"automatic": "auto", "none": "none"}.get(value.strip().lower(), value)
+
+
 def _checkpoint(value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 4096:
         raise ValueError("must be a model's title, name, file or hash (GET /sdapi/v1/sd-models lists them)")
     return value
 
 
-# The settings steady knows: each checks its value (ValueError says why). sd_vae: steady uses each
-# model's own VAE; samples_format: steady writes PNG; sd_checkpoint_hash follows from the checkpoint
+# The settings steady knows: each checks its value (ValueError says why). sd_vae: "Automatic", "None"
+# or a VAE's name (GET /sdapi/v1/sd-vae; steady.request.check finds it); samples_format: steady writes PNG; sd_checkpoint_hash follows from the checkpoint
 # (accepted so that a client may post back what GET returned).
 OPTIONS: dict[str, Callable[[Any], Any]] = {
     "sd_model_checkpoint": _checkpoint,
     "sd_checkpoint_hash": _hash,
     "CLIP_stop_at_last_layers": _clip_skip,
-    "sd_vae": _one_of("Automatic", "None"),
+    "sd_vae": _vae_name,
     "samples_format": _one_of("png"),
 }
 
@@ -202,7 +214,7 @@ def model_name_for(studio: Studio, entry: ModelEntry) -> str:
 def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
     refusals = {
         "script_name": body.script_name, "restore_faces": body.restore_faces,
-        "tiling": body.tiling, "styles": body.styles, "subseed_strength": body.subseed_strength,
+        "tiling": body.tiling, "subseed_strength": body.subseed_strength,
         "alwayson_scripts": body.alwayson_scripts,
     }  # fmt: skip
     for field, value in refusals.items():
@@ -220,12 +232,13 @@ def to_request(studio: Studio, body: Txt2ImgBody) -> GenerationRequest:
     if overrides.get("sd_model_checkpoint"):
         model = model_name_for(studio, find_entry(studio, overrides["sd_model_checkpoint"]))
     clip_skip = overrides.get("CLIP_stop_at_last_layers", studio.options_store.get("CLIP_stop_at_last_layers", 1))
+    vae = request_vae(overrides.get("sd_vae", studio.options_store.get("sd_vae", "Automatic")))
     if body.batch_size < 1 or body.n_iter < 1:
         raise BadInput("batch_size", body.batch_size if body.batch_size < 1 else body.n_iter, "must be at least 1")
     # The fields A1111 names as we do come through the parameter table; the rest are mapped above.
     same = {name: getattr(body, p.a1111) for name, p in table().items() if p.a1111}
     return GenerationRequest(**same, sampler=sampler, clip_skip=clip_skip, n_images=body.batch_size * body.n_iter,
-                             model=model, **_hires(body, sampler))  # fmt: skip
+                             model=model, vae=vae, styles="\n".join(body.styles or []), **_hires(body, sampler))  # fmt: skip
 
 
 def _hires(body: Txt2ImgBody, sampler: str) -> dict[str, Any]:
@@ -387,13 +400,17 @@ def _info(outcome: Any, request: GenerationRequest, body: Txt2ImgBody) -> dict[s
         "sampler_name": request.sampler, "cfg_scale": request.cfg_scale, "steps": request.steps,
         "batch_size": body.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": first.model_name if first else None, "sd_model_hash": first.model_hash if first else None,
-        "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "sd_vae_name": _vae_of(first, "name"), "sd_vae_hash": _vae_of(first, "hash"), "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": request.hires_strength if request.hires_on() else None,
         "extra_generation_params": {}, "index_of_first_image": 0,
-        "infotexts": [a1111_parameters(r.params) for r in results], "styles": [], "job_timestamp": "",
+        "infotexts": [a1111_parameters(r.params) for r in results], "styles": list(body.styles or []), "job_timestamp": "",
         "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False, "version": "steady",
         "run_id": outcome.run_id, "image_ids": [r.image_id for r in results], "state": outcome.state,
     }  # fmt: skip
+
+
+def _vae_of(params: Any, key: str) -> Any:
+    return ((params.extra.get("vae") or {}).get(key) if params is not None else None) or None
 
 
 def _options(studio: Studio) -> dict[str, Any]:

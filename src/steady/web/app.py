@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from steady.errors import BadInput, SteadyError
 from steady.version import __version__
-from steady.web import a1111, api, inputs, upscale
+from steady.web import a1111, a1111_networks, api, inputs, upscale
 from steady.web.apidocs import docs_page
 from steady.web.limits import BodyLimitMiddleware, BodyTooLarge, error_text, json_safe, too_large_response
 from steady.web.security import Guard, GuardMiddleware
@@ -86,6 +86,7 @@ def create_app(studio: Studio, guard: Guard | None = None, start_studio: bool = 
 
     app.include_router(api.make_router(studio))
     app.include_router(a1111.make_router(studio))
+    app.include_router(a1111_networks.make_router(studio))
     app.include_router(inputs.make_router(studio))
     app.include_router(upscale.make_router(studio))
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

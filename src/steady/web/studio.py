@@ -100,6 +100,7 @@ class Studio:
         self._thread: threading.Thread | None = None
         self._import: threading.Thread | None = None
         self.supervisor: Supervisor | None = None
+        self._recycles: list[threading.Event] = []  # unload requests the generation thread honours between jobs
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,6 +152,27 @@ class Studio:
                               "n_images": job.n_images, "kind": "upscale"})  # fmt: skip
         self._wake.set()
         return jobs
+
+    def recycle_worker(self, timeout: float = 120.0) -> bool:
+        """A1111's unload-checkpoint: the worker process stops between jobs (the cleanest free of
+        everything it held); the next image starts a fresh one. Waits for it; False: not in time."""
+        done = threading.Event()
+        if self._thread is None or not self._thread.is_alive():
+            if self.supervisor is not None:
+                self.supervisor.stop_worker()
+            return True
+        with self._lock:
+            self._recycles.append(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def _honour_recycles(self) -> None:
+        with self._lock:
+            pending, self._recycles = self._recycles, []
+        if pending and self.supervisor is not None:
+            self.supervisor.stop_worker()
+        for done in pending:
+            done.set()
 
     def future(self, job_id: int) -> concurrent.futures.Future[JobOutcome]:
         with self._lock:
@@ -222,6 +244,7 @@ class Studio:
     def _loop(self) -> None:
         last_reconcile = time.monotonic()
         while not self._stopping.is_set():
+            self._honour_recycles()
             job = self.queue.claim_next()
             if job is None:
                 if time.monotonic() - last_reconcile >= self.options.reconcile_every_s:
