@@ -325,7 +325,15 @@ def _params_json(params: ImageParams) -> str:
     """params_json: the same text as json.dumps(params.to_dict()), without asdict's deep copy (its
     fields are plain values and the `extra` dict, which json.dumps walks itself): an import records
     thousands a second."""
-    return json.dumps({f.name: getattr(params, f.name) for f in dataclasses.fields(params)}, sort_keys=True)
+    return json.dumps({f.name: getattr(params, f.name) for f in dataclasses.fields(params)}, sort_keys=True,
+                      default=_nested)  # fmt: skip
+
+
+def _nested(value: Any) -> Any:
+    """The dataclasses an image's parameters hold (Source, Hires: img2img, hires fix) as their dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def recount_runs(conn: sqlite3.Connection, run_ids: set[int]) -> None:
