@@ -72,6 +72,8 @@ function formRequest() {
   }
   const cfg = $("cfg_scale").value.trim();
   if (cfg !== "") body.cfg_scale = Number.parseFloat(cfg);
+  if ($("vae")) body.vae = $("vae").value;
+  if ($("style")?.value) body.styles = $("style").value;
   return body;
 }
 
@@ -858,3 +860,38 @@ function bindUpscale() {
 
 bindImg2img();
 bindUpscale();
+
+// ---- networks: VAE and style choices, LoRA / embedding tags into the prompt, unload -------------
+async function loadNetworks() {
+  const [vaes, loras, embeddings, styles] = await Promise.all([api("/sdapi/v1/sd-vae"), api("/sdapi/v1/loras"),
+    api("/sdapi/v1/embeddings"), api("/sdapi/v1/prompt-styles")]);
+  $("vae").append(...vaes.map((v) => el("option", { value: v.model_name }, v.model_name)));
+  $("style").append(...styles.map((s) => el("option", { value: s.name }, s.name)));
+  const words = [...Object.keys(embeddings.loaded), ...Object.keys(embeddings.skipped)];
+  $("network-pick").append(...loras.map((l) => el("option", { value: `<lora:${l.name}:1>` }, `LoRA: ${l.name}`)),
+    ...words.map((w) => el("option", { value: w }, `embedding: ${w}`)));
+}
+
+function insertNetwork() {
+  const text = $("network-pick").value;
+  if (!text) return;
+  const prompt = $("prompt");
+  const at = prompt.selectionStart ?? prompt.value.length;
+  const before = prompt.value.slice(0, at), after = prompt.value.slice(at);
+  const gap = before && !/\s$/.test(before) ? " " : "";
+  prompt.value = `${before}${gap}${text}${after}`;
+  $("network-pick").value = "";
+  prompt.focus();
+}
+
+async function unloadModel() {
+  $("unload").disabled = true;
+  try { await api("/sdapi/v1/unload-checkpoint", { method: "POST" }); } catch (e) { $("gen-error").textContent = e.message; }
+  $("unload").disabled = false;
+}
+
+if ($("network-pick")) {
+  $("network-pick").addEventListener("change", insertNetwork);
+  $("unload").addEventListener("click", unloadModel);
+  loadNetworks().catch(() => {});
+}
