@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -58,3 +59,12 @@ def test_doctor_on_this_machine():
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [p["model"] for p in data["plans"]] == ["SD 1.5 at 512x512", "SDXL at 1024x1024"]
+
+
+def test_doctor_plans_sdxl_in_bfloat16_on_16_gb_without_a_gpu(monkeypatch):
+    sixteen = dataclasses.replace(small_machine(), ram_total=16 * GIB, ram_available=14 * GIB)
+    monkeypatch.setattr(M, "probe_machine", lambda **kw: sixteen)
+    out = CliRunner().invoke(group(), ["doctor"]).output
+    sdxl = out[out.index("SDXL at 1024x1024"):]
+    assert sdxl.startswith("SDXL at 1024x1024: cpu") and "in bfloat16" in sdxl
+    assert "float32 would need about" in sdxl

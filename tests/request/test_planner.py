@@ -360,3 +360,19 @@ def test_planner_imports_and_plans_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "cpu"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_sdxl_on_a_16_gb_machine_without_a_gpu_runs_in_bfloat16_and_says_why(native):
+    """About 7 GB of weights in bfloat16 instead of 13 in float32: planned on the CPU, not refused
+    and not left to swap; the reason says why (float32 would not fit) where bfloat16 is not
+    already this CPU's choice. The load's own peak counts (one tensor at a time: LOAD_OVERHEAD)."""
+    from steady.request.planner import LOAD_OVERHEAD, RUNTIME_RAM_CPU
+
+    m = machine(0, 16, cpu_bf16=native, swap_total=0, swap_free=0)
+    p = plan(SDXL, m, width=1024, height=1024)
+    assert (p.device, p.dtype, p.strategy, p.fits) == ("cpu", "bfloat16", "cpu", True)
+    weights = estimate(SDXL, 1024, 1024, 1, "bfloat16", device_kind="cpu").weights_total
+    assert 6.4 * GIB < weights < 6.6 * GIB
+    assert RUNTIME_RAM_CPU + weights + LOAD_OVERHEAD <= p.peak_ram <= p.ram_budget
+    assert ("float32 would need about" in p.reason) is (not native)

@@ -12,7 +12,9 @@ The GPU ladder, fastest first, thriftiest last (docs/planner.md has the formulas
     model-offload       one component at a time on the GPU (diffusers enable_model_cpu_offload),
                         with the VAE flags only if the decode needs them
     sequential-offload  one layer at a time (enable_sequential_cpu_offload), every thrifty flag on
-On the CPU: float32, then bfloat16 (half the memory) when float32 does not fit.
+On the CPU: bfloat16 where the CPU has it natively; elsewhere float32, then bfloat16 (half the
+memory) when float32 does not fit, which is how SDXL (about 7 GB of weights in bfloat16) runs on a
+16 GB machine without a GPU, and the plan's reason says so.
 A job that fits nowhere without swap raises InsufficientMemory with what would fit.
 
 Pure logic: no torch or diffusers import, so the supervisor can plan before a worker starts.
@@ -57,6 +59,10 @@ VAE_VALUES_PER_PIXEL_CPU = 1000  # measured here: peak RSS of one decode at 128.
 VAE_TILE = 512  # tile side in pixels; diffusers' default for SDXL (its sample_size, 1024) would not tile
 TILE_VALUES_PER_PIXEL = 12  # decoded tiles kept for blending (3 ch x 16/9 overlap) + the output
 WORKSPACE = 256 * MIB  # cuBLAS/cuDNN or oneDNN workspaces, text encoder activations
+# Peak RSS of a load over what stays resident (tests/models/test_full_size.py holds the loader to it;
+# docs/benchmarks.md has the measured SD 1.5 figures): tensors are read one at a time, straight
+# into the target dtype, so no component is held twice.
+LOAD_OVERHEAD = 512 * MIB
 SEQUENTIAL_LAYER = 256 * MIB  # one layer's weights on the GPU + accelerate's hook copies
 RUNTIME_RAM_CPU = 768 * MIB  # python + torch + diffusers + transformers imported: 416 MiB measured
 RUNTIME_RAM_CUDA = 2 * GIB  # + CUDA runtime, cuBLAS, cuDNN in host memory: NOT measured here
@@ -304,7 +310,9 @@ def _peaks(est: MemoryEstimate, strategy: str, flags: _Flags, sdpa: bool) -> _Pe
     ph = _phases(est, flags, sdpa)
     w = est.weights
     if strategy == "cpu":
-        return _Peaks(0, RUNTIME_RAM_CPU + est.weights_total + max(ph.values()) + WORKSPACE)
+        # The load's own peak (steady.worker.tensorfile: one tensor at a time, straight to the
+        # dtype) is the weights plus at most LOAD_OVERHEAD; the run's is the weights plus a phase.
+        return _Peaks(0, RUNTIME_RAM_CPU + est.weights_total + max(max(ph.values()) + WORKSPACE, LOAD_OVERHEAD))
     if strategy in ("gpu", "gpu+vae-tiling"):
         vram = est.weights_total + max(ph.values())
     elif strategy == "model-offload":
@@ -450,6 +458,11 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
             if d == "bfloat16" and not m.cpu_bf16:  # still correct: torch converts inside each op
                 plans = [dataclasses.replace(q, reason=q.reason + "; this CPU has no native bfloat16, so it runs "
                                              "slower than float32 would") for q in plans]
+            fp32 = [q for q in out if q.device == "cpu" and q.dtype == "float32"]
+            if d == "bfloat16" and fp32 and not any(q.fits for q in fp32):  # SDXL on 16 GB: say why
+                need = min(q.peak_ram for q in fp32)
+                plans = [dataclasses.replace(q, reason=q.reason + f"; float32 would need about {_gib(need)}, so "
+                                             "bfloat16, which halves the weights") for q in plans]
             out += plans
     return out
 
