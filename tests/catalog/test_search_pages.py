@@ -77,7 +77,11 @@ def test_the_index_follows_inserts_updates_and_deletes(catalog, tmp_path) -> Non
 
 
 @pytest.mark.parametrize("sort", ["newest", "adherence"])
-def test_pages_by_key_equal_offset_pages_at_every_position(catalog, sort: str) -> None:
+@pytest.mark.parametrize("broad", [5000, 1], ids=["listed-by-rows", "listed-by-walking"])
+def test_pages_by_key_equal_offset_pages_at_every_position(catalog, sort: str, broad: int, monkeypatch) -> None:
+    import steady.catalog.gallery as gallery
+
+    monkeypatch.setattr(gallery, "BROAD", broad)  # a search counts as broad from this many matches
     n = 3 * WINDOW + 17
     fill(catalog, n)
     set_flags(catalog, 5, favourite=True)

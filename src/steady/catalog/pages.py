@@ -28,6 +28,7 @@ import sqlite3
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,15 +90,17 @@ def parse_key(text: str, sort: str) -> Key:
 
 def page(conn: sqlite3.Connection, sort: str, where: str, args: list[Any], columns: str, *, position: int = 0,
          after: Key | None = None, limit: int = WINDOW, cache: PageCache | None = None, listed: bool = False,
-         ) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
+         through: Callable[[], str] | None = None) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
     """`limit` rows (`columns` selected) at `position` in the filter's order, or right after the
     key `after`; with the filter's count and the key to ask for the next page (None: the end).
-    `listed`: keep the filter's ids in order (a prompt search) instead of walking by key."""
+    `listed`: keep the filter's ids in order (a prompt search) instead of walking by key; `through`,
+    asked only when the list is made: the index to list them by walking (a search that matches
+    much of the catalog), or "" to read each match's row and sort them."""
     keys = ORDERS[sort]
     order = ", ".join(f"{k} DESC" for k in keys)
     known = (cache or PageCache()).known((sort, where, tuple(args)), stamp(conn))
     if listed:
-        return _listed(conn, keys, order, where, args, columns, known, position, after, limit)
+        return _listed(conn, keys, order, where, args, columns, known, position, after, limit, through)
     if known.total is None:  # counted on the covering index of the live images (it holds every filtered column)
         hint = " INDEXED BY images_live_newest" if where.startswith("trash_path IS NULL") else ""
         known.total = int(conn.execute(f"SELECT COUNT(*) FROM images{hint} WHERE {where}", args).fetchone()[0])
@@ -119,9 +122,12 @@ def page(conn: sqlite3.Connection, sort: str, where: str, args: list[Any], colum
 
 
 def _listed(conn: sqlite3.Connection, keys: tuple[str, ...], order: str, where: str, args: list[Any], columns: str,
-            known: _Known, position: int, after: Key | None, limit: int) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
+            known: _Known, position: int, after: Key | None, limit: int, through: Callable[[], str] | None,
+            ) -> tuple[list[tuple[Any, ...]], int, Key | None]:  # fmt: skip
     if known.ids is None:
-        known.ids = array("q", (row[0] for row in conn.execute(f"SELECT id FROM images WHERE {where} ORDER BY {order}", args)))
+        index = through() if through is not None else ""
+        source = f"images INDEXED BY {index}" if index else "images"
+        known.ids = array("q", (row[0] for row in conn.execute(f"SELECT id FROM {source} WHERE {where} ORDER BY {order}", args)))
         known.total = len(known.ids)
     ids = known.ids
     if after is not None:
