@@ -149,9 +149,14 @@ def test_hires_is_planned_for_the_larger_pass_and_checked():
     from steady.config import settings
     from steady.jobs.runner import prepare
 
+    from steady.request.hires import hires_note
+
     resolved = prepare(GenerationRequest("x", width=64, height=48, hires_scale=2.5), settings())
     assert (resolved.hires.width, resolved.hires.height) == (160, 120)
     assert (resolved.memory.width, resolved.memory.height) == (160, 120)
+    note = hires_note(resolved.hires, 64, 48, resolved.memory)
+    assert "64x48, then 160x120 by latent at strength 0.7 (14 of 20 steps)" in note
+    assert f"memory planned for the 160x120 pass ({resolved.memory.strategy}" in note
     for kw, field in (({"hires_scale": 2, "init_image": "x.png"}, "hires_scale"),
                       ({"hires_upscaler": "4x-Nothing"}, "hires_upscaler"),
                       ({"hires_scale": 4.5}, "hires_scale"),

@@ -50,3 +50,19 @@ def test_txt2img_with_an_inpainting_checkpoint_is_refused(models):
     with pytest.raises(BadInput) as info:
         prepare(GenerationRequest("a cat", model=str(models["sd1"])), settings())
     assert info.value.argument == "init_image" and "inpainting checkpoint" in str(info.value)
+
+
+def test_a_diffusers_inpainting_folder_is_detected_and_loads(tmp_path):
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    from steady.worker.loader import load_pipeline
+    from tests.fixtures.random_model import make_tiny_components
+
+    comps = make_tiny_components("sd1", 0)
+    comps["unet"] = UNet2DConditionModel.from_config({**comps["unet"].config, "in_channels": 9})
+    StableDiffusionInpaintPipeline(**comps, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False).save_pretrained(tmp_path / "inpaint")  # fmt: skip
+    info = inspect_model(tmp_path / "inpaint")
+    assert info.inpainting and info.arch == "sd1"
+    assert load_pipeline(info, device="cpu", dtype=torch.float32).unet.config.in_channels == 9
