@@ -84,7 +84,10 @@ def test_inpaint_from_the_page_keeps_the_unmasked_half(browser, tmp_path: Path) 
         assert again == painted
         page.fill("#mask_blur", "4")
         page.click("#generate")
-        page.wait_for_function("document.querySelectorAll('#run-strip img').length === 2", timeout=180_000)
+        try:
+            page.wait_for_function("document.querySelectorAll('#run-strip img').length === 2", timeout=180_000)
+        except Exception:  # say what the page said
+            raise AssertionError(f"{page.inner_text('#gen-error')!r} {page.inner_text('#progress-text')!r}") from None
         ids = [int(i) for i in page.eval_on_selector_all("#run-strip img", "els => els.map(e => e.dataset.id)")]
         page.wait_for_function("document.querySelector('#progress-text').textContent.startsWith('done')")
         for image_id in ids:
