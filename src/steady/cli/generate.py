@@ -76,7 +76,7 @@ def _run(resolved, cfg, as_json: bool, quiet: bool) -> None:  # type: ignore[no-
     try:
         # Startup check: after a crash, files and rows agree again before anything new is written.
         check_at_startup(catalog, cfg, {resolved.out_dir}, quiet=as_json)
-        view = RunView(steps_before(request.n_images, lambda i: _steps_run(resolved.image_params(i))), as_json, quiet,
+        view = RunView(steps_before(request.n_images, lambda i: steps_run(resolved.image_params(i))), as_json, quiet,
                        warned)  # fmt: skip
         outcome = make(submit(resolved, catalog, claim=True), catalog, cfg, view)
     finally:
@@ -87,7 +87,7 @@ def _run(resolved, cfg, as_json: bool, quiet: bool) -> None:  # type: ignore[no-
                                     f"{request.width}x{request.height}")  # fmt: skip
 
 
-def _steps_run(params) -> int:  # type: ignore[no-untyped-def]
+def steps_run(params) -> int:  # type: ignore[no-untyped-def]
     """The sampling steps an image runs: img2img runs the last N x strength of N (at least the bar's 1);
     a hires fix adds its second pass's."""
     if params.hires is not None:  # both passes: N, then the last hires steps x strength of the second

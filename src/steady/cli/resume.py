@@ -25,6 +25,7 @@ from steady.errors import BadInput
 def resume_command(run: int, as_json: bool, quiet: bool) -> None:
     """Make the missing images of RUN, a run that was interrupted, cancelled or failed (same seeds)."""
     from steady.catalog import open_catalog
+    from steady.cli.generate import steps_run
     from steady.cli.runview import RunView, check_at_startup, make, report, steps_before
     from steady.config import settings
     from steady.jobs.queue import JobQueue
@@ -51,7 +52,7 @@ def resume_command(run: int, as_json: bool, quiet: bool) -> None:
         job = queue.resume(job.id)
         upscale = "postprocess" in job.params.get("extra", {})  # its progress counts tiles, not steps
         steps_of = (lambda i: job.image_params(i).extra["postprocess"].get("tiles", 1)) if upscale else \
-            (lambda i: job.image_params(i).steps)
+            (lambda i: steps_run(job.image_params(i)))
         view = RunView(steps_before(job.n_images, steps_of, set(missing)), as_json, quiet,
                        **({"unit": "tile", "label": "upscale"} if upscale else {}))  # fmt: skip
         outcome = make(job, catalog, cfg, view)
