@@ -11,8 +11,10 @@
    convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint, convert_open_clip_checkpoint) with
    `config=` pointing at that folder. This is what StableDiffusionPipeline.from_single_file does
    internally, done component by component so that (a) a pickle's already-loaded state dict goes
-   the same way and (b) only one component's tensors are read out of the file at a time: the
-   safetensors file is memory-mapped and each component's slice is dropped once loaded.
+   the same way and (b) only one component's tensors are read out of the file at a time, each
+   tensor read on its own straight into the target dtype (steady.worker.tensorfile: not
+   memory-mapped, so the file's pages do not count in the worker's RSS) and handed to diffusers,
+   which keeps it as the parameter: peak RSS stays within a tensor or two of the loaded weights.
 3. SD 2.x single files do not say whether they predict noise (512 base) or v (768): unless
    `prediction_type` is given, the UNet is run once on a fixed input, as A1111 does
    (modules/sd_models_config.py, is_using_v_parameterization_for_sd2).
@@ -36,6 +38,7 @@ from steady.config import settings as default_settings
 from steady.errors import BadInput, ModelError
 from steady.models import shipped
 from steady.models.detect import UNET, ModelInfo, info_from_shapes, pickle_refusal
+from steady.worker.tensorfile import SafetensorsReader, cast
 
 log = logging.getLogger(__name__)
 
@@ -129,37 +132,37 @@ class _Checkpoint:
 
     def __init__(self, info: ModelInfo):
         self.path = info.path
-        self._file = None
+        self._file: SafetensorsReader | None = None
         self._sd: dict[str, torch.Tensor] | None = None
         if info.format == "safetensors":
-            from safetensors import safe_open
-
-            try:
-                self._file = safe_open(str(info.path), framework="pt", device="cpu")
-            except Exception as e:  # safetensors raises its own error types
-                raise ModelError("model", str(info.path), f"cannot open safetensors file: {_first_line(e)}") from e
-            self.keys = list(self._file.keys())
+            self._file = SafetensorsReader(info.path)
+            self.keys = self._file.keys()
         else:
             self._sd = _load_pickle(info.path)
             self.keys = list(self._sd)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         if self._file is not None:
-            return {k: tuple(self._file.get_slice(k).get_shape()) for k in self.keys}
+            return {k: self._file.shape(k) for k in self.keys}
         return {k: tuple(v.shape) for k, v in self._sd.items()}
 
-    def part(self, prefix: str) -> dict[str, torch.Tensor]:
+    def part(self, prefix: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """One component's tensors, each read from the file and cast to ``dtype`` on its own
+        (steady.worker.tensorfile), so that only the tensor in hand is ever held in the file's
+        dtype as well as the target's: no whole-component copy in the file's dtype."""
         keys = [k for k in self.keys if k.startswith(prefix)]
         if self._file is not None:
-            return {k: self._file.get_tensor(k) for k in keys}
-        return {k: self._sd[k] for k in keys}
+            return {k: self._file.get(k, dtype) for k in keys}
+        return {k: cast(self._sd[k], dtype) for k in keys}
 
     def get(self, key: str) -> torch.Tensor | None:
         if key not in self.keys:
             return None
-        return self._file.get_tensor(key) if self._file is not None else self._sd[key]
+        return self._file.get(key) if self._file is not None else self._sd[key]
 
     def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
         self._file = None
         self._sd = None
 
@@ -210,7 +213,7 @@ def _load_single_file(
         # 3. UNet first: SD2 needs it to tell epsilon from v.
         unet = _component(
             lambda sd: UNet2DConditionModel.from_single_file(sd, subfolder="unet", **common, **dkw),
-            ckpt, prefixes["unet"], "unet", info, cfg,
+            ckpt, prefixes["unet"], "unet", info, cfg, dtype,
         )
         if arch == "sd2" and pred is None:
             pred = "v_prediction" if is_v_prediction(unet, device) else "epsilon"
@@ -228,20 +231,20 @@ def _load_single_file(
         # 4. VAE and text encoders, each from its own slice of the checkpoint.
         vae = _component(
             lambda sd: AutoencoderKL.from_single_file(sd, subfolder="vae", **common, **dkw),
-            ckpt, prefixes["vae"], "vae", info, cfg,
+            ckpt, prefixes["vae"], "vae", info, cfg, dtype,
         )
         text_encoder = _component(
             lambda sd: create_diffusers_clip_model_from_ldm(
                 CLIPTextModel, sd, subfolder="text_encoder", torch_dtype=dtype, **common
             ),
-            ckpt, prefixes["text_encoder"], "text_encoder", info, cfg,
+            ckpt, prefixes["text_encoder"], "text_encoder", info, cfg, dtype,
         )
         if arch == "sdxl":
             text_encoder_2 = _component(
                 lambda sd: create_diffusers_clip_model_from_ldm(
                     CLIPTextModelWithProjection, sd, subfolder="text_encoder_2", torch_dtype=dtype, **common
                 ),
-                ckpt, prefixes["text_encoder_2"], "text_encoder_2", info, cfg,
+                ckpt, prefixes["text_encoder_2"], "text_encoder_2", info, cfg, dtype,
             )
     finally:
         ckpt.close()
@@ -262,9 +265,10 @@ def _load_single_file(
     )
 
 
-def _component(build, ckpt: _Checkpoint, prefix: str, name: str, info: ModelInfo, cfg: Path) -> torch.nn.Module:
+def _component(build, ckpt: _Checkpoint, prefix: str, name: str, info: ModelInfo, cfg: Path,
+               dtype: torch.dtype | None = None) -> torch.nn.Module:  # fmt: skip
     t0 = time.perf_counter()
-    part = ckpt.part(prefix)
+    part = ckpt.part(prefix, dtype)
     if not part:
         raise ModelError("model", str(info.path), f"checkpoint has no {name} weights ({prefix}*)")
     try:
