@@ -88,6 +88,7 @@ def test_page_upscale_of_a_catalog_image(server) -> None:
         assert done["state"] == "done" and len(done["image_ids"]) == 1
         parent = done["image_ids"][0]
         again = client.post("/api/upscale", json={"image": f"image:{parent}", "upscaler": "4x-tiny", "scale": 2})
+        assert "2x upscale of 32x32 to 64x64 with 4x-tiny" in again.json()["plans"][0]  # the planner says its tiles
         state = running.wait_job(again.json()["jobs"][0]["job_id"])
         record = client.get(f"/api/images/{state['image_ids'][0]}").json()
         assert record["init_image_id"] == parent  # "from image #N"

@@ -141,10 +141,20 @@ class Studio:
     def submit_upscale(self, request: Any) -> list[JobRecord]:
         """An upscale (steady.request.upscale.UpscaleRequest): checked, planned and queued as one job
         per image (steady.jobs.upscale); the generation thread makes them like any other job."""
-        from steady.jobs.upscale import prepare_upscale, submit_upscale
+        return self.queue_upscale(self.prepare_upscale(request))
 
-        gpus = self.supervisor.gpus if self.supervisor is not None else None
-        jobs = submit_upscale(prepare_upscale(request, self.cfg, self.catalog, gpus), self.catalog)
+    def prepare_upscale(self, request: Any) -> Any:
+        """The checked and planned upscale (steady.request.upscale.ResolvedUpscale: its tile plans
+        say what each image will take); BadInput before anything is written."""
+        from steady.jobs.upscale import prepare_upscale
+
+        gpus = self.supervisor.gpus if self.supervisor is not None else None  # what the worker last saw
+        return prepare_upscale(request, self.cfg, self.catalog, gpus)
+
+    def queue_upscale(self, resolved: Any) -> list[JobRecord]:
+        from steady.jobs.upscale import submit_upscale
+
+        jobs = submit_upscale(resolved, self.catalog)
         for job in jobs:
             with self._lock:
                 self._futures[job.id] = concurrent.futures.Future()

@@ -3,7 +3,7 @@
     GET  /sdapi/v1/upscalers             [{name, model_name, model_path, model_url, scale}], None/Lanczos/Nearest first
     POST /sdapi/v1/extra-single-image    {image: base64, upscaler_1, upscaling_resize, ...} -> {image, html_info}
     GET  /api/upscalers                  the same list, for the page
-    POST /api/upscale                    {image: 'image:<id>' or 'sha256:<hex>', upscaler, scale} -> {jobs: [...]}
+    POST /api/upscale                    {image: 'image:<id>' or 'sha256:<hex>', upscaler, scale} -> {jobs, plans}
 
 Each upscale is a job in the studio's queue (steady.jobs.upscale), made by the same worker as the
 page's runs, so the result is in the catalog and the gallery, linked to its source. A1111's
@@ -125,8 +125,10 @@ def make_router(studio: Studio) -> APIRouter:
     @router.post("/api/upscale", status_code=202)
     def upscale(body: UpscaleBody) -> dict[str, Any]:
         path = source_path(studio, body.image, "image")
-        jobs = studio.submit_upscale(UpscaleRequest((path,), body.upscaler, body.scale, body.tile))
-        return {"jobs": [{"job_id": j.id, "run_id": j.run_id, "n_images": j.n_images} for j in jobs]}
+        resolved = studio.prepare_upscale(UpscaleRequest((path,), body.upscaler, body.scale, body.tile))
+        jobs = studio.queue_upscale(resolved)
+        return {"jobs": [{"job_id": j.id, "run_id": j.run_id, "n_images": j.n_images} for j in jobs],
+                "plans": [p.describe() for p in resolved.plans]}  # the planner's tiles, said as the CLI says them
 
     return router
 

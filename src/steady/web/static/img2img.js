@@ -220,6 +220,8 @@ async function upscaleCurrent() {
     const body = { image: `image:${record.id}`, upscaler: $("d-upscaler").value, scale: Number.parseFloat($("d-scale").value) };
     const result = await api("/api/upscale", { method: "POST", body });
     for (const job of result.jobs) upscaling.set(job.job_id, record.id);
+    $("d-upscale-status").textContent = `queued: ${result.plans.join("; ")}`;
+    $("d-upscale-status").title = result.plans.join("\n");
   } catch (error) {
     $("d-upscale-status").textContent = error.message;
   }
@@ -227,7 +229,7 @@ async function upscaleCurrent() {
 
 function onUpscaleJob(event) {
   if (!upscaling.has(event.job_id)) return;
-  if (event.state === "running") { $("d-upscale-status").textContent = "upscaling…"; return; }
+  if (event.state === "running") { $("d-upscale-status").textContent = "upscaling…"; return; }  // the plan stays in its title
   if (!["done", "failed", "cancelled"].includes(event.state)) return;
   upscaling.delete(event.job_id);
   state.gallery.stale = true;
