@@ -212,3 +212,16 @@ def test_steady_models_lists_loras_with_arch_and_hash(lora_dir, capsys):
     film_json = next(item for item in listed if item.get("name") == "film")
     assert film_json["type"] == "lora" and film_json["arch"] == "sd1" and len(film_json["hash"]) == 12
     assert [i.name for i in list_loras(cfg)] == ["film", "tiny", "pixel-art"]
+
+
+def test_shipped_loras_are_found_after_the_lora_folder(lora_dir):
+    from steady.models.loras import shipped_lora_dir
+
+    shipped = shipped_lora_dir() / "tiny-star.safetensors"
+    if not shipped.is_file():
+        pytest.skip("no shipped LoRA")
+    assert find_lora("tiny-star", settings()).path == shipped
+    with pytest.raises(BadInput, match="no LoRA named 'tiny-sta'"):
+        find_lora("tiny-sta", settings())
+    save_tiny_lora("sd1", lora_dir / "tiny-star.safetensors")  # a user's file of the same name wins
+    assert find_lora("tiny-star", settings()).path == lora_dir / "tiny-star.safetensors"

@@ -8,6 +8,11 @@ with the analytic checker and prints per-attribute accuracy against the targets.
 
     steady eval-tiny                       # the embedded model, 20 steps, its CFG (5), Euler
     steady eval-tiny --json --sheet eval.png
+    steady eval-tiny --set star --append " <lora:tiny-star:1>"   # 32 star prompts, with the shipped LoRA
+
+``--set star|star-large|lime|aqua`` measures on 32 full captions of the extension the embedded model
+never saw (steady.tiny.evaluate.extension_prompts) instead; ``--append`` adds text (a LoRA tag, say)
+to every prompt as generated, while the checker reads the prompt without it.
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ from steady.errors import BadInput
 @click.option("--per-holdout", default=8, show_default=True, type=int, help="Prompts per held-out combination.")
 @click.option("--seen", default=32, show_default=True, type=int, help="Prompts outside the held-out combinations.")
 @click.option("--variety", "variety_n", default=30, show_default=True, type=int, help='Images of "a circle".')
+@click.option("--set", "prompt_set", default="eval", show_default=True,
+              type=click.Choice(["eval", "star", "star-large", "lime", "aqua"]),
+              help="eval: the held-out and seen prompts; star, star-large, lime, aqua: 32 prompts of the extension.")
+@click.option("--append", default="", help="Text added to every prompt as generated (e.g. ' <lora:tiny-star:1>').")
 @click.option("--threads", default=0, show_default=True, type=int, help="Torch CPU threads (0: the planner's).")
 @click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), help="Write a contact sheet PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: str, dtype: str, per_holdout: int,
-                      seen: int, variety_n: int, threads: int, sheet: Path | None, as_json: bool) -> None:  # fmt: skip
+                      seen: int, variety_n: int, prompt_set: str, append: str, threads: int, sheet: Path | None,
+                      as_json: bool) -> None:  # fmt: skip
     """Score a tiny-world model's images against their prompts (per-attribute accuracy)."""
     import numpy as np
     from PIL import Image
@@ -45,7 +55,7 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     from steady.params import GenerationRequest
     from steady.prompts.variants import Variant
     from steady.request.check import check
-    from steady.tiny.evaluate import VARIETY_PROMPT, EvalPrompt, eval_prompts, format_report, score
+    from steady.tiny.evaluate import VARIETY_PROMPT, EvalPrompt, eval_prompts, extension_prompts, format_report, score
 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     for name, value, low in (("per-holdout", per_holdout, 0), ("seen", seen, 0), ("variety", variety_n, 0)):
@@ -61,9 +71,12 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     if resolved.request.width != 64 or resolved.request.height != 64:
         raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {resolved.request.width})")
     # 2. One run, one image per (prompt, seed), through the worker.
-    prompts = eval_prompts(per_holdout, seen)
+    if prompt_set == "eval":
+        prompts = eval_prompts(per_holdout, seen)
+    else:
+        prompts, variety_n = extension_prompts(prompt_set, seen), 0
     jobs = prompts + [EvalPrompt(VARIETY_PROMPT, seed, False) for seed in range(variety_n)]
-    variants = tuple(Variant({"prompt": j.prompt, "seed": j.seed}) for j in jobs)
+    variants = tuple(Variant({"prompt": j.prompt + append, "seed": j.seed}) for j in jobs)
     bar = progress(len(jobs), "image", "eval-tiny")
     seconds: list[float] = []
 
@@ -86,13 +99,14 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     per_image = sum(seconds) / len(seconds)
     r = resolved.request
     if as_json:
-        payload = {"model": resolved.model.name, "model_hash": resolved.model.hash, "steps": r.steps,
+        payload = {"set": prompt_set, "append": append, "model": resolved.model.name, "model_hash": resolved.model.hash, "steps": r.steps,
                    "cfg_scale": r.cfg_scale, "sampler": r.sampler, "dtype": resolved.dtype, "seconds_per_image": per_image,
                    **report.to_dict(), "misses": report.misses()}  # fmt: skip
         click.echo(json.dumps(payload, indent=2))
         return
     click.echo(f"model {resolved.model.name} [{resolved.model.hash}], {r.steps} steps, CFG {r.cfg_scale}, "
-               f"{r.sampler}, {per_image:.3f} s/image on {resolved.device}/{resolved.dtype}")  # fmt: skip
+               f"{r.sampler}, {per_image:.3f} s/image on {resolved.device}/{resolved.dtype}"
+               + (f"; set {prompt_set}, appended {append!r}" if prompt_set != "eval" or append else ""))  # fmt: skip
     click.echo(format_report(report))
 
 

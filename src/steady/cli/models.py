@@ -95,6 +95,23 @@ def _list_loras(cfg, as_json: bool, no_hash: bool) -> None:
             click.echo(json.dumps({"type": "lora", **info.to_dict(), "name": name, "hash": digest}))
         else:
             click.echo(f"{name:<40} {info.arch or '?':<5} {info.kind:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<12}  {info.path}")
+    _list_shipped_loras(cfg, as_json, no_hash)
+
+
+def _list_shipped_loras(cfg, as_json: bool, no_hash: bool) -> None:
+    """The LoRAs that ship with steady (found after the LoRA folder): trained on the embedded model."""
+    from steady.models.loras import inspect_lora, lora_hash, shipped_lora_dir
+
+    files = sorted(shipped_lora_dir().glob("*.safetensors"))
+    if not as_json and files:
+        click.echo("\nLoRAs that ship with steady, for the embedded model (found after the LoRA folder):")
+    for path in files:
+        info = inspect_lora(path)
+        digest = "" if no_hash else lora_hash(info, cfg)
+        if as_json:
+            click.echo(json.dumps({"type": "lora", **info.to_dict(), "hash": digest, "shipped": True}))
+        else:
+            click.echo(f"{info.name:<40} {'tiny':<5} {info.kind:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<12}  {path}")
 
 
 def register(group: click.Group) -> None:

@@ -10,6 +10,9 @@ Names, as A1111 resolves ``<lora:NAME:W>``: the file's name without its extensio
 under the LoRA folder (``styles/film-grain``) when two files share a name; then the same ignoring
 case; then the name the trainer gave it (kohya's ``ss_output_name``, A1111's alias).
 
+After the LoRA folder, the LoRAs that ship with steady (``shipped_lora_dir()``: ones trained on the
+embedded model, e.g. ``tiny-star``) are found by their file name; a user's file of the same name wins.
+
 Layouts diffusers' own loader reads (steady.worker.lora hands the file to it):
     kohya      lora_unet_* / lora_te_* (SD 1/2), lora_te1_* / lora_te2_* (SDXL), with
                .lora_down / .lora_up / .alpha: what A1111, kohya's sd-scripts and model sites use
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steady.config import Settings
+from steady.config import Settings, package_dir
 from steady.errors import BadInput, ModelError
 from steady.models.detect import ModelInfo, read_safetensors_header, shapes_of
 from steady.models.hashing import sha256, tensor_data_sha256
@@ -183,6 +186,21 @@ def _roots(settings: Settings) -> dict[Path, Path]:
     return found
 
 
+def shipped_lora_dir() -> Path:
+    """The LoRAs that ship in the package (trained on the embedded model: ``steady.tiny.teach``)."""
+    return package_dir() / "tiny" / "loras"
+
+
+def shipped_lora(name: str) -> Path | None:
+    """The shipped LoRA file called ``name`` (exactly, then ignoring case), or None."""
+    files = [p for p in sorted(shipped_lora_dir().glob("*.safetensors")) if p.is_file()]
+    for same in (lambda a, b: a == b, lambda a, b: a.lower() == b.lower()):
+        found = [p for p in files if same(p.stem, name)]
+        if found:
+            return found[0]
+    return None
+
+
 def list_loras(settings: Settings, errors: list[tuple[Path, str]] | None = None) -> list[LoraInfo]:
     """Every LoRA file under the LoRA folders, described; files that cannot be read are left out
     (pass ``errors`` to receive (path, reason) for each)."""
@@ -218,6 +236,9 @@ def find_lora(name: str, settings: Settings, argument: str = "prompt", tag: str 
     aliased = [info for info in described if info.alias and info.alias.lower() == name.lower()]
     if len(aliased) == 1:
         return aliased[0]
+    shipped = shipped_lora(name)
+    if shipped is not None:
+        return inspect_lora(shipped, None, argument)
     if not files:
         raise BadInput(argument, value, f"no LoRA named {name!r}: {lora_dir} has no LoRA files (.safetensors; set "
                                         "lora_dir in config.toml to use another folder, an A1111 models/Lora say)")  # fmt: skip

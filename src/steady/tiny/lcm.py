@@ -1,0 +1,187 @@
+"""A few-step version of the embedded model: an LCM-LoRA distilled from it (latent consistency
+distillation), trained on this CPU, saved in the kohya layout like any LoRA.
+
+    python -m steady.tiny.teach lcm --out build/tiny-lcm.safetensors       # the shipped LCM-LoRA
+    python -m steady.tiny.teach lcm --out /tmp/l.safetensors --quick       # a smoke run (seconds)
+
+Teacher: the embedded model as it samples by default (its own noise schedule, CFG 5). Student:
+the same model plus LoRA layers on the UNet (peft), the only trained weights. Each step:
+ 1. a clean latent of the data set with a fresh caption, noised to ``t_n``, one of the 50 DDIM
+    timesteps LCMScheduler uses (``original_inference_steps``: 19, 39, ... 999);
+ 2. the teacher's CFG-5 epsilon, one DDIM step from ``t_n`` to ``t_n - 20`` (the skipping step);
+ 3. the consistency function f(x, t) = c_skip(t) x + c_out(t) x0(x, t), with LCMScheduler's
+    boundary conditions (sigma_data 0.5, timestep scaling 10), of the student at ``t_n`` and, without
+    gradient, of the student itself at ``t_n - 20`` (LCM-LoRA's target: no EMA copy);
+ 4. the pseudo-Huber distance between the two (c = 0.001), AdamW.
+At inference: the ``LCM`` sampler, 4 steps, CFG 1 (the guidance is distilled in: one UNet call a step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from steady.tiny import arch as A
+from steady.tiny.data import dataset
+from steady.tiny.teach import (
+    UNET_TARGETS,
+    batch_from,
+    encode_pool,
+    kohya_metadata,
+    load_base,
+    lr_now,
+    save_atomic,
+    token_ids,
+)
+
+DDIM_STEPS = 50  # LCMScheduler's original_inference_steps
+SIGMA_DATA = 0.5
+TIMESTEP_SCALING = 10.0
+HUBER_C = 0.001
+
+
+@dataclass(frozen=True)
+class LcmConfig:
+    seed: int = 0
+    threads: int = 2
+    rank: int = 16
+    alpha: float = 16.0
+    steps: int = 800
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 50
+    pool: int = 4000
+    cfg: float = 5.0  # the teacher's guidance: the embedded model's own (EMBEDDED_CFG_SCALE)
+    empty_caption: float = 0.0
+    log_every: int = 25
+    save_every: int = 0  # also write the file every this many steps (0: only at the end)
+    eval_images: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = dict(steps=4, batch=4, pool=16, log_every=2, eval_images=2, warmup=2)
+
+
+def boundary(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LCMScheduler's c_skip and c_out at timesteps ``t`` (B,), shaped to broadcast on latents."""
+    scaled = t.float() * TIMESTEP_SCALING
+    c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
+    c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
+    return c_skip[:, None, None, None], c_out[:, None, None, None]
+
+
+def consistency(unet: Any, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """f(x, t): the boundary-conditioned estimate of the clean latent from the epsilon prediction."""
+    a = alphas[t][:, None, None, None]
+    eps = unet(x, t, hidden).sample
+    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    c_skip, c_out = boundary(t)
+    return c_skip * x + c_out * x0
+
+
+def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
+    import copy
+
+    from diffusers import DDPMScheduler
+    from peft import LoraConfig, inject_adapter_in_model
+
+    torch.manual_seed(c.seed)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    t0 = time.perf_counter()
+    base = load_base()
+    teacher = copy.deepcopy(base.unet).eval()
+    pool = encode_pool(base, list(dataset(c.seed + 200, c.pool, drop_prob=0.0)))
+    inject_adapter_in_model(LoraConfig(r=c.rank, lora_alpha=c.alpha, target_modules=UNET_TARGETS), base.unet)
+    params = [p for n, p in base.unet.named_parameters() if "lora_" in n]
+    opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
+    alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
+    step_ratio = A.SCHEDULE["num_train_timesteps"] // DDIM_STEPS
+    grid = torch.arange(1, DDIM_STEPS + 1) * step_ratio - 1  # 19, 39, ... 999
+    rng, gen = np.random.default_rng(c.seed + 1), torch.Generator().manual_seed(c.seed + 2)
+    with torch.no_grad():
+        empty = base.text(token_ids(base.tokenizer, [""])).last_hidden_state
+    log: list[dict[str, float]] = []
+    running: list[float] = []
+    base.unet.train()
+    for step in range(c.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_now(step, c)
+        latents, caps, _ = batch_from([(pool, c.batch)], rng, c)
+        with torch.no_grad():
+            hidden = base.text(token_ids(base.tokenizer, caps)).last_hidden_state
+        t = grid[torch.randint(0, DDIM_STEPS, (c.batch,), generator=gen)]
+        prev = (t - step_ratio).clamp(min=0)
+        noise = torch.randn(latents.shape, generator=gen)
+        a_t = alphas[t][:, None, None, None]
+        x_t = a_t.sqrt() * latents + (1 - a_t).sqrt() * noise
+        pred = consistency(base.unet, x_t, t, hidden, alphas)
+        with torch.no_grad():
+            e_u, e_c = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                               torch.cat([empty.expand(c.batch, -1, -1), hidden])).sample.chunk(2)  # fmt: skip
+            eps = e_u + c.cfg * (e_c - e_u)
+            x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            a_prev = torch.where(prev[:, None, None, None] > 0, alphas[prev][:, None, None, None], alphas[0])
+            x_prev = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps  # DDIM, eta 0
+            target = consistency(base.unet, x_prev, prev, hidden, alphas)
+        loss = (((pred - target) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % c.log_every == 0:
+            log.append({"step": step + 1, "loss": float(np.mean(running)), "t": round(time.perf_counter() - t0, 1)})
+            print("lcm", json.dumps(log[-1]), flush=True)
+            running = []
+        if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < c.steps:
+            save_atomic(lcm_kohya_state(base.unet, c), out, kohya_metadata(
+                name, replace(c, steps=step + 1), time.perf_counter() - t0, {"loss": log}))  # fmt: skip
+    base.unet.eval()
+    seconds = time.perf_counter() - t0
+    report = lcm_reading(base, c.eval_images)
+    state = lcm_kohya_state(base.unet, c)
+    save_atomic(state, out, kohya_metadata(name, c, seconds, {"loss": log, "reading": report}))
+    print(f"saved {out} ({out.stat().st_size / 1024:.0f} KB) after {seconds:.0f} s; 4 LCM steps: {report}", flush=True)
+    return {"seconds": seconds, "loss": log, "reading": report}
+
+
+def lcm_kohya_state(unet: Any, c: LcmConfig) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    out: dict[str, torch.Tensor] = {}
+    for key, value in get_peft_model_state_dict(unet).items():
+        module, kind = key.rsplit(".lora_", 1)
+        prefix = "lora_unet_" + module.replace(".", "_")
+        out[prefix + (".lora_down.weight" if kind.startswith("A") else ".lora_up.weight")] = value.half()
+        out[prefix + ".alpha"] = torch.tensor(float(c.alpha), dtype=torch.float16)
+    return out
+
+
+@torch.no_grad()
+def lcm_reading(base: Any, n: int, steps: int = 4) -> dict[str, float]:
+    """The checker's accuracy on ``n`` of eval-tiny's prompts, 4 LCMScheduler steps, no CFG: a
+    first look, not the measured figure (that is ``steady eval-tiny --sampler LCM``)."""
+    from diffusers import LCMScheduler
+
+    from steady.tiny.common import to_uint8
+    from steady.tiny.evaluate import eval_prompts, score
+
+    prompts = eval_prompts()[:n]
+    sched = LCMScheduler(**A.SCHEDULE, set_alpha_to_one=False, steps_offset=1)
+    sched.set_timesteps(steps)
+    hidden = base.text(token_ids(base.tokenizer, [p.prompt for p in prompts])).last_hidden_state
+    x = torch.cat([torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(p.seed)) for p in prompts])
+    gen = torch.Generator().manual_seed(0)
+    for t in sched.timesteps:
+        x = sched.step(base.unet(x, t, hidden).sample, t, x, generator=gen).prev_sample
+    images = to_uint8(base.vae.decode(x / base.scale).sample)
+    return {k: round(v, 3) for k, v in score(prompts, list(images)).accuracy.items()}

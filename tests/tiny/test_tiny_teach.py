@@ -1,0 +1,107 @@
+"""Teaching the embedded model (steady.tiny.teach): the smoke run writes a kohya-layout LoRA that
+diffusers' loader applies in full, and the shipped LoRA is found by name and draws its star.
+
+Run:  pytest tests/tiny/test_tiny_teach.py -q -s
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from steady.models.default import embedded_model_path
+from steady.models.loras import shipped_lora_dir
+
+STAR = shipped_lora_dir() / "tiny-star.safetensors"
+
+
+def _pipe():
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(embedded_model_path(), torch_dtype=torch.float32,
+                                                   safety_checker=None, requires_safety_checker=False)  # fmt: skip
+
+
+def _adapted_modules(pipe, adapter: str) -> int:
+    return sum(1 for part in (pipe.unet, pipe.text_encoder) for _, m in part.named_modules()
+               if adapter in getattr(m, "lora_A", {}))  # fmt: skip
+
+
+def test_the_quick_lora_is_a_kohya_file_that_diffusers_applies_in_full(tmp_path) -> None:
+    from safetensors import safe_open
+
+    from steady.models.loras import inspect_lora
+    from steady.tiny.teach import main
+
+    out = tmp_path / "quick.safetensors"
+    assert main(["lora", "--out", str(out), "--quick", "--name", "quick-star"]) == 0
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert keys and all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
+    modules = {k.split(".")[0] for k in keys}
+    assert keys and len(keys) == 3 * len(modules)  # .lora_down.weight, .lora_up.weight, .alpha each
+    assert meta["ss_output_name"] == "quick-star" and meta["ss_network_dim"] == "8"
+    info = inspect_lora(out)
+    assert (info.layout, info.kind, info.parts) == ("kohya", "LoCon", ("text_encoder", "unet")) or \
+        (info.layout, info.kind, set(info.parts)) == ("kohya", "LoCon", {"unet", "text_encoder"})
+    pipe = _pipe()
+    pipe.load_lora_weights(str(out), adapter_name="q")
+    assert _adapted_modules(pipe, "q") == len(modules)  # no key was dropped by the conversion
+
+
+@pytest.mark.skipif(not STAR.is_file(), reason="no shipped LoRA")
+def test_the_shipped_lora_is_small_found_by_name_and_draws_stars(tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    from steady.config import settings
+    from steady.models.loras import find_lora
+    from steady.tiny.checker import check
+    from steady.tiny.evaluate import extension_prompts
+
+    assert 100_000 <= STAR.stat().st_size <= 1_000_000
+    assert find_lora("tiny-star", settings()).path == STAR  # the user's lora_dir is empty
+    assert find_lora("Tiny-Star", settings()).path == STAR
+    prompts = extension_prompts("star-large", 8)
+    pipe = _pipe()
+
+    def stars() -> int:
+        images = pipe([p.prompt for p in prompts], num_inference_steps=20, guidance_scale=5.0, output_type="np",
+                      generator=[torch.Generator().manual_seed(p.seed) for p in prompts]).images  # fmt: skip
+        return sum(bool(check((img * 255).round().astype(np.uint8), p.prompt).correct["shape"])
+                   for img, p in zip(images, prompts, strict=True))  # fmt: skip
+
+    before = stars()
+    pipe.load_lora_weights(str(STAR), adapter_name="star")
+    after = stars()
+    print(f"\nstars of 8 large-star prompts: {before} without the LoRA, {after} with it")
+    assert before <= 1 and after >= 5
+
+
+def test_the_quick_embedding_is_an_a1111_file(tmp_path) -> None:
+    from safetensors import safe_open
+
+    from steady.tiny.teach import main
+
+    out = tmp_path / "aqua.safetensors"
+    assert main(["embedding", "--out", str(out), "--quick"]) == 0
+    with safe_open(str(out), "pt") as f:
+        assert list(f.keys()) == ["emb_params"]
+        assert tuple(f.get_tensor("emb_params").shape) == (1, 64)  # (vectors, the tiny text encoder's width)
+        assert f.metadata()["name"] == "aqua"
+
+
+def test_the_quick_lcm_lora_is_a_unet_only_kohya_file_that_diffusers_applies_in_full(tmp_path) -> None:
+    from safetensors import safe_open
+
+    from steady.tiny.teach import main
+
+    out = tmp_path / "lcm.safetensors"
+    assert main(["lcm", "--out", str(out), "--quick"]) == 0
+    with safe_open(str(out), "pt") as f:
+        keys = list(f.keys())
+    modules = {k.split(".")[0] for k in keys}
+    assert all(k.startswith("lora_unet_") for k in keys) and len(keys) == 3 * len(modules)
+    pipe = _pipe()
+    pipe.load_lora_weights(str(out), adapter_name="l")
+    assert _adapted_modules(pipe, "l") == len(modules)
