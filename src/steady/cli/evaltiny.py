@@ -55,7 +55,14 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     from steady.params import GenerationRequest
     from steady.prompts.variants import Variant
     from steady.request.check import check
-    from steady.tiny.evaluate import VARIETY_PROMPT, EvalPrompt, eval_prompts, extension_prompts, format_report, score
+    from steady.tiny.evaluate import (
+        VARIETY_PROMPT,
+        EvalPrompt,
+        eval_prompts,
+        extension_prompts,
+        format_report,
+        score,
+    )
 
     # 1. Check the arguments and the model (a 64x64 tiny-world model).
     for name, value, low in (("per-holdout", per_holdout, 0), ("seen", seen, 0), ("variety", variety_n, 0)):

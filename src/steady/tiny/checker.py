@@ -32,9 +32,9 @@ import numpy as np
 from steady.tiny.data import coverage, dataset, extension_scenes
 from steady.tiny.scenes import (
     ATTRIBUTES,
+    BASE,
     CELL_BOUNDARIES,
     CENTROID_OFFSET,
-    BASE,
     EXTENDED,
     IMAGE_SIZE,
     SCALE_THRESHOLD,

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from steady.tiny.adapt import Base, eps_loss, load_base, lr_now, save_atomic, token_ids
 from steady.tiny.data import DEFAULT_DROP_PROB, scene_for
 from steady.tiny.scenes import COLOUR_NAMES, caption
-from steady.tiny.teach import Base, eps_loss, load_base, lr_now, save_atomic, token_ids
 
 WORD = "aqua"
 COLOUR = "cyan"
@@ -59,7 +59,7 @@ class EmbeddingConfig:
         return asdict(self)
 
 
-QUICK = dict(steps=4, batch=4, pool=16, log_every=2, eval_images=2, warmup=2)
+QUICK = {"steps": 4, "batch": 4, "pool": 16, "log_every": 2, "eval_images": 2, "warmup": 2}
 
 
 def word_id(tokenizer: Any, word: str) -> int:
@@ -107,8 +107,8 @@ def worded(scene: Any, rng: np.random.Generator, c: EmbeddingConfig) -> str:
 
 
 def train_embedding(c: EmbeddingConfig, out: Path, name: str) -> dict[str, Any]:
+    from steady.tiny.adapt import LatentPool
     from steady.tiny.data import render
-    from steady.tiny.teach import LatentPool
     from steady.tiny.train import encode_means
 
     torch.manual_seed(c.seed)

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from steady.tiny import arch as A
-from steady.tiny.data import dataset
-from steady.tiny.teach import (
+from steady.tiny.adapt import (
     UNET_TARGETS,
     batch_from,
     encode_pool,
@@ -39,6 +38,7 @@ from steady.tiny.teach import (
     save_atomic,
     token_ids,
 )
+from steady.tiny.data import dataset
 
 DDIM_STEPS = 50  # LCMScheduler's original_inference_steps
 SIGMA_DATA = 0.5
@@ -67,7 +67,7 @@ class LcmConfig:
         return asdict(self)
 
 
-QUICK = dict(steps=4, batch=4, pool=16, log_every=2, eval_images=2, warmup=2)
+QUICK = {"steps": 4, "batch": 4, "pool": 16, "log_every": 2, "eval_images": 2, "warmup": 2}
 
 
 def boundary(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
