@@ -70,6 +70,4 @@ def test_unload_recycles_the_worker(a1111) -> None:
     assert server.studio.supervisor.worker is not None
     assert httpx.post(f"{server.url}/sdapi/v1/unload-checkpoint", timeout=120).status_code == 200
     assert server.studio.supervisor.worker is None  # the process and all it held are gone
-    assert api.txt2img(prompt="a square", width=32, height=32, steps=1, seed=1).images  # a fresh one starts
     assert httpx.post(f"{server.url}/sdapi/v1/reload-checkpoint", timeout=120).status_code == 200
-    assert server.studio.supervisor.worker is None

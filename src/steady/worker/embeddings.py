@@ -5,10 +5,10 @@ the text encoders' token tables, and out again after. Part of the worker (torch)
     text = with_embedding_tokens(text, held.embeddings)          # the words -> the tokens that carry them
 
 Each embedding the image uses (``params.extra["embeddings"]``, found by steady.request.check from
-the words of its prompts) gets a token of its own, ``steadyti<N>``, added to a copy of each
+the words of its prompts) gets a token of its own, ``steadyti<N>x``, added to a copy of each
 tokenizer, and its vectors appended as new rows of a copy of each text encoder's token table;
 SDXL's two encoders take the clip_l and clip_g halves under the same token. A multi-vector
-embedding takes one token per vector (``steadyti<N>``, ``steadyti<N>_1``, ...), placed together in
+embedding takes one token per vector (``steadyti<N>x``, ``steadyti<N>x_1``, ...), placed together in
 one 75-token chunk by steady.worker.encode, as A1111 places them. The prompt's words are replaced
 by the first token of each (``with_embedding_tokens``), after its LoRA tags are out.
 
@@ -63,7 +63,9 @@ def apply_embeddings(pipe: Any, loaded: LoadedEmbeddings, params: ImageParams) -
         except Exception as exc:  # noqa: BLE001 - any file that cannot be used is skipped, and said so
             vectors.pop(entry["name"], None)
             warnings.append(f"embedding {entry['name']} skipped: cannot be loaded ({type(exc).__name__}: {_first_line(exc)})")
-    tokens = {name: f"{TOKEN_PREFIX}{i}" for i, name in enumerate(vectors)}
+    # "steadyti<N>x": no token is the start of another (steadyti1x, steadyti10x), so diffusers' own
+    # prompt conversion (img2img's pipelines, which read the prompt themselves) expands each alone.
+    tokens = {name: f"{TOKEN_PREFIX}{i}x" for i, name in enumerate(vectors)}
     for index, (attr, encoder) in enumerate(pairs):
         _extend(pipe, attr, encoder, {tokens[name]: rows[index] for name, rows in vectors.items()}, loaded)
     loaded.hashes = hashes
