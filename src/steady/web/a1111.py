@@ -135,6 +135,19 @@ def _vae_name(value: Any) -> str:
     return value
 
 
+def _known_vae(studio: Studio, value: str) -> None:
+    """BadInput naming ``sd_vae`` unless ``value`` is Automatic, None or a VAE that /sd-vae lists
+    (a setting that names no file would fail every later image instead of this request)."""
+    from steady.models.vae import list_vaes
+
+    if request_vae(value) in ("auto", "none"):
+        return
+    names = {info.name for info in list_vaes(studio.cfg)} | {info.path.stem for info in list_vaes(studio.cfg)}
+    if value not in names:
+        listed = ", ".join(sorted(names)[:8]) or f"none in {studio.cfg.vae_dir}"
+        raise BadInput("sd_vae", value, f"is not Automatic, None or a VAE GET /sdapi/v1/sd-vae lists ({listed})")
+
+
 def request_vae(value: str) -> str:
     """A1111's sd_vae as GenerationRequest.vae: Automatic -> auto, None -> none, a name as it is."""
     return {"automatic": "auto", "none": "none"}.get(value.strip().lower(), value)
@@ -289,6 +302,8 @@ def make_router(studio: Studio) -> APIRouter:
     def set_options(body: dict[str, Any]) -> Any:
         """Known settings only (OPTIONS), all checked before any is applied."""
         checked = checked_options(body)
+        if "sd_vae" in checked:
+            _known_vae(studio, checked["sd_vae"])
         if "sd_model_checkpoint" in checked:
             entry = find_entry(studio, checked["sd_model_checkpoint"])
             studio.default_model = model_name_for(studio, entry)
