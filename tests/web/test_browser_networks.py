@@ -43,3 +43,22 @@ def test_vae_style_and_network_tags_from_the_page(browser, tmp_path: Path) -> No
         page.wait_for_function("!document.querySelector('#unload').disabled", timeout=60_000)
     finally:
         server.stop()
+
+
+def test_steps_and_sampler_left_to_the_model_take_a_few_step_loras_recommendation(browser, tmp_path: Path) -> None:  # noqa: F811
+    """The page's empty steps field and "Automatic" sampler leave both to the model, as the CLI does:
+    a LoRA whose defaults file recommends 3 steps of DPM++ 2M gets them (and an explicit choice wins)."""
+    home = tmp_path / "home"
+    save_tiny_lora("embedded", home / "loras" / "quick.safetensors", parts=("unet",))
+    (home / "loras" / "quick.defaults.toml").write_text('steps = 3\nsampler = "DPM++ 2M"\ncfg_scale = 2.0\n')
+    server = ServeProcess(home)
+    try:
+        page = open_form(browser, server, prompt="a red circle <lora:quick:1>", n_images=1, seed=3)
+        assert page.input_value("#steps") == "" and page.input_value("#sampler") == ""
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#run-strip img').length === 1", timeout=120_000)
+        [image] = httpx.get(server.url + "/api/images", params={"limit": 1}).json()["items"]
+        params = httpx.get(f"{server.url}/api/images/{image['id']}").json()["params"]
+        assert (params["steps"], params["sampler"], params["cfg_scale"]) == (3, "DPM++ 2M", 2.0), params
+    finally:
+        server.stop()

@@ -40,7 +40,9 @@ def fill(request: GenerationRequest, model_path: Path, size: tuple[int | None, i
         given = {f for f in FIELDS if getattr(request, f) is not None}
         if request.clip_skip == 1:
             given.discard("clip_skip")
-    sources = [d for path in lora_paths if (d := model_defaults(path)) is not None and d.kind]
+    # A LoRA says what it needs only by a defaults file, its steady.defaults metadata, or being a
+    # few-step LoRA (model_defaults is None otherwise).
+    sources = [d for path in lora_paths if (d := model_defaults(path)) is not None]
     own = model_defaults(model_path)
     if own is not None:
         sources.append(own)

@@ -59,8 +59,10 @@ function show(view) {
 
 // ---- generate --------------------------------------------------------------------------------
 function formRequest() {
-  const body = { prompt: $("prompt").value, negative_prompt: $("negative_prompt").value, sampler: $("sampler").value,
-                 model: $("model").value };
+  // An empty steps field and the "Automatic" sampler leave them to the model (its defaults file,
+  // a few-step LoRA's recommendation, or 20 steps of Euler a), as the CLI does when they are not given.
+  const body = { prompt: $("prompt").value, negative_prompt: $("negative_prompt").value, model: $("model").value };
+  if ($("sampler").value) body.sampler = $("sampler").value;
   for (const name of ["n_images", "seed", "steps", "width", "height"]) {
     const value = $(name).value.trim();
     if (value !== "") body[name] = Number.parseInt(value, 10);
@@ -543,7 +545,8 @@ function applySettings(p) {
 // ---- start -----------------------------------------------------------------------------------
 async function loadChoices() {
   const [samplers, models] = await Promise.all([api("/sdapi/v1/samplers"), api("/api/models")]);
-  $("sampler").replaceChildren(...samplers.map((s) => el("option", { value: s.name }, s.name)));
+  $("sampler").replaceChildren(el("option", { value: "" }, "Automatic"),
+    ...samplers.map((s) => el("option", { value: s.name }, s.name)));
   state.models = models.map((m) => ({ ...m, value: m.filename }));
   $("model").replaceChildren(...state.models.map((m) => el("option", { value: m.value }, m.model_name)));
   $("f-model").replaceChildren(el("option", { value: "" }, "any model"),
