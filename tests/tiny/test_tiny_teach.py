@@ -105,3 +105,36 @@ def test_the_quick_lcm_lora_is_a_unet_only_kohya_file_that_diffusers_applies_in_
     pipe = _pipe()
     pipe.load_lora_weights(str(out), adapter_name="l")
     assert _adapted_modules(pipe, "l") == len(modules)
+
+
+LCM = shipped_lora_dir() / "tiny-lcm.safetensors"
+AQUA = shipped_lora_dir().parent / "embeddings" / "aqua.safetensors"
+
+
+@pytest.mark.skipif(not LCM.is_file(), reason="no shipped LCM-LoRA")
+def test_the_shipped_lcm_lora_is_found_by_name_and_applies_in_full() -> None:
+    from safetensors import safe_open
+
+    from steady.config import settings
+    from steady.models.detect import inspect_model
+    from steady.models.loras import find_lora, unfit_reason
+
+    info = find_lora("tiny-lcm", settings())
+    assert info.path == LCM and info.layout == "kohya" and info.parts == ("unet",)
+    assert 100_000 <= LCM.stat().st_size <= 1_000_000
+    assert unfit_reason(info, inspect_model(embedded_model_path())) == ""
+    with safe_open(str(LCM), "pt") as f:
+        modules = {k.split(".")[0] for k in f.keys()}
+    pipe = _pipe()
+    pipe.load_lora_weights(str(LCM), adapter_name="lcm")
+    assert _adapted_modules(pipe, "lcm") == len(modules)
+
+
+@pytest.mark.skipif(not AQUA.is_file(), reason="no shipped embedding")
+def test_the_shipped_embedding_is_one_a1111_vector_for_its_word() -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(AQUA), "pt") as f:
+        assert list(f.keys()) == ["emb_params"] and f.metadata()["name"] == "aqua"
+        vector = f.get_tensor("emb_params")
+    assert tuple(vector.shape) == (1, 64) and bool(vector.isfinite().all())

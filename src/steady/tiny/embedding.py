@@ -44,10 +44,10 @@ class EmbeddingConfig:
     word: str = WORD
     colour: str = COLOUR
     steps: int = 300
-    batch: int = 32
+    batch: int = 16
     lr: float = 5e-2
     warmup: int = 20
-    pool: int = 1000
+    pool: int = 500
     background_share: float = 0.25  # scenes where the colour is the background ("on an aqua background")
     empty_caption: float = 0.0
     min_snr: float = 5.0
