@@ -83,3 +83,16 @@ def test_steady_models_lists_embeddings_and_vaes(capsys):
     assert (vae["name"], vae["layout"], len(vae["hash"])) == ("grain.vae.safetensors", "ldm", 10)
     code, out = run_main(["models", "--no-hash"], capsys)
     assert "easyneg" in out.out and "8 tokens" in out.out and "grain.vae.safetensors" in out.out
+
+
+def test_shipped_embeddings_are_used_after_the_folders():
+    from steady.models.embeddings import shipped_embedding_files
+
+    shipped = [p for p in shipped_embedding_files() if p.stem == "aqua"]
+    if not shipped:
+        pytest.skip("no shipped embedding")
+    infos, warnings = used_embeddings(("an aqua circle", ""), settings())
+    assert [i.path for i in infos] == shipped and warnings == []
+    assert used_embeddings(("a cyan circle", ""), settings()) == ([], [])
+    mine = save_embedding(settings().embeddings_dir / "aqua.safetensors")  # a user's file of that name wins
+    assert [i.path for i in used_embeddings(("an aqua circle", ""), settings())[0]] == [mine]

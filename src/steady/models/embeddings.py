@@ -5,6 +5,9 @@ by an Unpickler that runs nothing).
     used = used_embeddings("a cat, easynegative", "", settings())   # [EmbeddingInfo(name='easynegative', ...)]
     embedding_hash(used[0], settings())                            # '0123456789ab', A1111's "TI hashes"
 
+After the folder's files, the embeddings that ship with steady (``aqua``, trained on the embedded
+model) are used the same way; a file of the user's with the same name wins.
+
 A1111's rule: a file in the embeddings folder (sub-folders too) is used when its name, the file's
 name without its extension, stands as a word in the prompt or the negative prompt. The CLIP
 tokenizer reads the text in lower case and splits it at anything that is not a letter or a
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steady.config import Settings
+from steady.config import Settings, package_dir
 from steady.errors import BadInput, ModelError
 from steady.models.detect import ModelInfo, read_safetensors_header, shapes_of
 from steady.models.hashing import sha256
@@ -141,11 +144,19 @@ def mentioned_names(texts: tuple[str, ...], names: list[str]) -> list[str]:
     return found
 
 
+def shipped_embedding_files() -> list[Path]:
+    """The embeddings that ship in the package (trained on the embedded model by
+    ``steady.tiny.teach embedding``: ``aqua``), used after the embeddings folder's."""
+    return sorted(p for p in (package_dir() / "tiny" / "embeddings").glob("*.safetensors") if p.is_file())
+
+
 def used_embeddings(texts: tuple[str, ...], settings: Settings) -> tuple[list[EmbeddingInfo], list[str]]:
     """The embeddings the words of ``texts`` (LoRA tags already out) use, and a warning line for
     each one that names a file that cannot be read. A name two files share takes the first
     (by path), as A1111 does, with a warning."""
     files = embedding_files(settings.embeddings_dir)
+    own = {p.stem for p in files}
+    files += [p for p in shipped_embedding_files() if p.stem not in own]  # after the user's, which win
     if not files:
         return [], []
     by_name: dict[str, list[Path]] = {}
