@@ -1,7 +1,8 @@
 """A few-step version of the embedded model: an LCM-LoRA distilled from it (latent consistency
 distillation), trained on this CPU, saved in the kohya layout like any LoRA.
 
-    python -m steady.tiny.teach lcm --out build/tiny-lcm.safetensors       # the shipped LCM-LoRA
+    python -m steady.tiny.teach lcm --out build/tiny-lcm.safetensors --threads 1 --steps 1500 --batch 16 \
+        --pool 2000 --lr 5e-4 --save-every 250     # the shipped LCM-LoRA is this run's step-1,000 file
     python -m steady.tiny.teach lcm --out /tmp/l.safetensors --quick       # a smoke run (seconds)
 
 Teacher: the embedded model as it samples by default (its own noise schedule, CFG 5). Student:
