@@ -11,13 +11,13 @@ from steady.models.loras import shipped_lora_dir
 from tests.fixtures.cli import run_main
 
 
-@pytest.mark.skipif(not (shipped_lora_dir() / "tiny-star.safetensors").is_file(), reason="no shipped LoRA")
+@pytest.mark.skipif(not (shipped_lora_dir() / "tiny-lcm.safetensors").is_file(), reason="no shipped LoRA")
 def test_eval_tiny_on_the_star_with_the_shipped_lora(capsys) -> None:
-    code, out = run_main(["eval-tiny", "--set", "star-large", "--seen", "2", "--append", " <lora:tiny-star:1>",
-                          "--steps", "8", "--json"], capsys)  # fmt: skip
+    code, out = run_main(["eval-tiny", "--set", "star-large", "--seen", "2", "--append", " <lora:tiny-lcm:1>",
+                          "--sampler", "LCM", "--steps", "4", "--cfg-scale", "1", "--json"], capsys)  # fmt: skip
     assert code == 0, out.err
     report = json.loads(out.out)
-    assert report["set"] == "star-large" and report["append"] == " <lora:tiny-star:1>"
+    assert report["set"] == "star-large" and report["append"] == " <lora:tiny-lcm:1>"
     assert report["n_images"] == 2 and report["variety_images"] == 0
     assert set(report["accuracy"]) == {"shape", "colour", "size", "position", "background"}
 
