@@ -122,15 +122,19 @@ def test_peak_rss_sees_memory_held_only_inside_the_block():
 
     from steady.worker.upscale import PeakRss
 
+    import mmap
+    import time
+
     me = psutil.Process()
     before = me.memory_info().rss
     with PeakRss(me, every=0.005) as watch:
-        block = bytearray(96 * 2**20)
-        block[::4096] = b"\x01" * len(block[::4096])  # resident
-        import time
-
+        # Fresh anonymous pages, made resident: a bytearray could reuse heap memory that is already
+        # resident (after other tests, malloc's thresholds may keep 96 MiB on the heap).
+        block = mmap.mmap(-1, 96 * 2**20)
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
         time.sleep(0.1)
-        del block
+        block.close()
     assert watch.peak >= before + 80 * 2**20
 
 
