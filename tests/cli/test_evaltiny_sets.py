@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from steady.models.loras import shipped_lora_dir
 from tests.fixtures.cli import run_main
 
 
-@pytest.mark.skipif(not (shipped_lora_dir() / "tiny-lcm.safetensors").is_file(), reason="no shipped LoRA")
 def test_eval_tiny_on_the_star_with_the_shipped_lora(capsys) -> None:
     code, out = run_main(["eval-tiny", "--set", "star-large", "--seen", "2", "--append", " <lora:tiny-lcm:1>",
                           "--sampler", "LCM", "--steps", "4", "--cfg-scale", "1", "--json"], capsys)  # fmt: skip

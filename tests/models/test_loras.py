@@ -217,11 +217,11 @@ def test_steady_models_lists_loras_with_arch_and_hash(lora_dir, capsys):
 def test_shipped_loras_are_found_after_the_lora_folder(lora_dir):
     from steady.models.loras import shipped_lora_dir
 
-    shipped = shipped_lora_dir() / "tiny-star.safetensors"
-    if not shipped.is_file():
-        pytest.skip("no shipped LoRA")
-    assert find_lora("tiny-star", settings()).path == shipped
-    with pytest.raises(BadInput, match="no LoRA named 'tiny-sta'"):
-        find_lora("tiny-sta", settings())
-    save_tiny_lora("sd1", lora_dir / "tiny-star.safetensors")  # a user's file of the same name wins
-    assert find_lora("tiny-star", settings()).path == lora_dir / "tiny-star.safetensors"
+    shipped = shipped_lora_dir() / "tiny-lcm.safetensors"
+    assert shipped.is_file()
+    assert find_lora("tiny-lcm", settings()).path == shipped
+    assert find_lora("Tiny-LCM", settings()).path == shipped
+    with pytest.raises(BadInput, match="no LoRA named 'tiny-lc'"):
+        find_lora("tiny-lc", settings())
+    save_tiny_lora("sd1", lora_dir / "tiny-lcm.safetensors")  # a user's file of the same name wins
+    assert find_lora("tiny-lcm", settings()).path == lora_dir / "tiny-lcm.safetensors"

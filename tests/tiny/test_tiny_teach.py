@@ -11,7 +11,6 @@ import pytest
 from steady.models.default import embedded_model_path
 from steady.models.loras import shipped_lora_dir
 
-STAR = shipped_lora_dir() / "tiny-star.safetensors"
 
 
 def _pipe():
@@ -47,35 +46,6 @@ def test_the_quick_lora_is_a_kohya_file_that_diffusers_applies_in_full(tmp_path)
     pipe = _pipe()
     pipe.load_lora_weights(str(out), adapter_name="q")
     assert _adapted_modules(pipe, "q") == len(modules)  # no key was dropped by the conversion
-
-
-@pytest.mark.skipif(not STAR.is_file(), reason="no shipped LoRA")
-def test_the_shipped_lora_is_small_found_by_name_and_draws_stars(tmp_path) -> None:
-    import numpy as np
-    import torch
-
-    from steady.config import settings
-    from steady.models.loras import find_lora
-    from steady.tiny.checker import check
-    from steady.tiny.evaluate import extension_prompts
-
-    assert 100_000 <= STAR.stat().st_size <= 1_000_000
-    assert find_lora("tiny-star", settings()).path == STAR  # the user's lora_dir is empty
-    assert find_lora("Tiny-Star", settings()).path == STAR
-    prompts = extension_prompts("star-large", 8)
-    pipe = _pipe()
-
-    def stars() -> int:
-        images = pipe([p.prompt for p in prompts], num_inference_steps=20, guidance_scale=5.0, output_type="np",
-                      generator=[torch.Generator().manual_seed(p.seed) for p in prompts]).images  # fmt: skip
-        return sum(bool(check((img * 255).round().astype(np.uint8), p.prompt).correct["shape"])
-                   for img, p in zip(images, prompts, strict=True))  # fmt: skip
-
-    before = stars()
-    pipe.load_lora_weights(str(STAR), adapter_name="star")
-    after = stars()
-    print(f"\nstars of 8 large-star prompts: {before} without the LoRA, {after} with it")
-    assert before <= 1 and after >= 5
 
 
 def test_the_quick_embedding_is_an_a1111_file(tmp_path) -> None:
