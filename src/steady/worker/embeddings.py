@@ -150,9 +150,9 @@ def _read(entry: dict[str, Any], encoders: int, allow_pickle: bool) -> list[Any]
 
         state = load_file(path, device="cpu")
     else:
-        if not allow_pickle:
-            raise ValueError(f"{path} is a pickle and --allow-pickle was not given")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from steady.worker.tensorfile import pickled_state
+
+        state = pickled_state(path, allow_pickle)
     if not isinstance(state, dict):
         raise ValueError("the file does not hold a dict of tensors")
     if "clip_l" in state and "clip_g" in state:

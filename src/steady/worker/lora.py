@@ -78,14 +78,9 @@ def _source(entry: dict[str, Any], allow_pickle: bool) -> Any:
     path = entry["path"]
     if path.lower().endswith(".safetensors"):
         return path
-    if not allow_pickle:
-        raise ValueError(f"{path} is a pickle and --allow-pickle was not given")
-    import torch
+    from steady.worker.tensorfile import pickled_state
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    return state
+    return pickled_state(path, allow_pickle)
 
 
 def _forget(pipe: Any, name: str) -> None:

@@ -80,3 +80,15 @@ class SafetensorsReader:
 
     def close(self) -> None:
         self._file.close()
+
+
+def pickled_state(path: str, allow_pickle: bool) -> object:
+    """A ``.pt``/``.ckpt``/``.pth`` file's contents, loaded with ``torch.load(weights_only=True)``
+    (tensors and plain containers only), with a wrapping ``state_dict`` taken off; ValueError
+    unless the user allowed pickles (``--allow-pickle``; steady.request.check refuses them first)."""
+    if not allow_pickle:
+        raise ValueError(f"{path} is a pickle and --allow-pickle was not given")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return state

@@ -57,7 +57,6 @@ def swap_vae(held: Any, params: Any, allow_pickle: bool) -> bool:
 def load_vae(entry: dict[str, Any], like: Any, allow_pickle: bool) -> Any:
     """An AutoencoderKL with the weights of ``entry``'s file, built from ``like``'s config and put
     on its device in its dtype."""
-    import torch
     from diffusers import AutoencoderKL
 
     path = str(entry["path"])
@@ -83,14 +82,9 @@ def _read(path: str, allow_pickle: bool) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
-    if not allow_pickle:
-        raise ValueError(f"{path} is a pickle and --allow-pickle was not given")
-    import torch
+    from steady.worker.tensorfile import pickled_state
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    return state
+    return pickled_state(path, allow_pickle)
 
 
 @contextlib.contextmanager
