@@ -81,3 +81,27 @@ def test_bench_lora_times_load_reweight_remove_and_the_base_comes_back(tmp_path)
     assert set(result["seconds"]) == {"load", "reweight", "remove"} and all(v > 0 for v in result["seconds"].values())
     assert len(result["unet_step_seconds"]["base"]) == len(result["unet_step_seconds"]["lora"]) == 1
     assert result["base_exact_after_removal"] is True and result["tensors"] > 0
+
+
+def test_bench_gallery_times_every_filter_over_a_catalog(tmp_path) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from steady.catalog import open_catalog
+    from steady.catalog.importer import import_folder
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(40):
+        meta = PngInfo()
+        meta.add_text("parameters", f"a lighthouse number {i}\nSteps: 20, Sampler: Euler a, CFG scale: 5, Seed: {i}, "
+                                    "Size: 8x8, Model: imported-model")  # fmt: skip
+        Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(folder / f"{i:03d}.png", pnginfo=meta)
+    db = tmp_path / "catalog.db"
+    with open_catalog(db) as catalog:
+        import_folder(catalog, folder)
+    result = json.loads(run_tool("bench_gallery.py", "queries", str(db)).strip().splitlines()[-1])
+    assert result["images"] == 40
+    timed = {k: v for k, v in result.items() if isinstance(v, dict)}
+    assert len(timed) >= 10 and all(v["median_ms"] >= 0 for v in timed.values())
+    assert timed["all"]["total"] == 40 - 1  # the copy trashes 1 % of the images (id 2 here)
