@@ -39,42 +39,46 @@ def models_command(as_json: bool, no_hash: bool) -> None:
     _list_vaes(cfg, as_json, no_hash)
 
 
+def _print_found(found: list, skipped: list, heading: str, kind: str, digest, line, as_json: bool) -> None:
+    """Notes for the files that could not be read, then each file found: a JSON object with its
+    ``type`` and ``hash`` (``digest(info)``), or ``line(info, hash)`` under ``heading``."""
+    for path, why in skipped:
+        click.echo(f"steady: note: {path}: {why}", err=True)
+    if not as_json and found:
+        click.echo(heading)
+    for info in found:
+        if as_json:
+            click.echo(json.dumps({"type": kind, **info.to_dict(), "hash": digest(info)}))
+        else:
+            click.echo(line(info, digest(info)))
+
+
 def _list_embeddings(cfg, as_json: bool, no_hash: bool) -> None:
     """The embeddings: name (the word that uses it), architecture, token count, layout, A1111's
     short hash. JSON objects carry "type": "embedding"."""
     from steady.models.embeddings import embedding_hash, list_embeddings
 
+    def line(info, digest: str) -> str:
+        tokens = f"{info.vectors} token{'s' if info.vectors != 1 else ''}"
+        return f"{info.name:<40} {info.arch or '?':<5} {tokens:<11} {info.layout or 'unknown':<16} {digest:<12}  {info.path}"
+
     skipped: list = []
     found = list_embeddings(cfg, skipped)
-    for path, why in skipped:
-        click.echo(f"steady: note: {path}: {why}", err=True)
-    if not as_json and found:
-        click.echo(f"\nEmbeddings in {cfg.embeddings_dir} (used where the name is a word of a prompt):")
-    for info in found:
-        digest = "" if no_hash else embedding_hash(info, cfg)
-        if as_json:
-            click.echo(json.dumps({"type": "embedding", **info.to_dict(), "hash": digest}))
-        else:
-            tokens = f"{info.vectors} token{'s' if info.vectors != 1 else ''}"
-            click.echo(f"{info.name:<40} {info.arch or '?':<5} {tokens:<11} {info.layout or 'unknown':<16} {digest:<12}  {info.path}")
+    _print_found(found, skipped, f"\nEmbeddings in {cfg.embeddings_dir} (used where the name is a word of a prompt):",
+                 "embedding", lambda info: "" if no_hash else embedding_hash(info, cfg), line, as_json)  # fmt: skip
 
 
 def _list_vaes(cfg, as_json: bool, no_hash: bool) -> None:
     """The VAEs: file name (what --vae NAME says), layout, size, A1111's VAE hash."""
     from steady.models.vae import list_vaes, vae_hash
 
+    def line(info, digest: str) -> str:
+        return f"{info.name:<40} {info.layout:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<10}  {info.path}"
+
     skipped: list = []
     found = list_vaes(cfg, skipped)
-    for path, why in skipped:
-        click.echo(f"steady: note: {path}: {why}", err=True)
-    if not as_json and found:
-        click.echo(f"\nVAEs in {cfg.vae_dir} (use with --vae NAME):")
-    for info in found:
-        digest = "" if no_hash else vae_hash(info, cfg)
-        if as_json:
-            click.echo(json.dumps({"type": "vae", **info.to_dict(), "hash": digest}))
-        else:
-            click.echo(f"{info.name:<40} {info.layout:<11} {info.size_bytes / 2**20:6.1f} MiB  {digest:<10}  {info.path}")
+    _print_found(found, skipped, f"\nVAEs in {cfg.vae_dir} (use with --vae NAME):", "vae",
+                 lambda info: "" if no_hash else vae_hash(info, cfg), line, as_json)  # fmt: skip
 
 
 def _list_loras(cfg, as_json: bool, no_hash: bool) -> None:

@@ -170,6 +170,36 @@ def _has_prefix(shapes: Shapes, prefix: str) -> bool:
     return any(k.startswith(prefix) for k in shapes)
 
 
+@dataclass(frozen=True)
+class WeightsFile:
+    """What a LoRA, VAE or embedding file's inspection reads first: its tensors' shapes, its format
+    ("safetensors" | "pickle"), its size in bytes and its safetensors metadata."""
+
+    shapes: Shapes
+    fmt: str
+    size: int
+    metadata: dict[str, Any]
+
+
+def read_weights_file(p: Path, argument: str, read_pickle: Any = pickle_shapes) -> WeightsFile:
+    """``p``'s shapes (a .safetensors header, or ``read_pickle`` for anything else), size and
+    metadata; BadInput naming ``argument`` when it is missing or cannot be read."""
+    from steady.errors import BadInput
+
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise BadInput(argument, str(p), f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        if p.suffix.lower() == ".safetensors":
+            header = read_safetensors_header(p)
+            meta = header.get("__metadata__")
+            return WeightsFile(shapes_of(header), "safetensors", size, meta if isinstance(meta, dict) else {})
+        return WeightsFile(read_pickle(p), "pickle", size, {})
+    except ModelError as exc:
+        raise BadInput(argument, str(p), exc.why) from exc
+
+
 def _not_sd_reason(shapes: Shapes) -> str:
     keys = list(shapes)
     if not keys:

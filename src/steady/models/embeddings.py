@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from steady.config import Settings, package_dir
-from steady.errors import BadInput, ModelError
-from steady.models.detect import ModelInfo, read_safetensors_header, shapes_of
+from steady.errors import BadInput
+from steady.models.detect import ModelInfo, read_weights_file
 from steady.models.hashing import sha256
 from steady.models.pickled import pickle_tree_shapes
 
@@ -68,17 +68,8 @@ class EmbeddingInfo:
 def inspect_embedding(path: str | Path, argument: str = "embedding") -> EmbeddingInfo:
     """Describe an embedding file; BadInput naming ``argument`` when it cannot be read."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise BadInput(argument, str(p), f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        if p.suffix.lower() == ".safetensors":
-            shapes, fmt = shapes_of(read_safetensors_header(p)), "safetensors"
-        else:
-            shapes, fmt = pickle_tree_shapes(p), "pickle"
-    except ModelError as exc:
-        raise BadInput(argument, str(p), exc.why) from exc
+    read = read_weights_file(p, argument, read_pickle=pickle_tree_shapes)
+    shapes, fmt, size = read.shapes, read.fmt, read.size
     layout, keys = _layout(shapes)
     rows = [shapes[k] for k in keys]
     vectors = (rows[0][0] if len(rows[0]) == 2 else 1) if rows else 0

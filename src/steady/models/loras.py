@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from steady.config import Settings, package_dir
-from steady.errors import BadInput, ModelError
-from steady.models.detect import ModelInfo, read_safetensors_header, shapes_of
+from steady.errors import BadInput
+from steady.models.detect import ModelInfo, read_weights_file
 from steady.models.hashing import sha256, tensor_data_sha256
-from steady.models.pickled import pickle_shapes
 
 LORA_EXT = (".safetensors", ".pt", ".ckpt")  # what A1111 lists in its Lora folder
 SUPPORTED_KINDS = ("LoRA", "LoCon", "DoRA")
@@ -89,21 +88,8 @@ class LoraInfo:
 def inspect_lora(path: str | Path, lora_dir: Path | None = None, argument: str = "lora") -> LoraInfo:
     """Describe a LoRA file; BadInput naming ``argument`` when it is missing or cannot be read."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise BadInput(argument, str(p), f"cannot read: {exc.strerror or exc}") from exc
-    metadata: dict[str, Any] = {}
-    try:
-        if p.suffix.lower() == ".safetensors":
-            header = read_safetensors_header(p)
-            shapes, fmt = shapes_of(header), "safetensors"
-            if isinstance(header.get("__metadata__"), dict):
-                metadata = header["__metadata__"]
-        else:
-            shapes, fmt = pickle_shapes(p), "pickle"
-    except ModelError as exc:
-        raise BadInput(argument, str(p), exc.why) from exc
+    read = read_weights_file(p, argument)
+    shapes, fmt, size, metadata = read.shapes, read.fmt, read.size, read.metadata
     parts = tuple(dict.fromkeys(part for key in shapes if (part := _part(key))))
     layout = "" if not parts else "kohya" if any(k.startswith("lora_") for k in shapes) else "diffusers"
     context = _width(shapes, _ATTN2_K, "unet")

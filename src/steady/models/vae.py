@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from steady.config import Settings
-from steady.errors import BadInput, ModelError
-from steady.models.detect import ModelInfo, read_safetensors_header, shapes_of
+from steady.errors import BadInput
+from steady.models.detect import ModelInfo, read_weights_file
 from steady.models.hashing import sha256
-from steady.models.pickled import pickle_shapes
 
 VAE_EXT = (".safetensors", ".pt", ".ckpt")  # what A1111 lists in models/VAE
 _AUTO_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
@@ -66,17 +65,8 @@ def inspect_vae(path: str | Path, argument: str = "vae") -> VaeInfo:
             raise BadInput(argument, str(p), f"config.json cannot be read ({exc})") from exc
         return VaeInfo(p, p.name, "diffusers", "diffusers", int(config.get("latent_channels", 4)),
                        weights.stat().st_size)  # fmt: skip
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise BadInput(argument, str(p), f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        if p.suffix.lower() == ".safetensors":
-            shapes, fmt = shapes_of(read_safetensors_header(p)), "safetensors"
-        else:
-            shapes, fmt = pickle_shapes(p), "pickle"
-    except ModelError as exc:
-        raise BadInput(argument, str(p), exc.why) from exc
+    read = read_weights_file(p, argument)
+    shapes, fmt, size = read.shapes, read.fmt, read.size
     shapes = {k[len(_PREFIX):] if k.startswith(_PREFIX) else k: v for k, v in shapes.items()}
     if "encoder.down.0.block.0.conv1.weight" in shapes:
         layout = "ldm"
