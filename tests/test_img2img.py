@@ -3,6 +3,8 @@ model at 64x64: steps run, size, parameters, lineage, the overlay on pixels, bad
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -166,6 +168,8 @@ def test_hires_is_planned_for_the_larger_pass_and_checked():
         assert info.value.argument == field
 
 
+@pytest.mark.skipif(importlib.util.find_spec("spandrel") is None,
+                    reason="spandrel is not installed (pip install 'steady[upscalers]')")
 def test_hires_with_an_upscaler_model_from_the_upscaler_folder(sup):
     from steady.config import settings
     from tests.fixtures.upscalers import save_tiny_compact
