@@ -59,3 +59,23 @@ def test_a1111_dir_must_be_text(_isolated_home):
     (_isolated_home / "config.toml").write_text("a1111_dir = 1\n")
     with pytest.raises(BadInput, match="a1111_dir"):
         settings().lora_dir
+
+
+def test_folder_options_win_over_env_and_config(_isolated_home, tmp_path, monkeypatch):
+    """Options (Settings.with_folders) come first: their own folder, then their a1111_dir; then
+    STEADY_MODELS; then config.toml in the same order."""
+    webui, other = tmp_path / "webui", tmp_path / "other-webui"
+    _isolated_home.mkdir(parents=True)
+    (_isolated_home / "config.toml").write_text(f'a1111_dir = "{other}"\nlora_dir = "{tmp_path / "cfg-loras"}"\n')
+    monkeypatch.setenv("STEADY_MODELS", str(tmp_path / "env-models"))
+    cfg = settings()
+    assert (cfg.models_dir, cfg.lora_dir, cfg.vae_dir) == (tmp_path / "env-models", tmp_path / "cfg-loras", other / "models" / "VAE")
+    assert cfg.lora_dirs == (tmp_path / "cfg-loras",)
+    given = cfg.with_folders(a1111_dir=str(webui), vae_dir=str(tmp_path / "v"), lora_dir=None)
+    assert given.models_dir == webui / "models" / "Stable-diffusion"
+    assert given.lora_dirs == (webui / "models" / "Lora", webui / "models" / "LyCORIS")
+    assert given.vae_dir == tmp_path / "v"
+    assert given.styles_file == webui / "styles.csv"
+    assert cfg.vae_dir == other / "models" / "VAE"  # the original is unchanged (frozen)
+    with pytest.raises(BadInput, match="lora_dir"):
+        cfg.with_folders(lora_dir="a\0b")

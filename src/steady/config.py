@@ -12,7 +12,9 @@ Layout under home:
 
 `a1111_dir = "~/stable-diffusion-webui"` points all of them at an A1111 (or Forge) folder in one
 line: models/Stable-diffusion, models/Lora, models/VAE, embeddings, styles.csv, models/ESRGAN.
-A setting of its own (`lora_dir = ...`) wins over what a1111_dir says.
+A setting of its own (`lora_dir = ...`) wins over what a1111_dir says. The same settings are
+options of the commands that use them (`--lora-dir`, `--a1111-dir`, ...: Settings.with_folders);
+an option wins over config.toml, and within each level a folder's own setting wins over a1111_dir.
     outputs/       YYYY-MM-DD/ folders of generated PNGs
     catalog.db     SQLite catalog (WAL)
     cache/         derived data (model configs, thumbnails)
@@ -21,7 +23,7 @@ A setting of its own (`lora_dir = ...`) wins over what a1111_dir says.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,25 @@ def home() -> Path:
     return Path(platformdirs.user_data_dir("steady", appauthor=False))
 
 
+FOLDER_KEYS = ("models_dir", "lora_dir", "embeddings_dir", "vae_dir", "styles_file", "upscaler_dir", "a1111_dir")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    # Folder settings given as command options (FOLDER_KEYS), ahead of STEADY_MODELS and config.toml.
+    given: tuple[tuple[str, str], ...] = ()
+
+    def with_folders(self, **values: str | None) -> Settings:
+        """These settings with the folder settings given (None or "": not given) ahead of the rest."""
+        unknown = sorted(set(values) - set(FOLDER_KEYS))
+        if unknown:
+            raise ValueError(f"not a folder setting: {unknown[0]}")
+        for key, value in values.items():
+            if value:
+                check_text(key, value)
+        given = dict(self.given) | {k: v for k, v in values.items() if v}
+        return replace(self, given=tuple(sorted(given.items())))
 
     @property
     def config_path(self) -> Path:
@@ -55,7 +73,10 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        """STEADY_MODELS, else `models_dir` in config.toml, else home/models."""
+        """--models-dir (or --a1111-dir), else STEADY_MODELS, else `models_dir` in config.toml, else home/models."""
+        given = dict(self.given)
+        if given.get("models_dir") or given.get("a1111_dir"):
+            return self._place("models_dir")
         env = os.environ.get("STEADY_MODELS")
         if env:
             check_text("STEADY_MODELS", env)
@@ -71,10 +92,8 @@ class Settings:
     def lora_dirs(self) -> tuple[Path, ...]:
         """Where LoRA files are looked for: lora_dir, and A1111's models/LyCORIS beside it when
         a1111_dir set the LoRA folder (the LyCORIS extension's folder, which A1111 also reads)."""
-        config = read_config(self.config_path)
-        if config.get("lora_dir") or not config.get("a1111_dir"):
-            return (self.lora_dir,)
-        return (self.lora_dir, Path(config["a1111_dir"]).expanduser() / "models" / "LyCORIS")
+        a1111 = self._a1111_for("lora_dir")
+        return (self.lora_dir,) if a1111 is None else (self.lora_dir, a1111 / "models" / "LyCORIS")
 
     @property
     def embeddings_dir(self) -> Path:
@@ -97,14 +116,23 @@ class Settings:
         return self._place("upscaler_dir")
 
     def _place(self, key: str) -> Path:
-        """A folder or file setting: its own value in config.toml, else its place in a1111_dir,
-        else its place under home."""
-        config = read_config(self.config_path)
-        if config.get(key):
-            return Path(config[key]).expanduser()
-        if config.get("a1111_dir"):
-            return Path(config["a1111_dir"]).expanduser() / A1111_LAYOUT[key]
+        """A folder or file setting: its own option, else its place in --a1111-dir, else its own
+        value in config.toml, else its place in config's a1111_dir, else its place under home."""
+        for level in (dict(self.given), read_config(self.config_path)):
+            if level.get(key):
+                return Path(level[key]).expanduser()
+            if level.get("a1111_dir"):
+                return Path(level["a1111_dir"]).expanduser() / A1111_LAYOUT[key]
         return self.home / _HOME_LAYOUT[key]
+
+    def _a1111_for(self, key: str) -> Path | None:
+        """The A1111 folder that set ``key``'s place (None when a setting of its own or home did)."""
+        for level in (dict(self.given), read_config(self.config_path)):
+            if level.get(key):
+                return None
+            if level.get("a1111_dir"):
+                return Path(level["a1111_dir"]).expanduser()
+        return None
 
     @property
     def outputs_dir(self) -> Path:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from steady.cli.options import request_options
+from steady.cli.options import folder_options, folder_settings, request_options
 from steady.params import GenerationRequest
 
 
 @click.command("generate")
 @click.argument("prompt")
 @request_options()
+@folder_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per image instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def generate_command(as_json: bool, quiet: bool, init_image: tuple[str, ...], styles: tuple[str, ...], **options) -> None:
@@ -22,13 +23,12 @@ def generate_command(as_json: bool, quiet: bool, init_image: tuple[str, ...], st
 
     Ctrl-C stops the run at the next step with its files and rows agreeing; `steady resume RUN`
     makes the rest."""
-    from steady.config import settings
     from steady.images.inputs import checked_file
     from steady.jobs.runner import prepare
 
     # Refuse bad input before the progress bar and before any process starts: every init image
     # is read and checked before the first run is prepared.
-    cfg = settings()
+    cfg = folder_settings(options)
     inits = init_images(init_image)
     for path in inits:
         checked_file(path, cfg.inputs_dir, "init_image")

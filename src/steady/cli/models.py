@@ -8,17 +8,19 @@ import json
 
 import click
 
+from steady.cli.options import folder_options, folder_settings
+
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 @click.option("--no-hash", is_flag=True, help="Skip hashing (a new 4 GB file takes seconds to hash once).")
-def models_command(as_json: bool, no_hash: bool) -> None:
+@folder_options
+def models_command(as_json: bool, no_hash: bool, **folders: str | None) -> None:
     """List models (models_dir), LoRAs (lora_dir), embeddings (embeddings_dir) and VAEs (vae_dir)."""
-    from steady.config import settings
     from steady.models.hashing import short_hash
     from steady.models.resolve import list_models
 
-    cfg = settings()
+    cfg = folder_settings(folders)
     skipped: list = []
     found = list_models(cfg, skipped)
     for path, why in skipped:  # what the scan passed over, so nothing is missing without a word

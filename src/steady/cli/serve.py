@@ -18,6 +18,7 @@ import socket
 
 import click
 
+from steady.cli.options import folder_options, folder_settings
 from steady.errors import BadInput
 
 
@@ -56,12 +57,12 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--listen", is_flag=True, help="Listen on every address (0.0.0.0); a token is then required.")
 @click.option("--token", default=None, envvar="STEADY_TOKEN",
               help="Token clients must send (default: a new one when not on loopback).")
-def serve_command(host: str, port: int, listen: bool, token: str | None) -> None:
+@folder_options
+def serve_command(host: str, port: int, listen: bool, token: str | None, **folders: str | None) -> None:
     """Serve the web studio and the HTTP APIs."""
     import uvicorn
 
     from steady.catalog import open_catalog, reconcile
-    from steady.config import settings
     from steady.web.app import create_app
     from steady.web.security import Guard, new_token
     from steady.web.studio import Studio
@@ -76,8 +77,8 @@ def serve_command(host: str, port: int, listen: bool, token: str | None) -> None
     if token is not None and len(token) < 8:
         raise BadInput("token", token, "must be at least 8 characters")
     check_port_free(host, port)
+    cfg = folder_settings(folders)
     # 2. The catalog agrees with the files before anything new is written.
-    cfg = settings()
     catalog = open_catalog(cfg.db_path)
     reconcile(catalog, cfg.outputs_dir, trash_dir=cfg.trash_dir)
     # 3. Serve until Ctrl+C.

@@ -18,6 +18,7 @@ import sys
 
 import click
 
+from steady.cli.options import folder_options, folder_settings
 from steady.params import DEVICES, DTYPES
 
 
@@ -33,18 +34,18 @@ from steady.params import DEVICES, DTYPES
 @click.option("--out", "out_dir", default=None, help="Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per image instead of text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@folder_options
 def upscale_command(images: tuple[str, ...], upscaler: str, scale: float, tile: int | None, device: str, dtype: str,
-                    out_dir: str | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
+                    out_dir: str | None, as_json: bool, quiet: bool, **folders: str | None) -> None:  # fmt: skip
     """Upscale IMAGES (files, or folders of them) with an upscaler; each result is a new image in the
     catalog, linked to its source."""
     from steady.catalog import open_catalog
     from steady.cli.runview import RunView, check_at_startup, ctrl_c_stops
-    from steady.config import settings
     from steady.jobs.supervisor import Supervisor, raise_failure
     from steady.jobs.upscale import prepare_upscale, submit_upscale
     from steady.request.upscale import UpscaleRequest
 
-    cfg = settings()
+    cfg = folder_settings(folders)
     request = UpscaleRequest(tuple(expand_folders(images)), upscaler, scale, tile, device, dtype, out_dir)
     # Refuse bad input before anything is written: an existing catalog is only read for lineage.
     if cfg.db_path.exists():
@@ -96,12 +97,12 @@ def expand_folders(paths: tuple[str, ...]) -> list[str]:
 
 @click.command("upscalers")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per upscaler.")
-def upscalers_command(as_json: bool) -> None:
+@folder_options
+def upscalers_command(as_json: bool, **folders: str | None) -> None:
     """The upscalers --upscaler takes: the built-in resamplers and the model files in upscaler_dir."""
-    from steady.config import settings
     from steady.request.upscale import list_upscalers
 
-    cfg = settings()
+    cfg = folder_settings(folders)
     for u in list_upscalers(cfg):
         if as_json:
             click.echo(json.dumps(u.to_dict()))
