@@ -147,6 +147,18 @@ def test_chosen_plans_fit_their_budgets_and_say_why():
     assert plan(SD1, machine(0, 16, cpu_usable=2), width=512, height=512).threads == 2  # but only cores we may use
 
 
+def test_another_vae_is_counted_beside_the_models_own():
+    """--vae keeps the model's VAE while the other is on (steady.worker.vae): one VAE's weights more,
+    in RAM on the CPU and in VRAM on the GPU."""
+    kept = P.with_kept_vae(SD1)
+    assert kept.params["vae_kept"] == SD1.params["vae"] and kept.total_params == SD1.total_params + SD1.params["vae"]
+    vae_bytes = SD1.params["vae"] * 4
+    cpu, cpu_kept = (plan(fp, machine(0, 16), width=512, height=512, dtype="float32") for fp in (SD1, kept))
+    assert cpu_kept.peak_ram - cpu.peak_ram == vae_bytes
+    gpu, gpu_kept = (plan(fp, machine(12, 32), width=512, height=512) for fp in (SD1, kept))
+    assert gpu.strategy == gpu_kept.strategy == "gpu" and gpu_kept.peak_vram - gpu.peak_vram == SD1.params["vae"] * 2
+
+
 # --- refusals ------------------------------------------------------------------------------------
 def test_refusal_names_model_when_no_size_fits():
     with pytest.raises(InsufficientMemory) as err:

@@ -15,7 +15,7 @@ import dataclasses
 from steady.errors import BadInput
 from steady.request.check import Resolved
 from steady.request.machine import Gpu, probe_machine
-from steady.request.planner import InsufficientMemory, footprint_from_info
+from steady.request.planner import InsufficientMemory, footprint_from_info, with_kept_vae
 from steady.request.planner import plan as make_plan
 
 
@@ -29,7 +29,10 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
         dtype = "auto" if r.dtype == "auto" else resolved.dtype
         # A hires fix's second pass is the larger one: the plan is for it (the VAE tiled where it needs).
         width, height = (resolved.hires.width, resolved.hires.height) if resolved.hires else (r.width, r.height)
-        chosen = make_plan(footprint_from_info(resolved.model.info), machine, width=max(width, r.width),
+        footprint = footprint_from_info(resolved.model.info)
+        if resolved.extra.get("vae"):  # another VAE beside the model's own
+            footprint = with_kept_vae(footprint)
+        chosen = make_plan(footprint, machine, width=max(width, r.width),
                            height=max(height, r.height), batch=1, device=resolved.device, dtype=dtype,
                            guidance=r.cfg_scale > 1.0)  # fmt: skip
     except InsufficientMemory as exc:

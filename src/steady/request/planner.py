@@ -245,6 +245,14 @@ def footprint_from_info(info: Any) -> ModelFootprint:
                                source="folder headers")
 
 
+def with_kept_vae(fp: ModelFootprint) -> ModelFootprint:
+    """The footprint of a model whose images use another VAE (``--vae``): steady.worker.vae builds
+    that VAE from the model's own VAE config, so it has the same parameters, and keeps the model's
+    own beside it (put back for an image that asks for none): one more VAE's weights, where the
+    model's are ("vae_kept")."""
+    return dataclasses.replace(fp, params={**fp.params, "vae_kept": fp.params.get("vae", 0)})
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
