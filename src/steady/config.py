@@ -17,7 +17,9 @@ options of the commands that use them (`--lora-dir`, `--a1111-dir`, ...: Setting
 an option wins over config.toml, and within each level a folder's own setting wins over a1111_dir.
     outputs/       YYYY-MM-DD/ folders of generated PNGs
     catalog.db     SQLite catalog (WAL)
-    cache/         derived data (model configs, thumbnails)
+    cache/         derived data (model configs, thumbnails, OpenVINO's converted UNets)
+
+`backend = "openvino"` makes OpenVINO run the UNet when a request does not say (`--backend`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 
 from steady.errors import BadInput, check_text
 
-CONFIG_KEYS = ("models_dir", "scorer", "lora_dir", "embeddings_dir", "vae_dir", "styles_file", "upscaler_dir", "a1111_dir")
+CONFIG_KEYS = ("models_dir", "scorer", "lora_dir", "embeddings_dir", "vae_dir", "styles_file", "upscaler_dir", "a1111_dir",
+               "backend")
 # Where each setting points inside an A1111 folder (a1111_dir), and its default under STEADY_HOME.
 A1111_LAYOUT = {"models_dir": "models/Stable-diffusion", "lora_dir": "models/Lora", "vae_dir": "models/VAE",
                 "embeddings_dir": "embeddings", "styles_file": "styles.csv", "upscaler_dir": "models/ESRGAN"}
@@ -153,6 +156,12 @@ class Settings:
         "tiny-clip" (the CLIP model shipped for the embedded model's world), as a folder."""
         value = read_config(self.config_path).get("scorer", "model")
         return value if value == "model" else clip_folder(value)
+
+    @property
+    def backend(self) -> str:
+        """What runs the UNet when a request does not say (`backend = "openvino"`): "torch" by
+        default; steady.request.check checks the value."""
+        return read_config(self.config_path).get("backend") or "torch"
 
     @property
     def inputs_dir(self) -> Path:

@@ -116,6 +116,9 @@ DEFAULT_HIRES_STRENGTH = 0.7  # A1111's hires denoising strength
 MAX_HIRES_SCALE = 4.0
 MAX_PADDING = 256
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# What runs the UNet: torch, or OpenVINO on the CPU (the optional extra steady[openvino];
+# docs/speed.md). The other networks always run in torch.
+BACKENDS = ("torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,10 @@ class GenerationRequest:
     device: str = param("auto", str, "/".join(DEVICES) + " or cuda:N", flags=("--device",), api=False,
                         max_length=MAX_NAME_CHARS)  # fmt: skip
     dtype: str = param("auto", str, "/".join(DTYPES), flags=("--dtype",), choices=DTYPES, api=False)
+    backend: str | None = param(None, str, "What runs the UNet: torch, or openvino (CPU only; pip install "
+                                "'steady[openvino]'; converted once per model and LoRA set, then cached). Default: "
+                                "the backend setting of config.toml, else torch.", flags=("--backend",),
+                                choices=BACKENDS, optional=True)  # fmt: skip
     allow_pickle: bool = param(False, bool, "Load .ckpt/.pt pickles (with torch.load weights_only=True).",
                                flags=("--allow-pickle",), api=False)  # fmt: skip
     out_dir: str | None = param(None, str, "Output folder (default: STEADY_HOME/outputs/YYYY-MM-DD).",
@@ -420,6 +427,7 @@ class ImageParams:
     device: str
     dtype: str
     steady_version: str = ""
+    backend: str = "torch"  # what ran the UNet (BACKENDS)
     extra: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # img2img / inpainting: the image it started from (None: txt2img)
     hires: Hires | None = None  # hires fix: the second pass (None: none)

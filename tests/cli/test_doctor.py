@@ -46,7 +46,7 @@ def test_doctor_json(small):
     result = CliRunner().invoke(group(), ["doctor", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"machine", "dtype", "plans", "warnings"}
+    assert set(data) == {"machine", "dtype", "backend", "plans", "warnings"}
     assert data["dtype"]["dtype"] == "float32" and "no native bfloat16" in data["dtype"]["reason"]
     sd15, sdxl = data["plans"]
     assert sd15["plan"]["strategy"] == "cpu" and sd15["refused"] is None

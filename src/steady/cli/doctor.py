@@ -22,7 +22,8 @@ CASES = (
 
 def doctor_report() -> dict[str, Any]:
     """Probe, plan the two cases, collect warnings: the --json payload."""
-    from steady.request.devices import choose_dtype, dtype_reason
+    from steady.config import settings
+    from steady.request.devices import backend_reason, choose_dtype, dtype_reason
     from steady.request.machine import describe, machine_warnings, probe_machine
     from steady.request.planner import InsufficientMemory, footprint_for_arch, plan
 
@@ -44,6 +45,7 @@ def doctor_report() -> dict[str, Any]:
         "machine": machine.to_dict(),
         "machine_lines": describe(machine),
         "dtype": {"device": device, "dtype": dtype, "reason": dtype_reason("auto", device, machine.cpu_bf16)},
+        "backend": {"backend": settings().backend, "reason": backend_reason(settings().backend)},
         "plans": plans,
         "warnings": machine_warnings(machine),
     }
@@ -69,6 +71,7 @@ def doctor_command(as_json: bool) -> None:
     for line in report["machine_lines"]:
         click.echo(f"  {line}")
     click.echo(f"Precision: --dtype auto on {report['dtype']['device']} is {report['dtype']['reason']}")
+    click.echo(f"Backend: the UNet runs on {report['backend']['reason']}")
     click.echo("Plans (estimates, not measured on this machine; see docs/planner.md)")
     for entry in report["plans"]:
         click.echo(f"  {_plan_line(entry)}")

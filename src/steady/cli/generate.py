@@ -83,7 +83,8 @@ def _run(resolved, cfg, as_json: bool, quiet: bool) -> None:  # type: ignore[no-
         catalog.close()
     source = f" from {request.init_image}" if request.init_image else ""
     report(outcome, as_json, quiet, f"{len(outcome.images)} image(s){source} from {resolved.model.name} "
-                                    f"[{resolved.model.hash}] on {resolved.device}/{resolved.dtype} in "
+                                    f"[{resolved.model.hash}] on {resolved.device}/{resolved.dtype}"
+                                    f"{'/openvino' if resolved.request.backend == 'openvino' else ''} in "
                                     f"{request.width}x{request.height}")  # fmt: skip
 
 

@@ -99,7 +99,7 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     from steady.models.detect import clip_skip_limit, inspect_model, pickle_refusal, text_layers
     from steady.models.hashing import short_hash
     from steady.models.resolve import find_model
-    from steady.request.devices import choose_device, choose_dtype, native_bf16
+    from steady.request.devices import choose_backend, choose_device, choose_dtype, native_bf16
 
     # The values themselves, against the parameter table.
     request = request.validate()
@@ -120,6 +120,9 @@ def check(request: GenerationRequest, cfg: Settings, variants: tuple[Variant, ..
     # Device and dtype, decided without torch (the worker confirms the device when it loads).
     device = choose_device(request.device)
     dtype = choose_dtype(request.dtype, device, native_bf16())
+    # What runs the UNet: the request's backend, else config.toml's (steady.worker.openvino_unet).
+    backend = choose_backend(request.backend or cfg.backend, device, "" if request.backend else str(cfg.config_path))
+    request = dataclasses.replace(request, backend=backend)
     # The scorer setting (a CLIP folder must exist), the seed, the variants.
     if cfg.scorer != "model" and not Path(cfg.scorer).is_dir():
         raise BadInput("scorer", cfg.scorer, f"(in {cfg.config_path}) is not a folder; give a local CLIP model "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steady.errors import BadInput
+from steady.params import BACKENDS
 
 GPU_PROBE_TIMEOUT_S = 60
 
@@ -111,6 +112,36 @@ def choose_dtype(dtype: str, device: str, cpu_bf16: bool | None = None) -> str:
     if dtype == "float16" and device == "cpu":
         raise BadInput("dtype", dtype, "float16 is not supported for generation on the CPU; use float32 or bfloat16")
     return dtype
+
+
+def openvino_installed() -> bool:
+    """Whether the optional OpenVINO backend can be used (found, not imported: it is large)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def choose_backend(backend: str, device: str, where: str = "") -> str:
+    """The UNet's backend for a job on ``device``: ``backend`` checked (steady.params.BACKENDS),
+    or BadInput naming it. ``where``: the config file it came from, when it did not come from the
+    request."""
+    said = f" (the backend setting in {where})" if where else ""
+    if backend not in BACKENDS:
+        raise BadInput("backend", backend, f"must be one of {', '.join(BACKENDS)}{said}")
+    if backend == "openvino":
+        if device != "cpu":
+            raise BadInput("backend", backend, f"runs on the CPU only, and this job runs on {device}{said}; "
+                                               "use --device cpu or --backend torch")  # fmt: skip
+        if not openvino_installed():
+            raise BadInput("backend", backend, f"needs the openvino package, which is not installed{said}: "
+                                               "pip install 'steady[openvino]', or use --backend torch")  # fmt: skip
+    return backend
+
+
+def backend_reason(backend: str) -> str:
+    """What `steady doctor` says of the UNet's backend here (``backend``: config.toml's setting)."""
+    have = "installed" if openvino_installed() else "not installed (pip install 'steady[openvino]')"
+    if backend == "torch":
+        return f"torch (the default; --backend openvino, or backend = \"openvino\" in config.toml: OpenVINO is {have})"
+    return f"{backend} (config.toml's backend setting); OpenVINO is {have}"
 
 
 def dtype_reason(dtype: str, device: str, cpu_bf16: bool | None = None) -> str:

@@ -4,7 +4,8 @@
                image's VAE on it, or the model's own (steady.worker.vae)
     2 place    apply the memory plan (placement, offload, slicing, tiling, threads)
     3 adapt    the image's LoRAs on, at its weights, and no others (steady.worker.lora); its
-               textual-inversion embeddings in the token tables, and no others (steady.worker.embeddings)
+               textual-inversion embeddings in the token tables, and no others (steady.worker.embeddings);
+               with --backend openvino, the UNet to OpenVINO (steady.worker.openvino_unet)
     4 encode   the prompt's conditioning per step (A1111 emphasis, BREAK, > 75 tokens, editing),
                from the prompt without its LoRA tags, its embeddings' words as their tokens
     5 denoise  the sampler's loop from the seed's noise; progress and cancel between steps;
@@ -39,7 +40,7 @@ class Held:
     """What the worker keeps between images: at most one pipeline and what is made for it."""
 
     pipe: Any = None
-    key: tuple[Any, ...] | None = None  # (model path, device, dtype, allow_pickle) of ``pipe``
+    key: tuple[Any, ...] | None = None  # (model path, device, dtype, allow_pickle, backend_key) of ``pipe``
     strategy: str = ""  # the memory strategy applied to ``pipe`` ("" before any plan)
     preview: Any = None  # steady.worker.preview.PreviewMaker for ``pipe`` (made when first asked for)
     scorers: dict[str, Any] = field(default_factory=dict)  # steady.worker.adherence scorers for ``pipe``, by setting
@@ -48,6 +49,7 @@ class Held:
     embeddings: Any = None  # steady.worker.embeddings.LoadedEmbeddings of ``pipe`` (made at the first adapt)
     base_vae: Any = None  # the model's own VAE while another is on ``pipe`` (steady.worker.vae)
     vae_key: str = ""  # the hash of the VAE file on ``pipe`` ("" = the model's own)
+    ov_stats: Any = None  # steady.worker.openvino_unet.OvStats once ``pipe``'s UNet runs on OpenVINO
 
     def freeze(self) -> None:
         """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
@@ -69,6 +71,7 @@ class Held:
         self.base_vae = None
         self.vae_key = ""
         self.strategy = ""
+        self.ov_stats = None
 
 
 def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, placed_by_plan: bool) -> float:
@@ -78,7 +81,7 @@ def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, p
     from steady.worker.loader import load_pipeline
     from steady.worker.pipeline import DTYPES, confirm_device, quiet_libraries
 
-    key = (model_path, params.device, params.dtype, allow_pickle)
+    key = (model_path, params.device, params.dtype, allow_pickle, *backend_key(params))
     if held.pipe is not None and held.key == key:
         return _vae(held, params, allow_pickle)
     held.drop()  # one pipeline at most: the old one goes before the new one loads
@@ -96,6 +99,14 @@ def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, p
     held.key = key
     _vae(held, params, allow_pickle)
     return time.perf_counter() - t0
+
+
+def backend_key(params: ImageParams) -> tuple[str, ...]:
+    """What of ``params`` a held pipeline is kept for besides the model: its backend, and on
+    OpenVINO the LoRA set (baked into the converted UNet: another set loads the pipeline again)."""
+    if params.backend != "openvino":
+        return (params.backend,)
+    return (params.backend, repr([(e["hash"], e["te"], e["unet"]) for e in params.extra.get("loras", [])]))
 
 
 def _vae(held: Held, params: ImageParams, allow_pickle: bool) -> float:
@@ -129,11 +140,18 @@ def adapt(held: Held, params: ImageParams) -> list[str]:
     from steady.worker.lora import apply_loras
 
     warnings = []
-    if held.loras or params.extra.get("loras"):
+    # On OpenVINO the UNet's LoRAs are in its converted weights: once it runs there, step 1's key
+    # holds the LoRA set fixed, and the first image put them on (before the conversion).
+    openvino = params.backend == "openvino"
+    if (held.loras or params.extra.get("loras")) and held.ov_stats is None:
         warnings += apply_loras(held.pipe, held.loras, params)
     if held.embeddings is None:
         held.embeddings = LoadedEmbeddings()
     warnings += apply_embeddings(held.pipe, held.embeddings, params)
+    if openvino and held.ov_stats is None:  # the UNet, with its LoRAs, to OpenVINO (converted once, cached)
+        from steady.worker.openvino_unet import use_openvino
+
+        held.ov_stats = use_openvino(held.pipe, params)
     return warnings
 
 

@@ -1,0 +1,58 @@
+"""The UNet's backend (`--backend`, config.toml's `backend`), checked torch-free before a worker
+starts: a bad value, OpenVINO not installed or asked for on a GPU is one line naming --backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from steady.config import settings
+from steady.errors import BadInput
+from steady.params import GenerationRequest
+from steady.request import devices
+from steady.request.check import check
+from tests.fixtures.cli import run_main
+
+
+def test_a_bad_backend_exits_2_with_one_line_naming_it(capsys):
+    code, out = run_main(["generate", "a red circle", "--backend", "tensorrt"], capsys)
+    assert code == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "backend" in lines[0] and "tensorrt" in lines[0] and "openvino" in lines[0]
+
+
+def test_openvino_not_installed_is_refused_before_anything_runs(monkeypatch):
+    monkeypatch.setattr(devices, "openvino_installed", lambda: False)
+    with pytest.raises(BadInput) as err:
+        check(GenerationRequest("a red circle", backend="openvino", device="cpu"), settings())
+    assert err.value.argument == "backend" and "pip install 'steady[openvino]'" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_openvino_runs_on_the_cpu_only():
+    with pytest.raises(BadInput, match="CPU only"):
+        devices.choose_backend("openvino", "cuda")
+
+
+def test_the_config_setting_is_the_default_and_the_request_wins(monkeypatch, _isolated_home):
+    _isolated_home.mkdir(parents=True, exist_ok=True)
+    (_isolated_home / "config.toml").write_text('backend = "openvino"\n')
+    monkeypatch.setattr(devices, "openvino_installed", lambda: True)
+    resolved = check(GenerationRequest("a red circle", device="cpu"), settings())
+    assert resolved.request.backend == "openvino" and resolved.base_params().backend == "openvino"
+    resolved = check(GenerationRequest("a red circle", device="cpu", backend="torch"), settings())
+    assert resolved.base_params().backend == "torch"
+    (_isolated_home / "config.toml").write_text('backend = "onnx"\n')
+    with pytest.raises(BadInput, match="config.toml"):
+        check(GenerationRequest("a red circle", device="cpu"), settings())
+
+
+def test_without_a_setting_it_is_torch():
+    assert check(GenerationRequest("a red circle", device="cpu"), settings()).base_params().backend == "torch"
+
+
+def test_doctor_shows_the_backend_and_whether_openvino_is_there():
+    from steady.cli.doctor import doctor_report
+
+    report = doctor_report()["backend"]
+    assert report["backend"] == "torch"
+    assert ("OpenVINO is installed" if devices.openvino_installed() else "not installed") in report["reason"]

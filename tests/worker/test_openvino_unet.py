@@ -1,0 +1,70 @@
+"""The OpenVINO backend (steady.worker.openvino_unet): the UNet converted once to an IR under
+STEADY_HOME/cache/openvino, read back by later starts without converting, keyed by the LoRA set,
+and an image that is torch's image of the same seed up to the backend's rounding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+import steady  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from steady.images.pngmeta import read_png_info  # noqa: E402
+from steady.config import settings  # noqa: E402
+from steady.params import GenerationRequest  # noqa: E402
+from steady.worker import openvino_unet  # noqa: E402
+from steady.worker.direct import DirectRenderer  # noqa: E402
+from steady.worker.openvino_unet import IR_NAME, OvUNet, ir_dir  # noqa: E402
+
+PROMPT = "a small red circle at the top left on a blue background"
+# Mean absolute pixel difference (0-255) allowed between the OpenVINO and the torch image of one
+# seed on the embedded model: 0.0 measured in float32, about 2 in bfloat16 (each rounds differently).
+MEAN_PIXEL_DIFF = {"float32": 0.05, "bfloat16": 4.0}
+
+
+def _image(renderer: DirectRenderer, seed: int = 1234) -> np.ndarray:
+    return np.asarray(renderer.image(PROMPT, seed).convert("RGB")).astype(float)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", pytest.param("float32", marks=pytest.mark.slow)])
+def test_the_ir_is_written_once_then_read_by_later_starts_and_matches_torch(dtype, monkeypatch, tmp_path):
+    torch_image = _image(DirectRenderer.load(GenerationRequest(PROMPT, dtype=dtype, steps=4)))
+    first = DirectRenderer.load(GenerationRequest(PROMPT, dtype=dtype, steps=4, backend="openvino"))
+    image = _image(first)
+    assert isinstance(first.pipe.unet, OvUNet) and first.held.ov_stats.converted_s > 0
+    where = ir_dir(settings().cache_dir, first.resolved.base_params())
+    written = (where / IR_NAME).stat().st_mtime_ns
+    assert not [p for p in where.parent.iterdir() if p.name.endswith(".tmp")]  # the temporary folder was renamed
+    diff = np.abs(image - torch_image).mean()
+    assert diff < MEAN_PIXEL_DIFF[dtype], diff
+
+    # A worker started for a generation reads that IR: the same pixels, the backend recorded.
+    [result] = steady.generate(GenerationRequest(PROMPT, dtype=dtype, steps=4, seed=1234, backend="openvino",
+                                                 out_dir=str(tmp_path)))  # fmt: skip
+    assert result.params.backend == "openvino" and read_png_info(result.path).image_params().backend == "openvino"
+    assert np.abs(np.asarray(Image.open(result.path).convert("RGB")).astype(float) - image).mean() == 0.0
+    assert (where / IR_NAME).stat().st_mtime_ns == written
+
+    # Another start in this process, where converting again would fail.
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino_unet, "convert", no_conversion)
+    second = DirectRenderer.load(GenerationRequest(PROMPT, dtype=dtype, steps=4, backend="openvino"))
+    assert np.abs(_image(second) - image).mean() == 0.0 and second.held.ov_stats.converted_s == 0.0
+
+
+def test_a_lora_changes_the_cache_key():
+    params = DirectRenderer.load(GenerationRequest(PROMPT, steps=1)).resolved.base_params()
+    lora = {"name": "x", "hash": "abcdef0123", "te": 1.0, "unet": 0.8, "path": "/x.safetensors"}
+    base = ir_dir(settings().cache_dir, params)
+    with_lora = ir_dir(settings().cache_dir, dataclasses.replace(params, extra={"loras": [lora]}))
+    other_weight = ir_dir(settings().cache_dir, dataclasses.replace(params, extra={"loras": [{**lora, "unet": 0.5}]}))
+    text_only = ir_dir(settings().cache_dir, dataclasses.replace(params, extra={"loras": [{**lora, "unet": 0.0}]}))
+    assert len({base, with_lora, other_weight}) == 3
+    assert text_only == base  # a LoRA on the text encoder only leaves the UNet as it was
