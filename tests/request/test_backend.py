@@ -56,3 +56,24 @@ def test_doctor_shows_the_backend_and_whether_openvino_is_there():
     report = doctor_report()["backend"]
     assert report["backend"] == "torch"
     assert ("OpenVINO is installed" if devices.openvino_installed() else "not installed") in report["reason"]
+
+
+def test_a_first_conversion_that_would_not_fit_in_ram_is_refused_and_a_cached_ir_needs_none(monkeypatch):
+    import dataclasses
+
+    from steady.request.openvino import IR_NAME, check_conversion, conversion_extra, ir_dir
+    from steady.request.plan import plan
+
+    monkeypatch.setattr(devices, "openvino_installed", lambda: True)
+    resolved = plan(check(GenerationRequest("a red circle", device="cpu", backend="openvino"), settings()))
+    p = resolved.memory
+    unet = p.footprint.params["unet"]
+    check_conversion(resolved, dataclasses.replace(p, ram_budget=p.peak_ram + conversion_extra(unet)), settings().cache_dir)
+    tight = dataclasses.replace(p, ram_budget=p.peak_ram + conversion_extra(unet) - 1)
+    with pytest.raises(BadInput) as err:
+        check_conversion(resolved, tight, settings().cache_dir)
+    assert err.value.argument == "backend" and "--backend torch" in str(err.value)
+    where = ir_dir(settings().cache_dir, resolved.base_params())
+    where.mkdir(parents=True)
+    (where / IR_NAME).write_text("<net/>")
+    check_conversion(resolved, tight, settings().cache_dir)  # converted already: nothing to fit

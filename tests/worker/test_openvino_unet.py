@@ -11,15 +11,16 @@ import pytest
 
 pytest.importorskip("openvino")
 
-import steady  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from steady.images.pngmeta import read_png_info  # noqa: E402
-from steady.config import settings  # noqa: E402
-from steady.params import GenerationRequest  # noqa: E402
-from steady.worker import openvino_unet  # noqa: E402
-from steady.worker.direct import DirectRenderer  # noqa: E402
-from steady.worker.openvino_unet import IR_NAME, OvUNet, ir_dir  # noqa: E402
+import steady
+from steady.config import settings
+from steady.images.pngmeta import read_png_info
+from steady.params import GenerationRequest
+from steady.request.openvino import IR_NAME, ir_dir
+from steady.worker import openvino_unet
+from steady.worker.direct import DirectRenderer
+from steady.worker.openvino_unet import OvUNet
 
 PROMPT = "a small red circle at the top left on a blue background"
 # Mean absolute pixel difference (0-255) allowed between the OpenVINO and the torch image of one

@@ -18,7 +18,7 @@ in torch. Once the IR is read the torch UNet's weights are freed: the OpenVINO m
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import json
 import logging
 import os
@@ -35,12 +35,11 @@ import torch
 
 from steady.errors import BadInput
 from steady.params import ImageParams
+from steady.request.openvino import IR_FORMAT, IR_NAME, ir_dir
 
 log = logging.getLogger(__name__)
 
-IR_FORMAT = 1  # bump when the wrapper's inputs or outputs change: old IRs are then not read
 MAX_SHAPES = 2  # compiled shapes kept (CFG batch and size); more are compiled again when asked for
-IR_NAME = "unet.xml"
 
 
 @dataclass(frozen=True)
@@ -51,19 +50,6 @@ class OvStats:
     converted_s: float
     read_s: float
     ir_dir: str
-
-
-def lora_key(params: ImageParams) -> str:
-    """The part of the cache key that the image's UNet LoRAs make ("base" without any)."""
-    entries = [(str(e["hash"]), float(e["unet"])) for e in params.extra.get("loras", []) if e.get("unet")]
-    if not entries:
-        return "base"
-    return "lora" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:12]
-
-
-def ir_dir(cache_root: Path, params: ImageParams) -> Path:
-    """The IR's folder for this image's model, dtype and UNet LoRAs."""
-    return Path(cache_root) / "openvino" / f"{params.model_hash}-{params.dtype}-{lora_key(params)}-v{IR_FORMAT}"
 
 
 class _Traced(torch.nn.Module):
@@ -150,9 +136,9 @@ class OvUNet(torch.nn.Module):
     forward that runs the compiled OpenVINO model for the input's shape (compiled when first seen,
     at most MAX_SHAPES kept)."""
 
-    def __init__(self, model: Any, config: Any, dtype: torch.dtype, precision: str, blobs: Path, threads: int):
+    def __init__(self, ir: Path, config: Any, dtype: torch.dtype, precision: str, blobs: Path, threads: int):
         super().__init__()
-        self.ov_model, self.config, self._dtype = model, config, dtype
+        self.ir, self.config, self._dtype = ir, config, dtype
         self.precision, self.blobs, self.threads = precision, blobs, threads
         self.compiled: OrderedDict[tuple, Any] = OrderedDict()
         self.compile_s: dict[tuple, float] = {}  # seconds each shape took to compile (or import)
@@ -178,11 +164,12 @@ class OvUNet(torch.nn.Module):
         while len(self.compiled) >= MAX_SHAPES:
             self.compiled.popitem(last=False)
         t0 = time.perf_counter()
-        model = self.ov_model.clone()
+        core = ov.Core()
+        model = core.read_model(self.ir)  # read per shape (0.1 s), not held: its weights would stay resident
         model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": self.threads, "CACHE_DIR": str(self.blobs)}  # fmt: skip
-        self.compiled[key] = ov.Core().compile_model(model, "CPU", config)
+        self.compiled[key] = core.compile_model(model, "CPU", config)
         self.compile_s[key] = time.perf_counter() - t0
         return self.compiled[key]
 
@@ -226,12 +213,12 @@ def ov_unet(unet: torch.nn.Module, params: ImageParams, cache_root: Path, thread
         log.info("converting the UNet to OpenVINO into %s (once per model, dtype and LoRA set)", where)
         converted = convert(unet, where)
     t0 = time.perf_counter()
-    model = ov.Core().read_model(where / IR_NAME)
+    ov.Core().read_model(where / IR_NAME)  # readable: a broken IR fails here, not at the first step
     read_s = time.perf_counter() - t0
     precision = "bf16" if dtype == torch.bfloat16 else "f32"
     blobs = Path(cache_root) / "openvino" / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    wrapper = OvUNet(model, unet.config, dtype, precision, blobs, threads or torch.get_num_threads())
+    wrapper = OvUNet(where / IR_NAME, unet.config, dtype, precision, blobs, threads or torch.get_num_threads())
     return wrapper, OvStats(converted, read_s, str(where))
 
 
@@ -244,6 +231,8 @@ def use_openvino(pipe: Any, params: ImageParams) -> OvStats:
     wrapper, stats = ov_unet(unet, params, settings().cache_dir, torch.get_num_threads())
     pipe.unet = wrapper
     free_weights(unet)
+    del unet
+    gc.collect()  # the worker gives the freed pages back after the image (steady.worker.main.malloc_trim)
     log.info("UNet on OpenVINO: converted in %.1f s, read in %.2f s (%s)", stats.converted_s, stats.read_s, stats.ir_dir)
     return stats
 

@@ -1,0 +1,60 @@
+"""The OpenVINO backend's cache names and memory, torch-free (the worker side is
+steady.worker.openvino_unet; docs/speed.md).
+
+    ir_dir(cfg.cache_dir, params)          # STEADY_HOME/cache/openvino/<model hash>-<dtype>-<LoRA key>-v<format>
+    check_conversion(resolved, plan)       # BadInput naming backend when a first conversion would not fit in RAM
+
+The UNet's IR is one per model file, dtype and UNet LoRA set: a LoRA changes the UNet's weights,
+so images with another set (or other UNet weights) use another IR, converted the first time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from steady.params import ImageParams
+from steady.request.planner import GIB, InsufficientMemory, Plan
+
+IR_FORMAT = 1  # bump when the converted wrapper's inputs or outputs change: old IRs are then not read
+IR_NAME = "unet.xml"
+# Peak RSS of a conversion over the pipeline held in bfloat16, measured on SD 1.5 (860 M UNet
+# parameters): 3.8 GiB (docs/benchmarks.md), i.e. 4 bytes per UNet parameter (the UNet is traced
+# in float32, and the IR's float16 copy is made while it is held) and about 0.5 GiB more.
+CONVERT_BYTES_PER_PARAM = 4
+CONVERT_OVERHEAD = GIB // 2
+
+
+def lora_key(params: ImageParams) -> str:
+    """The part of the cache key that the image's UNet LoRAs make ("base" without any)."""
+    entries = [(str(e["hash"]), float(e["unet"])) for e in params.extra.get("loras", []) if e.get("unet")]
+    if not entries:
+        return "base"
+    return "lora" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:12]
+
+
+def ir_dir(cache_root: Path, params: ImageParams) -> Path:
+    """The IR's folder for this image's model, dtype and UNet LoRAs."""
+    return Path(cache_root) / "openvino" / f"{params.model_hash}-{params.dtype}-{lora_key(params)}-v{IR_FORMAT}"
+
+
+def conversion_extra(unet_params: int) -> int:
+    """Bytes a first conversion needs at its peak beyond the pipeline it converts."""
+    return unet_params * CONVERT_BYTES_PER_PARAM + CONVERT_OVERHEAD
+
+
+def check_conversion(resolved: Any, plan: Plan, cache_root: Path) -> None:
+    """Refuse (BadInput naming backend) a run whose first image would convert the UNet when the
+    conversion's peak does not fit in the RAM the plan had; a cached IR needs no conversion."""
+    params = dataclasses.replace(resolved.base_params(), dtype=plan.dtype)
+    if (ir_dir(cache_root, params) / IR_NAME).is_file():
+        return
+    need = plan.peak_ram + conversion_extra(plan.footprint.params.get("unet", 0))
+    if need > plan.ram_budget:
+        raise InsufficientMemory("backend", "openvino", f"converting the UNet to OpenVINO the first time needs about "
+                                 f"{need / GIB:.1f} GiB of RAM at its peak and {plan.ram_budget / GIB:.1f} GiB are "
+                                 "available; close programs, or use --backend torch", need=need,
+                                 have=plan.ram_budget, resource="ram")  # fmt: skip
