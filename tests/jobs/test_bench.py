@@ -35,3 +35,19 @@ def test_the_cpu_suite_compares_float32_with_auto_and_the_ceiling():
     (speed,) = report.speedups()
     assert speed[:2] == ("embedded", 64) and speed[2] > 0
     assert "| embedded | 64² | auto |" in report.markdown()
+
+
+def test_the_cpu_suite_puts_an_openvino_row_beside_torch():
+    """With --backend openvino the suite has a row of --dtype auto on OpenVINO, compared with
+    torch's auto row of the same model and size (the report's arithmetic; the rows themselves run
+    through the path `steady generate` takes, which tests/worker/test_openvino_unet.py covers)."""
+    from steady.jobs.bench import SuiteReport, SuiteRow
+
+    rows = [SuiteRow("sd15", 512, "float32", "float32", 8, 6.0, 60.0, 4.0, 6 * 2**30),
+            SuiteRow("sd15", 512, "auto", "bfloat16", 8, 2.0, 24.0, 4.0, 3 * 2**30),
+            SuiteRow("sd15", 512, "auto", "bfloat16", 8, 1.6, 20.0, 4.0, 5 * 2**30, backend="openvino",
+                     first_image_seconds=90.0)]  # fmt: skip
+    text = SuiteReport(2, {"float32": 0.3, "bfloat16": 1.7}, rows).markdown()
+    assert "| sd15 | 512² | auto | bfloat16 | openvino | 8 | 1.600 | 20.00 |" in text and "| 90.0 |" in text
+    assert "openvino over torch (auto), sd15 512²: 1.25× per step, 1.20× per image" in text
+    assert text.count("auto over float32") == 1

@@ -154,6 +154,8 @@ class SuiteRow:
     peak_rss_bytes: int  # the worker's VmHWM
     step_tflops: float | None = None  # one CFG UNet step's FLOPs over its seconds
     of_ceiling: float | None = None  # step_tflops over the matmul ceiling in the dtype that ran
+    backend: str = "torch"  # what ran the UNet
+    first_image_seconds: float = 0.0  # the warm-up image (with OpenVINO: its conversion or its compile)
 
 
 @dataclass
@@ -169,7 +171,7 @@ class SuiteReport:
         """(model, side, auto's per-step speed-up over float32, per-image speed-up)."""
         out = []
         for row in self.rows:
-            if row.asked != "auto":
+            if row.asked != "auto" or row.backend != "torch":
                 continue
             base = next(r for r in self.rows if (r.model, r.side, r.asked) == (row.model, row.side, "float32"))
             out.append((row.model, row.side, base.seconds_per_step / row.seconds_per_step,
@@ -179,25 +181,33 @@ class SuiteReport:
     def markdown(self) -> str:
         lines = [f"threads {self.threads}; matmul ceiling 4096³: float32 {self.matmul_tflops['float32']:.3f}, "
                  f"bfloat16 {self.matmul_tflops['bfloat16']:.3f} TFLOP/s", "",
-                 "| model | size | --dtype | ran as | steps | s/step | s/image | TFLOP/s per step | of ceiling | load s "
-                 "| peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                 "| model | size | --dtype | ran as | backend | steps | s/step | s/image | TFLOP/s per step | of ceiling "
+                 "| load s | first image s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in self.rows:
             tf = f"{r.step_tflops:.3f}" if r.step_tflops is not None else "–"
             share = f"{r.of_ceiling:.0%}" if r.of_ceiling is not None else "–"
-            lines.append(f"| {r.model} | {r.side}² | {r.asked} | {r.dtype} | {r.steps} | {r.seconds_per_step:.3f} | "
-                         f"{r.seconds_per_image:.2f} | {tf} | {share} | {r.load_seconds:.1f} | "
-                         f"{r.peak_rss_bytes / 2**20:.0f} |")  # fmt: skip
+            lines.append(f"| {r.model} | {r.side}² | {r.asked} | {r.dtype} | {r.backend} | {r.steps} | "
+                         f"{r.seconds_per_step:.3f} | {r.seconds_per_image:.2f} | {tf} | {share} | {r.load_seconds:.1f} | "
+                         f"{r.first_image_seconds:.1f} | {r.peak_rss_bytes / 2**20:.0f} |")  # fmt: skip
         lines.append("")
         for model, side, step, image in self.speedups():
             lines.append(f"auto over float32, {model} {side}²: {step:.2f}× per step, {image:.2f}× per image")
+        for row in self.rows:
+            base = next((r for r in self.rows if (r.model, r.side, r.asked, r.backend) == (row.model, row.side, "auto",
+                                                                                            "torch")), None)  # fmt: skip
+            if row.backend != "torch" and base is not None:
+                lines.append(f"{row.backend} over torch (auto), {row.model} {row.side}²: "
+                             f"{base.seconds_per_step / row.seconds_per_step:.2f}× per step, "
+                             f"{base.seconds_per_image / row.seconds_per_image:.2f}× per image")  # fmt: skip
         return "\n".join(lines)
 
 
 def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512), steps: int = 8,
-              echo: Callable[[str], None] = print) -> SuiteReport:  # fmt: skip
+              echo: Callable[[str], None] = print, openvino: bool = False) -> SuiteReport:  # fmt: skip
     """The embedded model at its 64², and ``model`` (a full-size checkpoint) at each of ``sides``:
     float32 against --dtype auto through the real path, one warm-up image and one timed image each
-    (a fresh worker per row, so that each row's load and peak are its own)."""
+    (a fresh worker per row, so that each row's load and peak are its own); with ``openvino``, --dtype
+    auto on --backend openvino too (its warm-up image converts the UNet, or compiles the cached IR)."""
     from steady.jobs.scratch import Scratch
 
     ceiling = _ceiling_child({})
@@ -205,10 +215,10 @@ def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512
     rows: list[SuiteRow] = []
     for name, side in cases:
         flops = _ceiling_child({"model": name or str(_embedded()), "side": side})["unet_step_flops"]
-        for asked in ("float32", "auto"):
-            echo(f"bench suite: {name or 'embedded'} {side}² --dtype {asked}")
+        for asked, backend in (("float32", "torch"), ("auto", "torch"), *((("auto", "openvino"),) if openvino else ())):
+            echo(f"bench suite: {name or 'embedded'} {side}² --dtype {asked} --backend {backend}")
             request = GenerationRequest(prompt=BenchSettings.prompt, steps=steps, width=side, height=side, seed=1,
-                                        n_images=2, model=name, dtype=asked)  # fmt: skip
+                                        n_images=2, model=name, dtype=asked, backend=backend)  # fmt: skip
             paces: list[float] = []
             with Scratch(cfg, SupervisorOptions()) as scratch:
                 made = scratch.run(request, on_event=lambda e: paces.append(e.seconds_per_step)
@@ -219,7 +229,8 @@ def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512
             step_tflops = flops / per_step / 1e12
             rows.append(SuiteRow(name or "embedded", side, asked, dtype, steps, per_step,
                                  timed.seconds + timed.score_seconds, made.done[0].load_seconds, peak, step_tflops,
-                                 step_tflops / ceiling["matmul_tflops"][dtype]))  # fmt: skip
+                                 step_tflops / ceiling["matmul_tflops"][dtype], backend,
+                                 made.done[0].seconds))  # fmt: skip
     return SuiteReport(ceiling["threads"], ceiling["matmul_tflops"], rows)
 
 
