@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from steady.params import ImageParams
+from steady.worker.lorafuse import FusedLoras, fuse, signature
 from steady.worker.strategy import is_out_of_memory
 
 
@@ -28,11 +29,17 @@ def adapter_name(entry: dict[str, Any]) -> str:
     return "lora_" + "".join(c for c in str(entry["hash"]) if c.isalnum())
 
 
-def apply_loras(pipe: Any, loaded: dict[str, str], params: ImageParams) -> list[str]:
+def apply_loras(pipe: Any, loaded: dict[str, str], params: ImageParams, fused: FusedLoras | None = None) -> list[str]:
     """Put the LoRAs of ``params.extra["loras"]`` on ``pipe`` at their weights, and nothing else.
-    ``loaded`` (adapter name -> file) is what is on the pipeline; it is kept up to date. Returns
-    one warning line per LoRA that could not be applied."""
+    ``loaded`` (adapter name -> file) is what is on the pipeline; it is kept up to date. With
+    ``fused``, they are merged into the weights where that is cheap (steady.worker.lorafuse), and
+    the same LoRAs at the same weights as the image before cost nothing. Returns one warning line
+    per LoRA that could not be applied."""
     wanted = {adapter_name(e): e for e in params.extra.get("loras", []) if e["te"] or e["unet"]}
+    if fused is not None and fused.signature:
+        if set(wanted) <= set(loaded) and fused.signature == signature(*_weights(pipe, wanted)):
+            return []  # already merged, at these weights
+        fused.restore()
     if loaded and not wanted.keys() & loaded.keys():
         remove_loras(pipe, loaded)  # the base model's own modules back
     stale = [name for name in loaded if name not in wanted]
@@ -59,11 +66,20 @@ def apply_loras(pipe: Any, loaded: dict[str, str], params: ImageParams) -> list[
         if loaded:
             remove_loras(pipe, loaded)
         return warnings
+    names, weights = _weights(pipe, {name: wanted[name] for name in names})
+    pipe.set_adapters(names, adapter_weights=weights)
+    if fused is not None:
+        fuse(pipe, fused, names, weights)
+    return warnings
+
+
+def _weights(pipe: Any, wanted: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict[str, float]]]:
+    """The adapters and, for each, its weight on each component it has layers in."""
     parts = pipe.get_list_adapters()  # {"unet": [names], "text_encoder": [names], ...}
+    names = list(wanted)
     weights = [{part: (wanted[name]["unet"] if part == "unet" else wanted[name]["te"])
                 for part, names_there in parts.items() if name in names_there} for name in names]  # fmt: skip
-    pipe.set_adapters(names, adapter_weights=weights)
-    return warnings
+    return names, weights
 
 
 def remove_loras(pipe: Any, loaded: dict[str, str]) -> None:

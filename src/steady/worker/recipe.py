@@ -50,6 +50,7 @@ class Held:
     base_vae: Any = None  # the model's own VAE while another is on ``pipe`` (steady.worker.vae)
     vae_key: str = ""  # the hash of the VAE file on ``pipe`` ("" = the model's own)
     ov_stats: Any = None  # steady.worker.openvino_unet.OvStats once ``pipe``'s UNet runs on OpenVINO
+    fused: Any = field(default_factory=lambda: _fused())  # steady.worker.lorafuse.FusedLoras: LoRAs merged into ``pipe``
 
     def freeze(self) -> None:
         """After an image: what is alive now is the pipeline and its caches. A full gc.collect()
@@ -72,6 +73,13 @@ class Held:
         self.vae_key = ""
         self.strategy = ""
         self.ov_stats = None
+        self.fused = _fused()
+
+
+def _fused() -> Any:
+    from steady.worker.lorafuse import FusedLoras
+
+    return FusedLoras()
 
 
 def load(held: Held, model_path: str, params: ImageParams, allow_pickle: bool, placed_by_plan: bool) -> float:
@@ -144,7 +152,8 @@ def adapt(held: Held, params: ImageParams) -> list[str]:
     # holds the LoRA set fixed, and the first image put them on (before the conversion).
     openvino = params.backend == "openvino"
     if (held.loras or params.extra.get("loras")) and held.ov_stats is None:
-        warnings += apply_loras(held.pipe, held.loras, params)
+        # Merged into the weights where cheap (steady.worker.lorafuse), but not before an OpenVINO conversion.
+        warnings += apply_loras(held.pipe, held.loras, params, None if openvino else held.fused)
     if held.embeddings is None:
         held.embeddings = LoadedEmbeddings()
     warnings += apply_embeddings(held.pipe, held.embeddings, params)

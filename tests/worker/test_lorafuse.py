@@ -1,0 +1,53 @@
+"""LoRAs merged into the weights (steady.worker.lorafuse): on a small model the shipped LCM-LoRA is
+merged, its image is the unmerged one within rounding, and taking it off gives the base pixels back
+exactly; a model over the copy limit keeps the adapters unmerged."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from steady.params import GenerationRequest
+from steady.worker import lorafuse, recipe
+from steady.worker.direct import DirectRenderer
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    request = GenerationRequest(prompt="a red circle <lora:tiny-lcm:1>", steps=4, cfg_scale=1.0, sampler="LCM")
+    return DirectRenderer.load(request)
+
+
+def _image(renderer, params) -> np.ndarray:
+    recipe.adapt(renderer.held, params)
+    return np.asarray(recipe.make(renderer.held, params)[0].convert("RGB")).astype(int)
+
+
+def _merged_layers(pipe) -> int:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return sum(1 for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer) and m.merged)
+
+
+def test_merged_image_matches_unmerged_and_the_base_comes_back_exactly(renderer, monkeypatch):
+    with_lora = dataclasses.replace(renderer.resolved.base_params(), seed=5)
+    plain = dataclasses.replace(with_lora, extra={**with_lora.extra, "loras": []})
+    base = _image(renderer, plain)
+    merged = _image(renderer, with_lora)
+    assert renderer.held.fused.signature and _merged_layers(renderer.pipe) == 56  # every layer tiny-lcm adapts
+    assert np.array_equal(_image(renderer, with_lora), merged)  # the same LoRA again: still merged, same pixels
+    assert np.array_equal(_image(renderer, plain), base)  # off: the base weights restored bit for bit
+    assert not renderer.held.fused.signature and _merged_layers(renderer.pipe) == 0
+    monkeypatch.setattr(lorafuse, "COPY_LIMIT", 0)  # over the limit: the adapters run unmerged
+    unmerged = _image(renderer, with_lora)
+    assert not renderer.held.fused.signature and _merged_layers(renderer.pipe) == 0
+    assert not np.array_equal(merged, base)
+    assert np.abs(unmerged - merged).mean() < 2.0  # rounding of the merged weights only (0-255 scale)
+    monkeypatch.undo()
+    half = dataclasses.replace(with_lora, extra={**with_lora.extra, "loras": [
+        {**e, "unet": 0.5, "te": 0.5} for e in with_lora.extra["loras"]]})  # fmt: skip
+    halfway = _image(renderer, half)  # a new weight: restored, then merged at 0.5
+    assert renderer.held.fused.signature and not np.array_equal(halfway, merged)
+    assert np.array_equal(_image(renderer, plain), base)
