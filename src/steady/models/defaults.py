@@ -11,7 +11,10 @@ Where a checkpoint's or a LoRA's settings come from, first found first:
 3. what the file says it is: a few-step model (LCM, TCD, Turbo, Lightning, Hyper-SD) named in its
    metadata (``modelspec.title``/``description``/``usage_hint``, kohya's ``ss_output_name``/
    ``ss_training_comment``, a diffusers folder's ``LCMScheduler``/``TCDScheduler``) or in its file
-   name, with the settings its makers publish (steps, CFG, sampler).
+   name, with the settings its makers publish (steps, CFG, sampler);
+4. a LoRA file that says nothing of itself but whose tensors have LCM-LoRA's layer set (UNet only,
+   every attention, feed-forward, resnet, time-embedding and resampler layer, one rank; the rule
+   and what it cannot tell apart: steady.models.lorakeys): LCM's settings.
 
 The user's own values always win: these fill only what a request left out. Torch-free (header
 reads only).
@@ -149,14 +152,25 @@ def metadata_defaults(metadata: dict[str, Any], name: str, where: str) -> ModelD
     return None
 
 
-def _metadata(path: Path) -> dict[str, Any]:
+def _header(path: Path) -> dict[str, Any]:
     from steady.models.detect import read_safetensors_header
 
-    if path.suffix.lower() != ".safetensors":
-        return {}
-    header = read_safetensors_header(path)
+    return read_safetensors_header(path) if path.suffix.lower() == ".safetensors" else {}
+
+
+def _metadata(header: dict[str, Any]) -> dict[str, Any]:
     meta = header.get("__metadata__")
     return meta if isinstance(meta, dict) else {}
+
+
+def layout_defaults(header: dict[str, Any], name: str, where: str) -> ModelDefaults | None:
+    """LCM's settings for a LoRA whose tensors have LCM-LoRA's layer set (steady.models.lorakeys), or None."""
+    from steady.models.lorakeys import consistency_layout
+
+    if not consistency_layout(header):
+        return None
+    return dataclasses.replace(_few_step("LCM", name.lower()), source=f"{Path(where).name} (its layers: LCM-LoRA's "
+                               "UNet-only set at one rank)")  # fmt: skip
 
 
 def _folder_scheduler(folder: Path) -> str:
@@ -179,7 +193,8 @@ def model_defaults(path: str | Path, name: str = "") -> ModelDefaults | None:
         if kind:
             return dataclasses.replace(_few_step(kind, p.name.lower()), source=f"{p.name} (its {scheduler})")
         return metadata_defaults({}, name or p.name, str(p))
-    return metadata_defaults(_metadata(p), name or p.stem, str(p))
+    header = _header(p)
+    return metadata_defaults(_metadata(header), name or p.stem, str(p)) or layout_defaults(header, name or p.stem, str(p))
 
 
 def describe(defaults: ModelDefaults, applied: dict[str, Any]) -> str:
