@@ -6,7 +6,9 @@ distillation), trained on this CPU, saved in the kohya layout like any LoRA.
     python -m steady.tiny.teach lcm --out /tmp/l.safetensors --quick       # a smoke run (seconds)
 
 Teacher: the embedded model as it samples by default (its own noise schedule, CFG 5). Student:
-the same model plus LoRA layers on the UNet (peft), the only trained weights. Each step:
+the same model plus LoRA layers on the UNet (peft), the only trained weights: LCM-LoRA's layer set
+(``LCM_TARGETS``; ``--targets attn-conv``: attention and resnet convolutions only), or, with
+``--init FILE``, that set started from a LoRA file's matching layers. Each step:
  1. a clean latent of the data set with a fresh caption, noised to ``t_n``, one of the 50 DDIM
     timesteps LCMScheduler uses (``original_inference_steps``: 19, 39, ... 999);
  2. the teacher's CFG-5 epsilon, one DDIM step from ``t_n`` to ``t_n - 20`` (the skipping step);
@@ -45,6 +47,10 @@ DDIM_STEPS = 50  # LCMScheduler's original_inference_steps
 SIGMA_DATA = 0.5
 TIMESTEP_SCALING = 10.0
 HUBER_C = 0.001
+# LCM-LoRA's layers (the latent-consistency distillation script's list): attention, feed-forward,
+# every resnet convolution with its time-embedding projection, and the resamplers' convolutions.
+LCM_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+               "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class LcmConfig:
     log_every: int = 25
     save_every: int = 0  # also write the file every this many steps (0: only at the end)
     eval_images: int = 32
+    targets: str = "lcm"  # "lcm": LCM_TARGETS; "attn-conv": adapt.UNET_TARGETS (attention and resnet convs)
+    init: str = ""  # a kohya LoRA file (of the same rank) whose layers start the matching ones
+    skip: int = 1  # the teacher's DDIM step, in grid steps of 20 timesteps (LCM's skipping step k = 20 x skip)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +110,10 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
     base = load_base()
     teacher = copy.deepcopy(base.unet).eval()
     pool = encode_pool(base, list(dataset(c.seed + 200, c.pool, drop_prob=0.0)))
-    inject_adapter_in_model(LoraConfig(r=c.rank, lora_alpha=c.alpha, target_modules=UNET_TARGETS), base.unet)
+    targets = LCM_TARGETS if c.targets == "lcm" else UNET_TARGETS
+    inject_adapter_in_model(LoraConfig(r=c.rank, lora_alpha=c.alpha, target_modules=targets), base.unet)
+    if c.init:
+        print(f"lcm: {start_from(base.unet, Path(c.init))} layers start from {c.init}", flush=True)
     params = [p for n, p in base.unet.named_parameters() if "lora_" in n]
     opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
     alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
@@ -120,7 +132,7 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
         with torch.no_grad():
             hidden = base.text(token_ids(base.tokenizer, caps)).last_hidden_state
         t = grid[torch.randint(0, DDIM_STEPS, (c.batch,), generator=gen)]
-        prev = (t - step_ratio).clamp(min=0)
+        prev = (t - c.skip * step_ratio).clamp(min=0)
         noise = torch.randn(latents.shape, generator=gen)
         a_t = alphas[t][:, None, None, None]
         x_t = a_t.sqrt() * latents + (1 - a_t).sqrt() * noise
@@ -153,6 +165,21 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
     save_atomic(state, out, kohya_metadata(name, c, seconds, {"loss": log, "reading": report}))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KB) after {seconds:.0f} s; 4 LCM steps: {report}", flush=True)
     return {"seconds": seconds, "loss": log, "reading": report}
+
+
+def start_from(unet: Any, path: Path) -> int:
+    """Copy a kohya LoRA file's down/up weights into the matching peft layers; how many matched."""
+    from safetensors.torch import load_file
+
+    saved, n = load_file(str(path)), 0
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            key = "lora_unet_" + name.replace(".", "_")
+            if hasattr(module, "lora_A") and key + ".lora_down.weight" in saved:
+                module.lora_A["default"].weight.copy_(saved[key + ".lora_down.weight"].float())
+                module.lora_B["default"].weight.copy_(saved[key + ".lora_up.weight"].float())
+                n += 1
+    return n
 
 
 def lcm_kohya_state(unet: Any, c: LcmConfig) -> dict[str, torch.Tensor]:
