@@ -25,10 +25,12 @@ def _image(renderer, params) -> np.ndarray:
     return np.asarray(recipe.make(renderer.held, params)[0].convert("RGB")).astype(int)
 
 
-def _merged_layers(pipe) -> int:
+def _peft_layers(pipe) -> tuple[int, int]:
+    """The UNet's peft layers in place, and how many of them are merged."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return sum(1 for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer) and m.merged)
+    layers = [m for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer)]
+    return len(layers), sum(1 for m in layers if m.merged)
 
 
 def test_merged_image_matches_unmerged_and_the_base_comes_back_exactly(renderer, monkeypatch):
@@ -36,13 +38,16 @@ def test_merged_image_matches_unmerged_and_the_base_comes_back_exactly(renderer,
     plain = dataclasses.replace(with_lora, extra={**with_lora.extra, "loras": []})
     base = _image(renderer, plain)
     merged = _image(renderer, with_lora)
-    assert renderer.held.fused.signature and _merged_layers(renderer.pipe) == 56  # every layer tiny-lcm adapts
+    # Every layer tiny-lcm adapts is merged and its peft wrapper out of the module tree.
+    assert renderer.held.fused.signature and len(renderer.held.fused.wrappers) == 56
+    assert _peft_layers(renderer.pipe) == (0, 0)
+    assert all(layer.merged for _, _, layer in renderer.held.fused.wrappers)
     assert np.array_equal(_image(renderer, with_lora), merged)  # the same LoRA again: still merged, same pixels
     assert np.array_equal(_image(renderer, plain), base)  # off: the base weights restored bit for bit
-    assert not renderer.held.fused.signature and _merged_layers(renderer.pipe) == 0
+    assert not renderer.held.fused.signature and _peft_layers(renderer.pipe) == (0, 0)  # adapters unloaded
     monkeypatch.setattr(lorafuse, "COPY_LIMIT", 0)  # over the limit: the adapters run unmerged
     unmerged = _image(renderer, with_lora)
-    assert not renderer.held.fused.signature and _merged_layers(renderer.pipe) == 0
+    assert not renderer.held.fused.signature and _peft_layers(renderer.pipe) == (56, 0)  # unmerged, in place
     assert not np.array_equal(merged, base)
     assert np.abs(unmerged - merged).mean() < 2.0  # rounding of the merged weights only (0-255 scale)
     monkeypatch.undo()
