@@ -24,8 +24,9 @@ from steady.worker.openvino_unet import OvUNet
 
 PROMPT = "a small red circle at the top left on a blue background"
 # Mean absolute pixel difference (0-255) allowed between the OpenVINO and the torch image of one
-# seed on the embedded model: 0.0 measured in float32, about 2 in bfloat16 (each rounds differently).
-MEAN_PIXEL_DIFF = {"float32": 0.05, "bfloat16": 4.0}
+# seed on the embedded model: measured over 8 seeds at 20 steps, 0.00-0.0001 in float32 and
+# 0.25-0.30 in bfloat16 (each rounds differently; docs/speed.md).
+MEAN_PIXEL_DIFF = {"float32": 0.05, "bfloat16": 1.5}
 
 
 def _image(renderer: DirectRenderer, seed: int = 1234) -> np.ndarray:

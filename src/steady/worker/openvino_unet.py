@@ -215,7 +215,10 @@ def ov_unet(unet: torch.nn.Module, params: ImageParams, cache_root: Path, thread
     t0 = time.perf_counter()
     ov.Core().read_model(where / IR_NAME)  # readable: a broken IR fails here, not at the first step
     read_s = time.perf_counter() - t0
-    precision = "bf16" if dtype == torch.bfloat16 else "f32"
+    # bfloat16 where the CPU computes it (OpenVINO refuses the hint elsewhere; float32 then, as torch
+    # would convert inside every operation anyway).
+    native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision = "bf16" if dtype == torch.bfloat16 and native else "f32"
     blobs = Path(cache_root) / "openvino" / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     wrapper = OvUNet(where / IR_NAME, unet.config, dtype, precision, blobs, threads or torch.get_num_threads())
