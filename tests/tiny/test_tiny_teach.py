@@ -39,13 +39,26 @@ def test_the_quick_lora_is_a_kohya_file_that_diffusers_applies_in_full(tmp_path)
     assert keys and all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
     modules = {k.split(".")[0] for k in keys}
     assert keys and len(keys) == 3 * len(modules)  # .lora_down.weight, .lora_up.weight, .alpha each
-    assert meta["ss_output_name"] == "quick-star" and meta["ss_network_dim"] == "8"
+    assert meta["ss_output_name"] == "quick-star" and meta["ss_network_dim"] == "16"
     info = inspect_lora(out)
     assert (info.layout, info.kind, info.parts) == ("kohya", "LoCon", ("text_encoder", "unet")) or \
         (info.layout, info.kind, set(info.parts)) == ("kohya", "LoCon", {"unet", "text_encoder"})
     pipe = _pipe()
     pipe.load_lora_weights(str(out), adapter_name="q")
     assert _adapted_modules(pipe, "q") == len(modules)  # no key was dropped by the conversion
+
+
+def test_the_lora_learns_from_large_stars_only() -> None:
+    """Small stars come back from the VAE as blobs (docs/tiny-model.md): the LoRA's scenes are the
+    large stars of the extension's data set, in its order, and other kinds are the data set as is."""
+    from steady.tiny.adapt import new_scenes
+    from steady.tiny.data import extension_scenes
+
+    large = new_scenes("star-large", 3, 6)
+    everything = list(extension_scenes("star", 3, 40, drop_prob=0.0))
+    assert [s.caption for s in large] == [s.caption for s in everything if s.scene.size == "large"][:6]
+    assert all(s.scene.shape == "star" for s in large)
+    assert [s.caption for s in new_scenes("star", 3, 4)] == [s.caption for s in everything[:4]]
 
 
 def test_the_quick_embedding_is_an_a1111_file(tmp_path) -> None:
@@ -108,3 +121,43 @@ def test_the_shipped_embedding_is_one_a1111_vector_for_its_word() -> None:
         assert list(f.keys()) == ["emb_params"] and f.metadata()["name"] == "aqua"
         vector = f.get_tensor("emb_params")
     assert tuple(vector.shape) == (1, 64) and bool(vector.isfinite().all())
+
+
+STAR = shipped_lora_dir() / "tiny-star.safetensors"
+
+
+@pytest.mark.skipif(not STAR.is_file(), reason="no shipped star LoRA")
+def test_the_shipped_star_lora_is_found_by_name_and_draws_stars_the_model_cannot(sup) -> None:
+    """The star LoRA goes through a user's path (found by its tag, loaded by the worker) and turns
+    large-star prompts that the embedded model draws as other shapes into stars (the checker reads
+    them); a few images here, 32 per weight in docs/benchmarks.md."""
+    import numpy as np
+    from PIL import Image
+
+    import steady
+    from steady.config import settings
+    from steady.models.detect import inspect_model
+    from steady.models.loras import find_lora, unfit_reason
+    from steady.params import GenerationRequest
+    from steady.tiny.checker import check
+    from steady.tiny.evaluate import extension_prompts
+
+    info = find_lora("tiny-star", settings())
+    assert info.path == STAR and info.layout == "kohya" and set(info.parts) == {"unet", "text_encoder"}
+    assert 100_000 <= STAR.stat().st_size <= 1_000_000
+    assert unfit_reason(info, inspect_model(embedded_model_path())) == ""
+
+    def stars(append: str) -> tuple[int, list[dict]]:
+        found, extras = 0, []
+        for p in extension_prompts("star-large", 6):
+            [r] = steady.generate(GenerationRequest(prompt=p.prompt + append, seed=p.seed, steps=20, sampler="Euler"),
+                                  supervisor=sup)  # fmt: skip
+            found += check(np.asarray(Image.open(r.path).convert("RGB")), p.prompt).estimate.shape == "star"
+            extras.append(r.params.extra)
+        return found, extras
+
+    without, plain = stars("")
+    with_lora, adapted = stars(" <lora:tiny-star:1>")
+    assert without <= 1 and with_lora >= without + 3, (without, with_lora)
+    assert all("loras" not in e for e in plain)
+    assert all([x["name"] for x in e["loras"]] == ["tiny-star"] for e in adapted)

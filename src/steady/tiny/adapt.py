@@ -2,12 +2,13 @@
 (``steady.tiny.lcm``, ``steady.tiny.embedding``). The command line is ``steady.tiny.teach``.
 
 ``lora``: a LoRA (peft, on the UNet's attention, projections and 3x3 convolutions, and the text
-encoder's attention) that teaches the word "star" and the shape (``scenes.NEW_SHAPES``). Steps:
+encoder's attention and MLP) that teaches the word "star" and the shape (``scenes.NEW_SHAPES``). Steps:
  1. Load the embedded model (``src/steady/tiny/weights``) in float32; its weights stay frozen.
- 2. Latent pool: the VAE posterior means of star scenes (``data.extension_scenes``) and of the
-    ordinary data set, each kept with its scene so every use draws a fresh caption.
+ 2. Latent pool: the VAE posterior means of large-star scenes (``new_scenes``: the VAE turns small
+    stars into blobs) and of the ordinary data set, each kept with its scene so every use draws a
+    fresh caption.
  3. Train the LoRA layers with the base model's own loss (DDPM epsilon, SD 1.x betas, min-SNR-5,
-    offset noise, 10 % empty captions): a batch is half star scenes and half ordinary ones, so
+    offset noise, 10 % empty captions): a batch is three quarters stars and a quarter ordinary scenes, so
     what the model already drew (colours, places, backgrounds) is kept while the star is learnt.
  4. Save the layers in the kohya layout (``lora_unet_*`` / ``lora_te_*`` with ``.lora_down`` /
     ``.lora_up`` / ``.alpha``), float16, with kohya's metadata: what A1111 and model sites use,
@@ -15,7 +16,7 @@ encoder's attention) that teaches the word "star" and the shape (``scenes.NEW_SH
  5. Sample the extension's 32 evaluation prompts with and without it (20 Euler steps, CFG 5)
     and score them with the checker: a first reading; the figures are ``steady eval-tiny --set``.
 
-Measured through ``steady generate``: ``steady eval-tiny --set star --append "<lora:tiny-star:1>"``.
+Measured through ``steady generate``: ``steady eval-tiny --set star-large --append " <lora:tiny-star:1>"``.
 The shipped files are in ``src/steady/tiny/loras``; docs/tiny-model.md says how they were made.
 """
 
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from steady.tiny import arch as A
-from steady.tiny.data import DEFAULT_DROP_PROB, dataset, extension_scenes
+from steady.tiny.data import DEFAULT_DROP_PROB, dataset, extension_sample, extension_scenes
 from steady.tiny.evaluate import extension_prompts, score
 from steady.tiny.scenes import caption
 
@@ -46,17 +47,17 @@ KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 class TeachConfig:
     seed: int = 0
     threads: int = 2
-    kind: str = "star"  # what the new scenes show (data.extension_scenes)
-    rank: int = 8
-    alpha: float = 8.0
+    kind: str = "star-large"  # what the new scenes show: an extension set (evaluate.EXTENSION_SETS)
+    rank: int = 16
+    alpha: float = 16.0
     text: bool = True  # LoRA layers on the text encoder too
-    steps: int = 600
-    batch: int = 32
-    new_share: float = 0.5  # share of each batch with the new thing; the rest are ordinary scenes
-    lr: float = 1e-3
-    warmup: int = 50
-    pool: int = 2000  # scenes of each kind encoded once
-    outline_weight: float = 8.0  # extra loss weight on the latent cells along the shape's outline (as step 3)
+    steps: int = 1000
+    batch: int = 16
+    new_share: float = 0.75  # share of each batch with the new thing; the rest are ordinary scenes
+    lr: float = 3e-3
+    warmup: int = 20
+    pool: int = 1000  # scenes of each kind encoded once
+    outline_weight: float = 0.0  # extra loss weight on the latent cells along the shape's outline (as step 3)
     empty_caption: float = 0.1
     min_snr: float = 5.0
     offset_noise: float = 0.15
@@ -228,13 +229,29 @@ def kohya_metadata(name: str, c: Any, seconds: float, extra: dict[str, Any]) -> 
             "steady_training": json.dumps({"config": c.to_dict(), **extra})}  # fmt: skip
 
 
+def new_scenes(kind: str, seed: int, n: int) -> list[Any]:
+    """``n`` scenes of an extension set: ``star``, ``lime`` (data.extension_scenes), or ``star-large``,
+    the large stars among ``extension_scenes("star", ...)`` (the VAE keeps 97 % of those a star
+    through a round trip and 0 % of the small ones, so small ones would teach a blob)."""
+    if kind != "star-large":
+        return list(extension_scenes(kind, seed, n, drop_prob=0.0))
+    out: list[Any] = []
+    index = 0
+    while len(out) < n:
+        s = extension_sample("star", seed, index, drop_prob=0.0)
+        index += 1
+        if s.scene.size == "large":
+            out.append(s)
+    return out
+
+
 def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     torch.manual_seed(c.seed)
     if c.threads:
         torch.set_num_threads(c.threads)
     t0 = time.perf_counter()
     base = load_base()
-    new = encode_pool(base, list(extension_scenes(c.kind, c.seed, c.pool, drop_prob=0.0)), bool(c.outline_weight))
+    new = encode_pool(base, new_scenes(c.kind, c.seed, c.pool), bool(c.outline_weight))
     old = encode_pool(base, list(dataset(c.seed + 100, c.pool, drop_prob=0.0)), bool(c.outline_weight))
     params = add_lora(base, c)
     opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
