@@ -30,7 +30,7 @@ from steady.errors import BadInput
 
 
 @click.command("eval-tiny")
-@request_options("model", "steps", "cfg_scale", "sampler", "dtype", sampler="Euler")
+@request_options("model", "steps", "cfg_scale", "sampler", "dtype", "backend", sampler="Euler")
 @click.option("--per-holdout", default=8, show_default=True, type=int, help="Prompts per held-out combination.")
 @click.option("--seen", default=32, show_default=True, type=int, help="Prompts outside the held-out combinations.")
 @click.option("--variety", "variety_n", default=30, show_default=True, type=int, help='Images of "a circle".')
@@ -41,9 +41,9 @@ from steady.errors import BadInput
 @click.option("--threads", default=0, show_default=True, type=int, help="Torch CPU threads (0: the planner's).")
 @click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), help="Write a contact sheet PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: str, dtype: str, per_holdout: int,
-                      seen: int, variety_n: int, prompt_set: str, append: str, threads: int, sheet: Path | None,
-                      as_json: bool) -> None:  # fmt: skip
+def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: str, dtype: str, backend: str | None,
+                      per_holdout: int, seen: int, variety_n: int, prompt_set: str, append: str, threads: int,
+                      sheet: Path | None, as_json: bool) -> None:  # fmt: skip
     """Score a tiny-world model's images against their prompts (per-attribute accuracy)."""
     import numpy as np
     from PIL import Image
@@ -73,7 +73,7 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     check_threads(threads)
     cfg = settings()
     request = GenerationRequest(prompt=VARIETY_PROMPT, steps=steps, cfg_scale=cfg_scale, sampler=sampler, model=model,
-                                dtype=dtype)  # fmt: skip
+                                dtype=dtype, backend=backend)  # fmt: skip
     resolved = check(request, cfg)
     if resolved.request.width != 64 or resolved.request.height != 64:
         raise BadInput("model", model or "(default)", f"is not a 64x64 tiny-world model (native {resolved.request.width})")
@@ -107,12 +107,12 @@ def eval_tiny_command(model: str, steps: int, cfg_scale: float | None, sampler: 
     r = resolved.request
     if as_json:
         payload = {"set": prompt_set, "append": append, "model": resolved.model.name, "model_hash": resolved.model.hash, "steps": r.steps,
-                   "cfg_scale": r.cfg_scale, "sampler": r.sampler, "dtype": resolved.dtype, "seconds_per_image": per_image,
+                   "cfg_scale": r.cfg_scale, "sampler": r.sampler, "dtype": resolved.dtype, "backend": r.backend, "seconds_per_image": per_image,
                    **report.to_dict(), "misses": report.misses()}  # fmt: skip
         click.echo(json.dumps(payload, indent=2))
         return
     click.echo(f"model {resolved.model.name} [{resolved.model.hash}], {r.steps} steps, CFG {r.cfg_scale}, "
-               f"{r.sampler}, {per_image:.3f} s/image on {resolved.device}/{resolved.dtype}"
+               f"{r.sampler}, {per_image:.3f} s/image on {resolved.device}/{resolved.dtype}/{r.backend}"
                + (f"; set {prompt_set}, appended {append!r}" if prompt_set != "eval" or append else ""))  # fmt: skip
     click.echo(format_report(report))
 
