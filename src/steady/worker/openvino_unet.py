@@ -5,8 +5,10 @@ The pipeline's torch UNet, with the image's LoRAs on it, is converted once to Op
 prediction) and saved under STEADY_HOME/cache/openvino/<model hash>-<dtype>-<LoRA key>/, written
 into a temporary folder and renamed, so a crash leaves no half IR. A later start reads the IR
 (no conversion) and compiles it per input shape on the CPU, with the bfloat16 inference-precision
-hint when the run's dtype is bfloat16 and OpenVINO's own CACHE_DIR (…/openvino/blobs), so a shape
-compiled once is imported from disk afterwards. At most MAX_SHAPES compiled shapes are kept.
+hint when the run's dtype is bfloat16. At most MAX_SHAPES compiled shapes are kept. OpenVINO's own
+compiled-model cache (CACHE_DIR) is not used: measured on SD 1.5 at 256², importing a cached blob
+took longer than compiling (9.4 against 7.2 s) and peaked 1.6 GiB higher, and each blob took
+1.6 GiB of disk (docs/speed.md).
 
     unet = ov_unet(pipe, params, cache_root, threads)   # convert or read, then
     pipe.unet = unet                                     # the diffusers pipeline calls it as its UNet
@@ -136,10 +138,10 @@ class OvUNet(torch.nn.Module):
     forward that runs the compiled OpenVINO model for the input's shape (compiled when first seen,
     at most MAX_SHAPES kept)."""
 
-    def __init__(self, ir: Path, config: Any, dtype: torch.dtype, precision: str, blobs: Path, threads: int):
+    def __init__(self, ir: Path, config: Any, dtype: torch.dtype, precision: str, threads: int):
         super().__init__()
         self.ir, self.config, self._dtype = ir, config, dtype
-        self.precision, self.blobs, self.threads = precision, blobs, threads
+        self.precision, self.threads = precision, threads
         self.compiled: OrderedDict[tuple, Any] = OrderedDict()
         self.compile_s: dict[tuple, float] = {}  # seconds each shape took to compile (or import)
         scale = 2 ** (len(config.block_out_channels) - 1)
@@ -168,7 +170,7 @@ class OvUNet(torch.nn.Module):
         model = core.read_model(self.ir)  # read per shape (0.1 s), not held: its weights would stay resident
         model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": self.threads, "CACHE_DIR": str(self.blobs)}  # fmt: skip
+                  "INFERENCE_NUM_THREADS": self.threads}  # fmt: skip
         self.compiled[key] = core.compile_model(model, "CPU", config)
         self.compile_s[key] = time.perf_counter() - t0
         return self.compiled[key]
@@ -219,9 +221,7 @@ def ov_unet(unet: torch.nn.Module, params: ImageParams, cache_root: Path, thread
     # would convert inside every operation anyway).
     native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     precision = "bf16" if dtype == torch.bfloat16 and native else "f32"
-    blobs = Path(cache_root) / "openvino" / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
-    wrapper = OvUNet(where / IR_NAME, unet.config, dtype, precision, blobs, threads or torch.get_num_threads())
+    wrapper = OvUNet(where / IR_NAME, unet.config, dtype, precision, threads or torch.get_num_threads())
     return wrapper, OvStats(converted, read_s, str(where))
 
 
