@@ -1,5 +1,6 @@
 """RAM as this process sees it, inside a container too: psutil's figures capped by the cgroup
-memory limit (Linux, cgroup v2 or v1). Read at each call; nothing cached; no torch.
+memory limit (Linux, cgroup v2 or v1). Read at each call; nothing cached; no torch. And
+``malloc_trim()``, which hands glibc's freed heap pages back (the worker calls it after each image).
 
 On a 64 GiB host a container limited to 8 GiB is killed by the kernel at 8 GiB, while psutil still
 reports the host's free memory. The memory watch, the recycling policy and `steady doctor` must
@@ -10,6 +11,8 @@ first: the figure Docker and the kubelet use).
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +79,13 @@ def ram_view(root: str | None = None) -> RamView:
         return RamView(total=int(vm.total), available=int(vm.available))
     used = cgroup_working_set(root) or 0
     return RamView(total=limit, available=max(0, min(int(vm.available), limit - used)), limit=limit)
+
+
+def malloc_trim() -> bool:
+    """Give freed heap pages back to the OS on glibc (glibc keeps them otherwise)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -12,12 +12,10 @@ cheap hygiene (gc, glibc malloc_trim, CUDA empty_cache) so what is left is what 
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from steady.jobs.protocol import (
     WorkerOptions,
     with_warnings,
 )
+from steady.sysmem import malloc_trim
 from steady.worker.recipe import Held
 from steady.worker.upscale import HeldUpscaler, is_upscale, upscale_image
 
@@ -60,16 +59,6 @@ class _Channel:
     def send(self, message: object) -> None:
         with self.lock:
             self.conn.send(message)
-
-
-def malloc_trim() -> bool:
-    """Give freed heap pages back to the OS on glibc (glibc keeps them otherwise)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 def worker_main(conn: Any, options: WorkerOptions) -> None:

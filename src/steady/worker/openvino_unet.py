@@ -38,6 +38,7 @@ import torch
 from steady.errors import BadInput
 from steady.params import ImageParams
 from steady.request.openvino import IR_FORMAT, IR_NAME, ir_dir
+from steady.sysmem import malloc_trim
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ def use_openvino(pipe: Any, params: ImageParams) -> OvStats:
     pipe.unet = wrapper
     free_weights(unet)
     del unet
-    gc.collect()  # the worker gives the freed pages back after the image (steady.worker.main.malloc_trim)
+    gc.collect()
+    malloc_trim()  # now, not after the image: OpenVINO's compile did not reuse them (SD 1.5: peak 5.5 -> 4.3 GiB)
     log.info("UNet on OpenVINO: converted in %.1f s, read in %.2f s (%s)", stats.converted_s, stats.read_s, stats.ir_dir)
     return stats
 
