@@ -61,7 +61,12 @@ def test_doctor_shows_the_backend_and_whether_openvino_is_there():
 def test_a_first_conversion_that_would_not_fit_in_ram_is_refused_and_a_cached_ir_needs_none(monkeypatch):
     import dataclasses
 
-    from steady.request.openvino import IR_NAME, check_conversion, conversion_extra, ir_dir
+    from steady.request.openvino import (
+        IR_NAME,
+        check_conversion,
+        conversion_extra,
+        ir_dir,
+    )
     from steady.request.plan import plan
 
     monkeypatch.setattr(devices, "openvino_installed", lambda: True)
@@ -77,3 +82,19 @@ def test_a_first_conversion_that_would_not_fit_in_ram_is_refused_and_a_cached_ir
     where.mkdir(parents=True)
     (where / IR_NAME).write_text("<net/>")
     check_conversion(resolved, tight, settings().cache_dir)  # converted already: nothing to fit
+
+
+def test_a_first_conversion_without_room_for_the_ir_on_disk_is_refused(monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from steady.request import openvino
+    from steady.request.plan import plan
+
+    monkeypatch.setattr(devices, "openvino_installed", lambda: True)
+    resolved = plan(check(GenerationRequest("a red circle", device="cpu", backend="openvino"), settings()))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
+    with pytest.raises(BadInput) as err:
+        openvino.check_conversion(resolved, resolved.memory, settings().cache_dir)
+    assert err.value.argument == "backend" and "free in" in str(err.value)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+from steady.errors import BadInput
 from steady.params import ImageParams
 from steady.request.planner import GIB, InsufficientMemory, Plan
 
@@ -26,6 +28,7 @@ IR_NAME = "unet.xml"
 # in float32, and the IR's float16 copy is made while it is held) and about 0.5 GiB more.
 CONVERT_BYTES_PER_PARAM = 4
 CONVERT_OVERHEAD = GIB // 2
+DISK_RESERVE = 256 * 2**20  # beyond the IR's weights: its graph, and room left on the disk
 
 
 def lora_key(params: ImageParams) -> str:
@@ -48,11 +51,21 @@ def conversion_extra(unet_params: int) -> int:
 
 def check_conversion(resolved: Any, plan: Plan, cache_root: Path) -> None:
     """Refuse (BadInput naming backend) a run whose first image would convert the UNet when the
-    conversion's peak does not fit in the RAM the plan had; a cached IR needs no conversion."""
+    conversion's peak does not fit in the RAM the plan had, or its IR (float16 weights, or float32
+    in a float32 run) not on the cache's disk; a cached IR needs no conversion."""
     params = dataclasses.replace(resolved.base_params(), dtype=plan.dtype)
-    if (ir_dir(cache_root, params) / IR_NAME).is_file():
+    where = ir_dir(cache_root, params)
+    if (where / IR_NAME).is_file():
         return
-    need = plan.peak_ram + conversion_extra(plan.footprint.params.get("unet", 0))
+    unet = plan.footprint.params.get("unet", 0)
+    disk = unet * (4 if plan.dtype == "float32" else 2) + DISK_RESERVE
+    existing = next(p for p in (where, *where.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < disk:
+        raise BadInput("backend", "openvino", f"converting the UNet to OpenVINO needs about {disk / GIB:.1f} GiB "
+                                              f"free in {cache_root} and {free / GIB:.1f} GiB are; free some, or "
+                                              "use --backend torch")  # fmt: skip
+    need = plan.peak_ram + conversion_extra(unet)
     if need > plan.ram_budget:
         raise InsufficientMemory("backend", "openvino", f"converting the UNet to OpenVINO the first time needs about "
                                  f"{need / GIB:.1f} GiB of RAM at its peak and {plan.ram_budget / GIB:.1f} GiB are "
