@@ -61,6 +61,28 @@ def test_the_lora_learns_from_large_stars_only() -> None:
     assert [s.caption for s in new_scenes("star", 3, 4)] == [s.caption for s in everything[:4]]
 
 
+def test_a_continuation_starts_from_every_layer_of_a_saved_file(tmp_path) -> None:
+    """--init: the kohya file written by the trainer goes back into the same peft layers, all of
+    them, UNet and text encoder (float16 as saved)."""
+    import torch
+
+    from steady.tiny.adapt import TeachConfig, add_lora, kohya_state, load_base, save_atomic, start_from
+
+    base, c = load_base(), TeachConfig(rank=4, alpha=4.0)
+    params = add_lora(base, c)
+    with torch.no_grad():
+        for p in params:
+            p.normal_()
+    saved = kohya_state(base, c)
+    save_atomic(saved, tmp_path / "a.safetensors", {})
+    with torch.no_grad():
+        for p in params:
+            p.zero_()
+    assert start_from(base, tmp_path / "a.safetensors") == len(saved) // 3
+    assert kohya_state(base, c).keys() == saved.keys()
+    assert all(torch.equal(kohya_state(base, c)[k], v) for k, v in saved.items())
+
+
 def test_the_quick_embedding_is_an_a1111_file(tmp_path) -> None:
     from safetensors import safe_open
 

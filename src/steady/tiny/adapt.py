@@ -10,6 +10,7 @@ encoder's attention and MLP) that teaches the word "star" and the shape (``scene
  3. Train the LoRA layers with the base model's own loss (DDPM epsilon, SD 1.x betas, min-SNR-5,
     offset noise, 10 % empty captions): a batch is three quarters stars and a quarter ordinary scenes, so
     what the model already drew (colours, places, backgrounds) is kept while the star is learnt.
+    ``--init FILE`` starts the layers from a saved file (the shipped one is 1,000 steps, then 400).
  4. Save the layers in the kohya layout (``lora_unet_*`` / ``lora_te_*`` with ``.lora_down`` /
     ``.lora_up`` / ``.alpha``), float16, with kohya's metadata: what A1111 and model sites use,
     loaded by steady through the same diffusers loader as a user's file.
@@ -65,6 +66,7 @@ class TeachConfig:
     log_every: int = 25
     save_every: int = 0  # also write the file every this many steps (0: only at the end)
     eval_images: int = 32
+    init: str = ""  # a kohya LoRA file of the same rank whose layers start the matching ones (a continuation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +223,25 @@ def kohya_state(base: Base, c: TeachConfig) -> dict[str, torch.Tensor]:
     return out
 
 
+def start_from(base: Base, path: Path) -> int:
+    """Copy a kohya LoRA file's down/up weights (as ``kohya_state`` names them) into the matching
+    peft layers of the UNet and text encoder; how many layers matched."""
+    from safetensors.torch import load_file
+
+    saved, n = load_file(str(path)), 0
+    with torch.no_grad():
+        for part, module in (("unet", base.unet), ("text_encoder", base.text)):
+            for name, layer in module.named_modules():
+                if part == "text_encoder" and not name.startswith("text_model."):
+                    name = "text_model." + name
+                key = KOHYA_PREFIX[part] + name.replace(".", "_")
+                if hasattr(layer, "lora_A") and key + ".lora_down.weight" in saved:
+                    layer.lora_A["default"].weight.copy_(saved[key + ".lora_down.weight"].float())
+                    layer.lora_B["default"].weight.copy_(saved[key + ".lora_up.weight"].float())
+                    n += 1
+    return n
+
+
 def kohya_metadata(name: str, c: Any, seconds: float, extra: dict[str, Any]) -> dict[str, str]:
     """What kohya's sd-scripts records, as far as it applies, plus steady's own training record."""
     return {"ss_output_name": name, "ss_network_module": "networks.lora", "ss_network_dim": str(c.rank),
@@ -254,6 +275,8 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     new = encode_pool(base, new_scenes(c.kind, c.seed, c.pool), bool(c.outline_weight))
     old = encode_pool(base, list(dataset(c.seed + 100, c.pool, drop_prob=0.0)), bool(c.outline_weight))
     params = add_lora(base, c)
+    if c.init:
+        print(f"lora: {start_from(base, Path(c.init))} layers start from {c.init}", flush=True)
     opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
     ema = Ema(params, c.ema)
     rng, gen = np.random.default_rng(c.seed + 1), torch.Generator().manual_seed(c.seed + 2)
