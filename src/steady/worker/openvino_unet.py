@@ -20,7 +20,9 @@ in torch. Once the IR is read the torch UNet's weights are freed: the OpenVINO m
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -29,6 +31,7 @@ import tempfile
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +108,7 @@ def convert(unet: torch.nn.Module, dest: Path) -> float:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), telemetry_off():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # diffusers' shape asserts, fixed at trace
             model = ov.convert_model(_Traced(unet).eval(), example_input=_example(unet))
         ov.save_model(model, tmp / IR_NAME, compress_to_fp16=half)  # a float32 run keeps float32 weights
@@ -122,6 +125,29 @@ def convert(unet: torch.nn.Module, dest: Path) -> float:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return time.perf_counter() - t0
+
+
+# OpenVINO's converter sends usage statistics (openvino_telemetry) unless a consent file in the
+# user's home says no: a network call that steady, offline by promise, must not make. These of its
+# modules hold the telemetry module as ``tm``; during a conversion they get OpenVINO's own stub.
+_TELEMETRY_USERS = ("openvino.tools.ovc.convert_impl", "openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.utils")
+
+
+@contextlib.contextmanager
+def telemetry_off() -> Iterator[None]:
+    """OpenVINO's telemetry stub in place of openvino_telemetry while the block runs."""
+    stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
+    saved = []
+    for name in _TELEMETRY_USERS:
+        module = importlib.import_module(name)
+        if hasattr(module, "tm"):
+            saved.append((module, module.tm))
+            module.tm = stub
+    try:
+        yield
+    finally:
+        for module, tm in saved:
+            module.tm = tm
 
 
 @dataclass(frozen=True)
