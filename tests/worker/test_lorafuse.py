@@ -25,6 +25,15 @@ def _image(renderer, params) -> np.ndarray:
     return np.asarray(recipe.make(renderer.held, params)[0].convert("RGB")).astype(int)
 
 
+def _layers_in_file() -> int:
+    from safetensors import safe_open
+
+    from steady.models.loras import shipped_lora_dir
+
+    with safe_open(str(shipped_lora_dir() / "tiny-lcm.safetensors"), "np") as f:
+        return sum(1 for k in f.keys() if k.endswith(".lora_down.weight"))
+
+
 def _peft_layers(pipe) -> tuple[int, int]:
     """The UNet's peft layers in place, and how many of them are merged."""
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -39,7 +48,7 @@ def test_merged_image_matches_unmerged_and_the_base_comes_back_exactly(renderer,
     base = _image(renderer, plain)
     merged = _image(renderer, with_lora)
     # Every layer tiny-lcm adapts is merged and its peft wrapper out of the module tree.
-    assert renderer.held.fused.signature and len(renderer.held.fused.wrappers) == 56
+    assert renderer.held.fused.signature and len(renderer.held.fused.wrappers) == _layers_in_file()
     assert _peft_layers(renderer.pipe) == (0, 0)
     assert all(layer.merged for _, _, layer in renderer.held.fused.wrappers)
     assert np.array_equal(_image(renderer, with_lora), merged)  # the same LoRA again: still merged, same pixels
@@ -47,9 +56,11 @@ def test_merged_image_matches_unmerged_and_the_base_comes_back_exactly(renderer,
     assert not renderer.held.fused.signature and _peft_layers(renderer.pipe) == (0, 0)  # adapters unloaded
     monkeypatch.setattr(lorafuse, "COPY_LIMIT", 0)  # over the limit: the adapters run unmerged
     unmerged = _image(renderer, with_lora)
-    assert not renderer.held.fused.signature and _peft_layers(renderer.pipe) == (56, 0)  # unmerged, in place
+    assert not renderer.held.fused.signature and _peft_layers(renderer.pipe) == (_layers_in_file(), 0)  # unmerged, in place
     assert not np.array_equal(merged, base)
-    assert np.abs(unmerged - merged).mean() < 2.0  # rounding of the merged weights only (0-255 scale)
+    # The merged weights' rounding only: a few levels of 255, a small part of what the LoRA changes.
+    rounding, lora = np.abs(unmerged - merged).mean(), np.abs(merged - base).mean()
+    assert rounding < 4.0 and rounding < lora / 4, (rounding, lora)
     monkeypatch.undo()
     half = dataclasses.replace(with_lora, extra={**with_lora.extra, "loras": [
         {**e, "unet": 0.5, "te": 0.5} for e in with_lora.extra["loras"]]})  # fmt: skip

@@ -1,8 +1,12 @@
 """A few-step version of the embedded model: an LCM-LoRA distilled from it (latent consistency
 distillation), trained on this CPU, saved in the kohya layout like any LoRA.
 
-    python -m steady.tiny.teach lcm --out build/tiny-lcm.safetensors --threads 1 --steps 1500 --batch 16 \
-        --pool 2000 --lr 5e-4 --save-every 250     # the shipped LCM-LoRA is this run's step-1,000 file
+    # The shipped LCM-LoRA, in two runs: the first tiny-lcm (git show 2bdc521:src/steady/tiny/loras/
+    # tiny-lcm.safetensors) is the first run's step-1,000 file; the second starts from it.
+    python -m steady.tiny.teach lcm --targets attn-conv --out build/lcm1.safetensors --threads 1 \
+        --steps 1500 --batch 16 --pool 2000 --lr 5e-4 --save-every 250
+    python -m steady.tiny.teach lcm --init build/lcm1.safetensors --skip 2 --out build/tiny-lcm.safetensors \
+        --threads 1 --steps 1000 --batch 16 --pool 2000 --lr 3e-4 --warmup 20 --save-every 250
     python -m steady.tiny.teach lcm --out /tmp/l.safetensors --quick       # a smoke run (seconds)
 
 Teacher: the embedded model as it samples by default (its own noise schedule, CFG 5). Student:
@@ -11,10 +15,11 @@ the same model plus LoRA layers on the UNet (peft), the only trained weights: LC
 ``--init FILE``, that set started from a LoRA file's matching layers. Each step:
  1. a clean latent of the data set with a fresh caption, noised to ``t_n``, one of the 50 DDIM
     timesteps LCMScheduler uses (``original_inference_steps``: 19, 39, ... 999);
- 2. the teacher's CFG-5 epsilon, one DDIM step from ``t_n`` to ``t_n - 20`` (the skipping step);
+ 2. the teacher's CFG-5 epsilon, one DDIM step from ``t_n`` to ``t_n - 20 x skip`` (the skipping step;
+    the shipped file's second run: 40);
  3. the consistency function f(x, t) = c_skip(t) x + c_out(t) x0(x, t), with LCMScheduler's
     boundary conditions (sigma_data 0.5, timestep scaling 10), of the student at ``t_n`` and, without
-    gradient, of the student itself at ``t_n - 20`` (LCM-LoRA's target: no EMA copy);
+    gradient, of the student itself there (LCM-LoRA's target: no EMA copy);
  4. the pseudo-Huber distance between the two (c = 0.001), AdamW.
 At inference: the ``LCM`` sampler, 4 steps, CFG 1 (the guidance is distilled in: one UNet call a step).
 """

@@ -2,12 +2,13 @@
 where that is cheap, so that a step costs what the base model's step costs. Part of the worker (torch).
 
 Unmerged, every adapted layer runs its two low-rank products beside the base one, each step. On a
-small model that is most of a step: on the embedded model with the 56-layer ``tiny-lcm``, a UNet
-call takes 27 ms unmerged against 17 ms merged or without the LoRA (docs/benchmarks.md). So after
+small model that is most of a step: on the embedded model with the first, 56-layer ``tiny-lcm``
+(attention and resnet convolutions), a UNet call takes 27 ms unmerged against 17 ms merged or
+without the LoRA (docs/benchmarks.md). So after
 ``set_adapters``, the adapted layers are merged (peft's own ``merge``: W + scale · B·A), each
 layer's base weight copied first, and each peft layer is then replaced in its parent module by its
 base layer (the wrappers kept aside): a merged layer runs as a plain one, and diffusers' per-image
-walks over every module (``_execution_device``: 9.7 ms with the 56 wrappers in place, 1.6 ms
+walks over every module (``_execution_device``: 9.7 ms with its 56 wrappers in place, 1.6 ms
 without) see the model's own modules only. Taking the LoRAs off, or changing a weight, puts the
 wrappers back and restores the copies, so the base model's pixels come back exactly as the
 unmerged design promises; unmerging by subtraction would not (bfloat16 and float16 round).
