@@ -21,9 +21,12 @@ def pixels(path):
 
 
 @pytest.fixture(scope="module")
-def first(sup):
-    """A txt2img image in the module's catalog: the init image of the tests below."""
-    return steady.generate(GenerationRequest("a red circle", steps=3, seed=7), supervisor=sup)[0]
+def first(sup, tmp_path_factory):
+    """A txt2img image in the module's catalog: the init image of the tests below, made in a home of
+    its own (a module fixture is made before a test's STEADY_HOME: the default is the user's)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STEADY_HOME", str(tmp_path_factory.mktemp("first-home")))
+        return steady.generate(GenerationRequest("a red circle", steps=3, seed=7), supervisor=sup)[0]
 
 
 def test_img2img_runs_n_times_strength_steps_records_and_links(sup, first):
