@@ -83,6 +83,76 @@ def test_a_continuation_starts_from_every_layer_of_a_saved_file(tmp_path) -> Non
     assert all(torch.equal(kohya_state(base, c)[k], v) for k, v in saved.items())
 
 
+def test_the_graded_weight_runs_the_layers_at_half_weight_on_large_shapes_named_as_stars(tmp_path) -> None:
+    """Step 3b (``--partial-share``): every LoRA layer runs at the asked weight of its scale (as
+    ``<lora:NAME:0.5>`` runs it), the decoys are the ordinary pool's large scenes with the new
+    word as their shape, and a quick run with it writes its config into the file."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from steady.tiny.adapt import LatentPool, TeachConfig, add_lora, as_new_word, load_base, set_weight
+    from steady.tiny.data import dataset
+    from steady.tiny.teach import main
+
+    base, c = load_base(), TeachConfig(rank=4, alpha=8.0)
+    add_lora(base, c)
+    layers = [m for part in (base.unet, base.text) for m in part.modules() if hasattr(m, "lora_A")]
+    set_weight(base, 0.5)
+    assert layers and all(m.scaling["default"] == 0.5 * 8.0 / 4 for m in layers)
+    set_weight(base, 1.0)
+    assert all(m.scaling["default"] == 8.0 / 4 for m in layers)
+
+    scenes = [s.scene for s in dataset(5, 40, drop_prob=0.0)]
+    pool = LatentPool(torch.arange(40.0).reshape(40, 1, 1, 1), scenes)
+    decoys = as_new_word(pool, "star-large")
+    large = [i for i, s in enumerate(scenes) if s.size == "large"]
+    assert 0 < len(large) < 40 and decoys.latents.flatten().tolist() == [float(i) for i in large]
+    assert all(d.shape == "star" and d.colour == scenes[i].colour for d, i in zip(decoys.scenes, large, strict=True))
+
+    out = tmp_path / "graded.safetensors"
+    assert main(["lora", "--out", str(out), "--quick", "--partial-share", "1", "--partial-new", "0.5"]) == 0
+    with safe_open(str(out), "pt") as f:
+        config = json.loads(f.metadata()["steady_training"])["config"]
+    assert (config["partial_share"], config["partial_weight"], config["partial_new"]) == (1.0, 0.5, 0.5)
+
+
+def test_the_lcm_teacher_trajectories_are_cached_and_a_lower_rank_file_starts_a_higher_rank(tmp_path, capsys) -> None:
+    """Step 5 (``--ode-weight``): the teacher's 50-step trajectories are written to the cache once
+    and read back by the next run; ``--init`` with a rank-16 file fills the first 16 ranks of a
+    rank-32 LoRA exactly, its other ranks' up-projections zero (the same function) and their
+    down-projections as peft starts them (so they train)."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+    from safetensors.torch import load_file
+
+    from steady.tiny.adapt import load_base
+    from steady.tiny.lcm import LCM_TARGETS, start_from
+    from steady.tiny.teach import main
+
+    out, cache = tmp_path / "lcm.safetensors", tmp_path / "traj.safetensors"
+    args = ["lcm", "--out", str(out), "--quick", "--ode-weight", "1", "--ode-cache", str(cache)]
+    assert main(args) == 0
+    saved = load_file(str(cache))
+    assert tuple(saved["states"].shape) == (8, 50, 4, 16, 16) and tuple(saved["ends"].shape) == (8, 4, 16, 16)
+    assert bool(saved["ends"].isfinite().all()) and not torch.equal(saved["states"][:, -1].float(), saved["ends"])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "8 teacher trajectories from" in capsys.readouterr().out
+
+    unet = load_base().unet
+    inject_adapter_in_model(LoraConfig(r=32, lora_alpha=32.0, target_modules=LCM_TARGETS), unet)
+    file = load_file(str(out))
+    assert start_from(unet, out) == len(file) // 3
+    name, layer = next((n, m) for n, m in unet.named_modules() if hasattr(m, "lora_A"))
+    key = "lora_unet_" + name.replace(".", "_")
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    assert torch.equal(a[:16], file[key + ".lora_down.weight"].float())
+    assert torch.equal(b[:, :16], file[key + ".lora_up.weight"].float())
+    assert not b[:, 16:].any() and a[16:].abs().sum() > 0
+
+
 def test_the_quick_embedding_is_an_a1111_file(tmp_path) -> None:
     from safetensors import safe_open
 

@@ -10,7 +10,15 @@ encoder's attention and MLP) that teaches the word "star" and the shape (``scene
  3. Train the LoRA layers with the base model's own loss (DDPM epsilon, SD 1.x betas, min-SNR-5,
     offset noise, 10 % empty captions): a batch is three quarters stars and a quarter ordinary scenes, so
     what the model already drew (colours, places, backgrounds) is kept while the star is learnt.
-    ``--init FILE`` starts the layers from a saved file (the shipped one is 1,000 steps, then 400).
+    ``--init FILE`` starts the layers from a saved file (the shipped one is 1,000 steps, then 400,
+    then 1,000 with step 3b).
+ 3b. A graded weight (``--partial-share``): A1111 users turn a LoRA down with ``<lora:NAME:0.5>``
+    and expect "some of it". A LoRA trained only at weight 1 flips late and sharply (none of the new
+    shape at 0.5). So a share of the steps runs the layers at ``partial_weight``, where some of
+    the new-shape captions (``partial_new``) come with their star and the rest with an ordinary
+    large shape of the data set (what the model draws for the word without the LoRA): the
+    diffusion model learns that mixture at that weight, so sampling draws the new shape for some
+    of the seeds.
  4. Save the layers in the kohya layout (``lora_unet_*`` / ``lora_te_*`` with ``.lora_down`` /
     ``.lora_up`` / ``.alpha``), float16, with kohya's metadata: what A1111 and model sites use,
     loaded by steady through the same diffusers loader as a user's file.
@@ -67,6 +75,9 @@ class TeachConfig:
     save_every: int = 0  # also write the file every this many steps (0: only at the end)
     eval_images: int = 32
     init: str = ""  # a kohya LoRA file of the same rank whose layers start the matching ones (a continuation)
+    partial_share: float = 0.0  # share of steps run at LoRA weight ``partial_weight`` (step 3b)
+    partial_weight: float = 0.5
+    partial_new: float = 0.5  # at those steps, the share of the new scenes kept; the rest show an old shape
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -266,6 +277,25 @@ def new_scenes(kind: str, seed: int, n: int) -> list[Any]:
     return out
 
 
+def set_weight(base: Base, weight: float) -> None:
+    """Run every peft LoRA layer at ``weight`` times its alpha/rank scale (as ``<lora:NAME:weight>``)."""
+    for module in (base.unet, base.text):
+        for layer in module.modules():
+            if hasattr(layer, "set_scale") and hasattr(layer, "lora_A"):
+                layer.set_scale("default", weight)
+
+
+def as_new_word(pool: LatentPool, kind: str) -> LatentPool:
+    """The large scenes of an ordinary pool, their shape named as the new one (for step 3b)."""
+    from dataclasses import replace as scene_with
+
+    keep = [i for i, s in enumerate(pool.scenes) if s.size == "large"]
+    shape = "star" if kind.startswith("star") else None
+    scenes = [scene_with(pool.scenes[i], shape=shape) if shape else pool.scenes[i] for i in keep]
+    outline = pool.outline[keep] if pool.outline is not None else None
+    return LatentPool(pool.latents[keep], scenes, outline)
+
+
 def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     torch.manual_seed(c.seed)
     if c.threads:
@@ -281,6 +311,8 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     ema = Ema(params, c.ema)
     rng, gen = np.random.default_rng(c.seed + 1), torch.Generator().manual_seed(c.seed + 2)
     n_new = max(1, round(c.batch * c.new_share))
+    n_kept = round(n_new * c.partial_new)
+    decoys = as_new_word(old, c.kind)
     log: list[dict[str, float]] = []
     running: list[float] = []
     base.unet.train()
@@ -288,7 +320,10 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     for step in range(c.steps):
         for g in opt.param_groups:
             g["lr"] = lr_now(step, c)
-        latents, caps, weight = batch_from([(new, n_new), (old, c.batch - n_new)], rng, c, c.outline_weight)
+        partial = c.partial_share > 0 and rng.random() < c.partial_share
+        set_weight(base, c.partial_weight if partial else 1.0)
+        pools = [(new, n_kept), (decoys, n_new - n_kept)] if partial else [(new, n_new)]
+        latents, caps, weight = batch_from([*pools, (old, c.batch - n_new)], rng, c, c.outline_weight)
         hidden = base.text(token_ids(base.tokenizer, caps)).last_hidden_state
         loss = eps_loss(base.unet, hidden, latents, c, gen, weight)
         opt.zero_grad(set_to_none=True)
@@ -307,6 +342,7 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
             save_atomic(kohya_state(base, c), out, kohya_metadata(name, replace(c, steps=step + 1), seconds, {"loss": log}))
             ema.swap()
     ema.swap()  # from here on the model carries the average
+    set_weight(base, 1.0)
     base.unet.eval()
     base.text.eval()
     seconds = time.perf_counter() - t0

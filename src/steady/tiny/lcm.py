@@ -21,6 +21,11 @@ the same model plus LoRA layers on the UNet (peft), the only trained weights: LC
     boundary conditions (sigma_data 0.5, timestep scaling 10), of the student at ``t_n`` and, without
     gradient, of the student itself there (LCM-LoRA's target: no EMA copy);
  4. the pseudo-Huber distance between the two (c = 0.001), AdamW.
+ 5. with ``--ode-weight W``: the same distance between the student's f at a state of one of the
+    teacher's own 50-step DDIM CFG-5 trajectories (sampled once, from pure noise, before training)
+    and that trajectory's end, weighted W. Step 2's one-step target compounds its error over
+    the 4 steps of a few-step image; this one is the teacher's whole answer, and at t = 999 it
+    is the exact start of a few-step image, where the layout (and so the shape) is decided.
 At inference: the ``LCM`` sampler, 4 steps, CFG 1 (the guidance is distilled in: one UNet call a step).
 """
 
@@ -77,12 +82,16 @@ class LcmConfig:
     targets: str = "lcm"  # "lcm": LCM_TARGETS; "attn-conv": adapt.UNET_TARGETS (attention and resnet convs)
     init: str = ""  # a kohya LoRA file (of the same rank) whose layers start the matching ones
     skip: int = 1  # the teacher's DDIM step, in grid steps of 20 timesteps (LCM's skipping step k = 20 x skip)
+    ode_weight: float = 0.0  # weight of the whole-trajectory loss (step 5; 0: off)
+    ode_pairs: int = 2000  # teacher trajectories for it, sampled once before training
+    ode_top: float = 0.5  # share of its items taken at t = 999, where a few-step image starts
+    ode_cache: str = ""  # a file the trajectories are read from when it exists, else written to
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-QUICK = {"steps": 4, "batch": 4, "pool": 16, "log_every": 2, "eval_images": 2, "warmup": 2}
+QUICK = {"steps": 4, "batch": 4, "pool": 16, "log_every": 2, "eval_images": 2, "warmup": 2, "ode_pairs": 8}
 
 
 def boundary(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,6 +109,72 @@ def consistency(unet: Any, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tenso
     x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
     c_skip, c_out = boundary(t)
     return c_skip * x + c_out * x0
+
+
+@dataclass
+class Trajectories:
+    """The teacher's DDIM CFG trajectories on the 50-step grid: states (N, 50, 4, 16, 16) at
+    ``grid`` (ascending), their ends (N, 4, 16, 16), and the captions' text states."""
+
+    states: torch.Tensor
+    ends: torch.Tensor
+    hidden: torch.Tensor
+
+
+@torch.no_grad()
+def teacher_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid: torch.Tensor,
+                         alphas: torch.Tensor, empty: torch.Tensor) -> Trajectories:  # fmt: skip
+    """``c.ode_pairs`` trajectories from pure noise, each with a fresh caption of a pool scene."""
+    rng, gen = np.random.default_rng(c.seed + 3), torch.Generator().manual_seed(c.seed + 4)
+    states, ends, hiddens, t0 = [], [], [], time.perf_counter()
+    for start in range(0, c.ode_pairs, 64):
+        n = min(64, c.ode_pairs - start)
+        _, caps, _ = batch_from([(pool, n)], rng, replace(c, empty_caption=0.0))
+        hidden = base.text(token_ids(base.tokenizer, caps)).last_hidden_state
+        x = torch.randn((n, 4, 16, 16), generator=gen)
+        path = []
+        for j in range(len(grid) - 1, -1, -1):
+            t = grid[j].expand(n)
+            path.append(x.half())
+            e_u, e_c = teacher(torch.cat([x, x]), torch.cat([t, t]),
+                               torch.cat([empty.expand(n, -1, -1), hidden])).sample.chunk(2)  # fmt: skip
+            eps = e_u + c.cfg * (e_c - e_u)
+            a = alphas[grid[j]]
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            a_prev = alphas[grid[j - 1]] if j > 0 else torch.tensor(1.0)
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        states.append(torch.stack(path[::-1], dim=1))
+        ends.append(x)
+        hiddens.append(hidden.half())
+        print(f"lcm: teacher trajectories {start + n}/{c.ode_pairs} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return Trajectories(torch.cat(states), torch.cat(ends), torch.cat(hiddens))
+
+
+def cached_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid: torch.Tensor,
+                        alphas: torch.Tensor, empty: torch.Tensor) -> Trajectories:  # fmt: skip
+    """``teacher_trajectories``, or the ones ``c.ode_cache`` holds (made with the same seed and count)."""
+    from safetensors.torch import load_file, save_file
+
+    cache = Path(c.ode_cache) if c.ode_cache else None
+    if cache is not None and cache.exists():
+        saved = load_file(str(cache))
+        print(f"lcm: {len(saved['ends'])} teacher trajectories from {cache}", flush=True)
+        return Trajectories(saved["states"], saved["ends"], saved["hidden"])
+    traj = teacher_trajectories(base, teacher, pool, c, grid, alphas, empty)
+    if cache is not None:
+        save_file({"states": traj.states, "ends": traj.ends, "hidden": traj.hidden}, str(cache))
+    return traj
+
+
+def ode_loss(unet: Any, traj: Trajectories, c: LcmConfig, grid: torch.Tensor, alphas: torch.Tensor,
+             gen: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Step 5: the student's f at trajectory states against the trajectories' ends."""
+    idx = torch.randint(0, len(traj.ends), (c.batch,), generator=gen)
+    top = torch.rand(c.batch, generator=gen) < c.ode_top
+    j = torch.where(top, len(grid) - 1, torch.randint(0, len(grid), (c.batch,), generator=gen))
+    x = traj.states[idx, j].float()
+    pred = consistency(unet, x, grid[j], traj.hidden[idx].float(), alphas)
+    return (((pred - traj.ends[idx]) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
 
 
 def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
@@ -127,6 +202,7 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
     rng, gen = np.random.default_rng(c.seed + 1), torch.Generator().manual_seed(c.seed + 2)
     with torch.no_grad():
         empty = base.text(token_ids(base.tokenizer, [""])).last_hidden_state
+    traj = cached_trajectories(base, teacher, pool, c, grid, alphas, empty) if c.ode_weight else None
     log: list[dict[str, float]] = []
     running: list[float] = []
     base.unet.train()
@@ -151,6 +227,8 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
             x_prev = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps  # DDIM, eta 0
             target = consistency(base.unet, x_prev, prev, hidden, alphas)
         loss = (((pred - target) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
+        if traj is not None:
+            loss = loss + c.ode_weight * ode_loss(base.unet, traj, c, grid, alphas, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -181,8 +259,11 @@ def start_from(unet: Any, path: Path) -> int:
         for name, module in unet.named_modules():
             key = "lora_unet_" + name.replace(".", "_")
             if hasattr(module, "lora_A") and key + ".lora_down.weight" in saved:
-                module.lora_A["default"].weight.copy_(saved[key + ".lora_down.weight"].float())
-                module.lora_B["default"].weight.copy_(saved[key + ".lora_up.weight"].float())
+                down, up = saved[key + ".lora_down.weight"].float(), saved[key + ".lora_up.weight"].float()
+                a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+                b.zero_()  # a file of a lower rank fills the first ranks; the rest start as peft starts them
+                a[: down.shape[0]].copy_(down)
+                b[:, : up.shape[1]].copy_(up)
                 n += 1
     return n
 
