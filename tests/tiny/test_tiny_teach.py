@@ -196,7 +196,7 @@ def test_the_shipped_lcm_lora_is_found_by_name_and_applies_in_full() -> None:
 
     info = find_lora("tiny-lcm", settings())
     assert info.path == LCM and info.layout == "kohya" and info.parts == ("unet",)
-    assert 100_000 <= LCM.stat().st_size <= 1_500_000  # rank 16 on 79 layers, float16: about 1 MB
+    assert 100_000 <= LCM.stat().st_size <= 2_500_000  # rank 32 on 79 layers, float16: about 2 MB
     assert unfit_reason(info, inspect_model(embedded_model_path())) == ""
     with safe_open(str(LCM), "pt") as f:
         modules = {k.split(".")[0] for k in f.keys()}
