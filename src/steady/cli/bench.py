@@ -18,8 +18,9 @@ from steady.params import GenerationRequest
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the JSON report here.")
 @click.option("--suite", type=click.Choice(["cpu"]), default=None,
               help="cpu: float32 against --dtype auto for the embedded model and --model at --sizes, with this "
-                   "CPU's matmul ceiling (a markdown table; minutes for a full-size model); with --backend "
-                   "openvino, a row of --dtype auto on OpenVINO too.")
+                   "CPU's matmul ceiling and, as the floor for overhead, auto's settings in a plain diffusers "
+                   "loop (a markdown table; minutes for a full-size model); with --backend openvino, a row of "
+                   "--dtype auto on OpenVINO too.")
 @click.option("--sizes", default="256,512", show_default=True, help="With --suite: square sizes for --model.")
 def bench_command(model, steps, width, height, images, sampler, report, suite, sizes, backend) -> None:
     """Compare steady generate's path (worker, PNG, score, catalog row) with a plain diffusers loop."""

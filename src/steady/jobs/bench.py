@@ -83,9 +83,7 @@ def run_bench(s: BenchSettings, cfg: Settings) -> BenchReport:
                       "height": r.height, "images": s.images, "sampler": r.sampler, "seed": r.seed,
                       "cfg_scale": r.cfg_scale, "device": resolved.device, "dtype": resolved.dtype, "threads": threads,
                       "out_dir": out}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "steady.worker.plain", json.dumps(plain_settings)], check=True,
-                          capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
-    p = json.loads(done.stdout.strip().splitlines()[-1])
+    p = _plain_child(plain_settings)
     plain = SideResult("plain", p["seconds_per_image"], statistics.median(p["seconds_per_image"]), p["peak_rss_bytes"],
                        p["load_seconds"])  # fmt: skip
     return BenchReport(
@@ -95,6 +93,13 @@ def run_bench(s: BenchSettings, cfg: Settings) -> BenchReport:
         time_overhead_min=min(ours.seconds_per_image) / min(plain.seconds_per_image) - 1,
         time_overhead_unscored=(ours.median_seconds - ours.score_seconds) / plain.median_seconds - 1,
     )  # fmt: skip
+
+
+def _plain_child(plain_settings: dict) -> dict:
+    """``steady.worker.plain`` in a process of its own (its peak RSS its own): its PlainResult."""
+    done = subprocess.run([sys.executable, "-m", "steady.worker.plain", json.dumps(plain_settings)], check=True,
+                          capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _steady_side(resolved: Resolved, cfg: Settings) -> SideResult:
@@ -148,13 +153,13 @@ class SuiteRow:
     asked: str  # the --dtype given: float32 or auto
     dtype: str  # what ran
     steps: int
-    seconds_per_step: float  # the timed image's, from step 2 on (step 1 carries encoding)
+    seconds_per_step: float | None  # the timed image's, from step 2 on (step 1 carries encoding); None: plain
     seconds_per_image: float  # encode + denoise + decode + adherence score, as the worker reports it
     load_seconds: float
     peak_rss_bytes: int  # the worker's VmHWM
     step_tflops: float | None = None  # one CFG UNet step's FLOPs over its seconds
     of_ceiling: float | None = None  # step_tflops over the matmul ceiling in the dtype that ran
-    backend: str = "torch"  # what ran the UNet
+    backend: str = "torch"  # what ran the UNet; "plain": a plain diffusers loop (the floor for overhead)
     first_image_seconds: float = 0.0  # the warm-up image (with OpenVINO: its conversion or its compile)
 
 
@@ -186,8 +191,9 @@ class SuiteReport:
         for r in self.rows:
             tf = f"{r.step_tflops:.3f}" if r.step_tflops is not None else "–"
             share = f"{r.of_ceiling:.0%}" if r.of_ceiling is not None else "–"
+            step = f"{r.seconds_per_step:.3f}" if r.seconds_per_step is not None else "–"
             lines.append(f"| {r.model} | {r.side}² | {r.asked} | {r.dtype} | {r.backend} | {r.steps} | "
-                         f"{r.seconds_per_step:.3f} | {r.seconds_per_image:.2f} | {tf} | {share} | {r.load_seconds:.1f} | "
+                         f"{step} | {r.seconds_per_image:.2f} | {tf} | {share} | {r.load_seconds:.1f} | "
                          f"{r.first_image_seconds:.1f} | {r.peak_rss_bytes / 2**20:.0f} |")  # fmt: skip
         lines.append("")
         for model, side, step, image in self.speedups():
@@ -195,7 +201,11 @@ class SuiteReport:
         for row in self.rows:
             base = next((r for r in self.rows if (r.model, r.side, r.asked, r.backend) == (row.model, row.side, "auto",
                                                                                             "torch")), None)  # fmt: skip
-            if row.backend != "torch" and base is not None:
+            if row.backend == "plain" and base is not None:
+                lines.append(f"steady's path over a plain diffusers loop (auto), {row.model} {row.side}²: "
+                             f"{base.seconds_per_image / row.seconds_per_image - 1:+.1%} per image (steady's adherence "
+                             "score included)")  # fmt: skip
+            elif row.backend != "torch" and base is not None:
                 lines.append(f"{row.backend} over torch (auto), {row.model} {row.side}²: "
                              f"{base.seconds_per_step / row.seconds_per_step:.2f}× per step, "
                              f"{base.seconds_per_image / row.seconds_per_image:.2f}× per image")  # fmt: skip
@@ -207,7 +217,8 @@ def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512
     """The embedded model at its 64², and ``model`` (a full-size checkpoint) at each of ``sides``:
     float32 against --dtype auto through the real path, one warm-up image and one timed image each
     (a fresh worker per row, so that each row's load and peak are its own); with ``openvino``, --dtype
-    auto on --backend openvino too (its warm-up image converts the UNet, or compiles the cached IR)."""
+    auto on --backend openvino too (its warm-up image converts the UNet, or compiles the cached IR);
+    last, auto's settings in a plain diffusers loop (``_plain_row``), the floor for overhead."""
     from steady.jobs.scratch import Scratch
 
     ceiling = _ceiling_child({})
@@ -231,7 +242,25 @@ def run_suite(cfg: Settings, model: str = "", sides: tuple[int, ...] = (256, 512
                                  timed.seconds + timed.score_seconds, made.done[0].load_seconds, peak, step_tflops,
                                  step_tflops / ceiling["matmul_tflops"][dtype], backend,
                                  made.done[0].seconds))  # fmt: skip
+        echo(f"bench suite: {name or 'embedded'} {side}² --dtype auto, a plain diffusers loop")
+        rows.append(_plain_row(cfg, name, side, steps))
     return SuiteReport(ceiling["threads"], ceiling["matmul_tflops"], rows)
+
+
+def _plain_row(cfg: Settings, name: str, side: int, steps: int) -> SuiteRow:
+    """The floor for overhead: --dtype auto's settings (model, dtype, device, threads, sampler,
+    CFG) in a plain diffusers loop of its own process, one warm-up image and one timed."""
+    out = tempfile.mkdtemp(prefix="steady-suite-plain-")
+    request = GenerationRequest(prompt=BenchSettings.prompt, steps=steps, width=side, height=side, seed=1,
+                                n_images=1, model=name, dtype="auto", out_dir=out)  # fmt: skip
+    resolved = prepare(request, cfg)
+    r = resolved.request
+    p = _plain_child({"model_path": str(resolved.model.path), "prompt": r.prompt, "steps": r.steps, "width": r.width,
+                      "height": r.height, "images": 1, "sampler": r.sampler, "seed": r.seed, "cfg_scale": r.cfg_scale,
+                      "device": resolved.device, "dtype": resolved.dtype,
+                      "threads": resolved.memory.threads if resolved.memory is not None else None, "out_dir": out})  # fmt: skip
+    return SuiteRow(name or "embedded", side, "auto", resolved.dtype, steps, None, p["seconds_per_image"][0],
+                    p["load_seconds"], p["peak_rss_bytes"], backend="plain")  # fmt: skip
 
 
 def _embedded() -> Path:
