@@ -33,6 +33,7 @@ def test_the_cpu_suite_compares_float32_with_auto_and_the_ceiling():
     assert report.rows[1].dtype == report.rows[2].dtype == ("bfloat16" if native_bf16() else "float32")
     plain = report.rows[2]
     assert plain.seconds_per_step is None and plain.seconds_per_image > 0 and plain.peak_rss_bytes > 100 * 2**20
+    assert 0 < report.rows[1].score_seconds < report.rows[1].seconds_per_image
     assert "steady's path over a plain diffusers loop (auto), embedded 64²:" in report.markdown()
     for row in report.rows[:2]:
         assert row.seconds_per_step > 0 and row.seconds_per_image > row.seconds_per_step
@@ -49,7 +50,7 @@ def test_the_cpu_suite_puts_an_openvino_row_beside_torch():
     from steady.jobs.bench import SuiteReport, SuiteRow
 
     rows = [SuiteRow("sd15", 512, "float32", "float32", 8, 6.0, 60.0, 4.0, 6 * 2**30),
-            SuiteRow("sd15", 512, "auto", "bfloat16", 8, 2.0, 24.0, 4.0, 3 * 2**30),
+            SuiteRow("sd15", 512, "auto", "bfloat16", 8, 2.0, 24.0, 4.0, 3 * 2**30, score_seconds=2.0),
             SuiteRow("sd15", 512, "auto", "bfloat16", 8, 1.6, 20.0, 4.0, 5 * 2**30, backend="openvino",
                      first_image_seconds=90.0),
             SuiteRow("sd15", 512, "auto", "bfloat16", 8, None, 20.0, 4.0, 3 * 2**30, backend="plain")]  # fmt: skip
@@ -58,4 +59,5 @@ def test_the_cpu_suite_puts_an_openvino_row_beside_torch():
     assert "openvino over torch (auto), sd15 512²: 1.25× per step, 1.20× per image" in text
     assert text.count("auto over float32") == 1
     assert "| sd15 | 512² | auto | bfloat16 | plain | 8 | – | 20.00 |" in text
-    assert "steady's path over a plain diffusers loop (auto), sd15 512²: +20.0% per image" in text
+    assert "steady's path over a plain diffusers loop (auto), sd15 512²: +20.0% per image with its adherence " \
+        "score, +10.0% without" in text
