@@ -110,6 +110,8 @@ def test_the_graded_weight_runs_the_layers_at_half_weight_on_large_shapes_named_
     large = [i for i, s in enumerate(scenes) if s.size == "large"]
     assert 0 < len(large) < 40 and decoys.latents.flatten().tolist() == [float(i) for i in large]
     assert all(d.shape == "star" and d.colour == scenes[i].colour for d, i in zip(decoys.scenes, large, strict=True))
+    with pytest.raises(ValueError, match="kind='lime'"):
+        as_new_word(pool, "lime")
 
     out = tmp_path / "graded.safetensors"
     assert main(["lora", "--out", str(out), "--quick", "--partial-share", "1", "--partial-new", "0.5"]) == 0

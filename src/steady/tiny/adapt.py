@@ -289,9 +289,10 @@ def as_new_word(pool: LatentPool, kind: str) -> LatentPool:
     """The large scenes of an ordinary pool, their shape named as the new one (for step 3b)."""
     from dataclasses import replace as scene_with
 
+    if not kind.startswith("star"):
+        raise ValueError(f"kind={kind!r}: the graded weight names ordinary shapes as the star; it needs a star kind")
     keep = [i for i, s in enumerate(pool.scenes) if s.size == "large"]
-    shape = "star" if kind.startswith("star") else None
-    scenes = [scene_with(pool.scenes[i], shape=shape) if shape else pool.scenes[i] for i in keep]
+    scenes = [scene_with(pool.scenes[i], shape="star") for i in keep]
     outline = pool.outline[keep] if pool.outline is not None else None
     return LatentPool(pool.latents[keep], scenes, outline)
 
@@ -312,7 +313,7 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
     rng, gen = np.random.default_rng(c.seed + 1), torch.Generator().manual_seed(c.seed + 2)
     n_new = max(1, round(c.batch * c.new_share))
     n_kept = round(n_new * c.partial_new)
-    decoys = as_new_word(old, c.kind)
+    decoys = as_new_word(old, c.kind) if c.partial_share > 0 else None
     log: list[dict[str, float]] = []
     running: list[float] = []
     base.unet.train()
@@ -322,7 +323,7 @@ def train_lora(c: TeachConfig, out: Path, name: str) -> dict[str, Any]:
             g["lr"] = lr_now(step, c)
         partial = c.partial_share > 0 and rng.random() < c.partial_share
         set_weight(base, c.partial_weight if partial else 1.0)
-        pools = [(new, n_kept), (decoys, n_new - n_kept)] if partial else [(new, n_new)]
+        pools = [(new, n_kept), (decoys, n_new - n_kept)] if partial and decoys is not None else [(new, n_new)]
         latents, caps, weight = batch_from([*pools, (old, c.batch - n_new)], rng, c, c.outline_weight)
         hidden = base.text(token_ids(base.tokenizer, caps)).last_hidden_state
         loss = eps_loss(base.unet, hidden, latents, c, gen, weight)

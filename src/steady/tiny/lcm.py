@@ -159,7 +159,7 @@ def teacher_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid:
 def cached_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid: torch.Tensor,
                         alphas: torch.Tensor, empty: torch.Tensor) -> Trajectories:  # fmt: skip
     """``teacher_trajectories``, or the ones ``c.ode_cache`` holds (made with the same seed and count)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     cache = Path(c.ode_cache) if c.ode_cache else None
     if cache is not None and cache.exists():
@@ -168,7 +168,7 @@ def cached_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid: 
         return Trajectories(saved["states"], saved["ends"], saved["hidden"])
     traj = teacher_trajectories(base, teacher, pool, c, grid, alphas, empty)
     if cache is not None:
-        save_file({"states": traj.states, "ends": traj.ends, "hidden": traj.hidden}, str(cache))
+        save_atomic({"states": traj.states, "ends": traj.ends, "hidden": traj.hidden}, cache, {})
     return traj
 
 
