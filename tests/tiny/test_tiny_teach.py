@@ -129,8 +129,8 @@ def test_the_lcm_teacher_trajectories_are_cached_and_a_lower_rank_file_starts_a_
     from peft import LoraConfig, inject_adapter_in_model
     from safetensors.torch import load_file
 
-    from steady.tiny.adapt import load_base
-    from steady.tiny.lcm import LCM_TARGETS, start_from
+    from steady.tiny.adapt import load_base, start_from
+    from steady.tiny.lcm import LCM_TARGETS
     from steady.tiny.teach import main
 
     out, cache = tmp_path / "lcm.safetensors", tmp_path / "traj.safetensors"
@@ -143,11 +143,11 @@ def test_the_lcm_teacher_trajectories_are_cached_and_a_lower_rank_file_starts_a_
     assert main(args) == 0
     assert "8 teacher trajectories from" in capsys.readouterr().out
 
-    unet = load_base().unet
-    inject_adapter_in_model(LoraConfig(r=32, lora_alpha=32.0, target_modules=LCM_TARGETS), unet)
+    base = load_base()
+    inject_adapter_in_model(LoraConfig(r=32, lora_alpha=32.0, target_modules=LCM_TARGETS), base.unet)
     file = load_file(str(out))
-    assert start_from(unet, out) == len(file) // 3
-    name, layer = next((n, m) for n, m in unet.named_modules() if hasattr(m, "lora_A"))
+    assert start_from(base, out) == len(file) // 3
+    name, layer = next((n, m) for n, m in base.unet.named_modules() if hasattr(m, "lora_A"))
     key = "lora_unet_" + name.replace(".", "_")
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     assert torch.equal(a[:16], file[key + ".lora_down.weight"].float())

@@ -77,13 +77,7 @@ def run_bench(s: BenchSettings, cfg: Settings) -> BenchReport:
                                 seed=s.seed, n_images=s.images + 1, model=s.model, out_dir=out)  # fmt: skip
     resolved = prepare(request, cfg)
     ours = _steady_side(resolved, cfg)
-    threads = resolved.memory.threads if resolved.memory is not None else None
-    r = resolved.request
-    plain_settings = {"model_path": str(resolved.model.path), "prompt": r.prompt, "steps": r.steps, "width": r.width,
-                      "height": r.height, "images": s.images, "sampler": r.sampler, "seed": r.seed,
-                      "cfg_scale": r.cfg_scale, "device": resolved.device, "dtype": resolved.dtype, "threads": threads,
-                      "out_dir": out}  # fmt: skip
-    p = _plain_child(plain_settings)
+    p = _plain_child(resolved, s.images, out)
     plain = SideResult("plain", p["seconds_per_image"], statistics.median(p["seconds_per_image"]), p["peak_rss_bytes"],
                        p["load_seconds"])  # fmt: skip
     return BenchReport(
@@ -95,8 +89,16 @@ def run_bench(s: BenchSettings, cfg: Settings) -> BenchReport:
     )  # fmt: skip
 
 
-def _plain_child(plain_settings: dict) -> dict:
-    """``steady.worker.plain`` in a process of its own (its peak RSS its own): its PlainResult."""
+def _plain_child(resolved: Resolved, images: int, out: str) -> dict:
+    """``steady.worker.plain`` with ``resolved``'s settings (model, prompt, sampler, steps, size, seed,
+    CFG, device, dtype, the plan's threads) in a process of its own (its peak RSS its own): its
+    PlainResult."""
+    r = resolved.request
+    plain_settings = {"model_path": str(resolved.model.path), "prompt": r.prompt, "steps": r.steps, "width": r.width,
+                      "height": r.height, "images": images, "sampler": r.sampler, "seed": r.seed,
+                      "cfg_scale": r.cfg_scale, "device": resolved.device, "dtype": resolved.dtype,
+                      "threads": resolved.memory.threads if resolved.memory is not None else None,
+                      "out_dir": out}  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "steady.worker.plain", json.dumps(plain_settings)], check=True,
                           capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -256,11 +258,7 @@ def _plain_row(cfg: Settings, name: str, side: int, steps: int) -> SuiteRow:
     request = GenerationRequest(prompt=BenchSettings.prompt, steps=steps, width=side, height=side, seed=1,
                                 n_images=1, model=name, dtype="auto", out_dir=out)  # fmt: skip
     resolved = prepare(request, cfg)
-    r = resolved.request
-    p = _plain_child({"model_path": str(resolved.model.path), "prompt": r.prompt, "steps": r.steps, "width": r.width,
-                      "height": r.height, "images": 1, "sampler": r.sampler, "seed": r.seed, "cfg_scale": r.cfg_scale,
-                      "device": resolved.device, "dtype": resolved.dtype,
-                      "threads": resolved.memory.threads if resolved.memory is not None else None, "out_dir": out})  # fmt: skip
+    p = _plain_child(resolved, 1, out)
     return SuiteRow(name or "embedded", side, "auto", resolved.dtype, steps, None, p["seconds_per_image"][0],
                     p["load_seconds"], p["peak_rss_bytes"], backend="plain")  # fmt: skip
 

@@ -236,7 +236,8 @@ def kohya_state(base: Base, c: TeachConfig) -> dict[str, torch.Tensor]:
 
 def start_from(base: Base, path: Path) -> int:
     """Copy a kohya LoRA file's down/up weights (as ``kohya_state`` names them) into the matching
-    peft layers of the UNet and text encoder; how many layers matched."""
+    peft layers of the UNet and text encoder (a file of a lower rank into the first ranks, the
+    rest adding nothing until trained); how many layers matched. The LoRA and LCM trainers' ``--init``."""
     from safetensors.torch import load_file
 
     saved, n = load_file(str(path)), 0
@@ -247,8 +248,11 @@ def start_from(base: Base, path: Path) -> int:
                     name = "text_model." + name
                 key = KOHYA_PREFIX[part] + name.replace(".", "_")
                 if hasattr(layer, "lora_A") and key + ".lora_down.weight" in saved:
-                    layer.lora_A["default"].weight.copy_(saved[key + ".lora_down.weight"].float())
-                    layer.lora_B["default"].weight.copy_(saved[key + ".lora_up.weight"].float())
+                    down, up = saved[key + ".lora_down.weight"].float(), saved[key + ".lora_up.weight"].float()
+                    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+                    b.zero_()  # a file of a lower rank fills the first ranks; the rest start as peft starts them
+                    a[: down.shape[0]].copy_(down)
+                    b[:, : up.shape[1]].copy_(up)
                     n += 1
     return n
 

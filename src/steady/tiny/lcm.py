@@ -55,6 +55,7 @@ from steady.tiny.adapt import (
     load_base,
     lr_now,
     save_atomic,
+    start_from,
     token_ids,
 )
 from steady.tiny.data import dataset
@@ -117,6 +118,23 @@ def consistency(unet: Any, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tenso
     return c_skip * x + c_out * x0
 
 
+def huber(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The pseudo-Huber distance (c = ``HUBER_C``), averaged."""
+    return (((pred - target) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
+
+
+def teacher_ddim(teacher: Any, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, empty: torch.Tensor,
+                 cfg: float, a: torch.Tensor, a_prev: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """One DDIM step (eta 0) of the teacher at CFG ``cfg`` from ``x`` at ``t`` (alpha-bar ``a``) to
+    alpha-bar ``a_prev``."""
+    n = x.shape[0]
+    e_u, e_c = teacher(torch.cat([x, x]), torch.cat([t, t]),
+                       torch.cat([empty.expand(n, -1, -1), hidden])).sample.chunk(2)  # fmt: skip
+    eps = e_u + cfg * (e_c - e_u)
+    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
 @dataclass
 class Trajectories:
     """The teacher's DDIM CFG trajectories on the 50-step grid: states (N, 50, 4, 16, 16) at
@@ -140,15 +158,9 @@ def teacher_trajectories(base: Any, teacher: Any, pool: Any, c: LcmConfig, grid:
         x = torch.randn((n, 4, 16, 16), generator=gen)
         path = []
         for j in range(len(grid) - 1, -1, -1):
-            t = grid[j].expand(n)
             path.append(x.half())
-            e_u, e_c = teacher(torch.cat([x, x]), torch.cat([t, t]),
-                               torch.cat([empty.expand(n, -1, -1), hidden])).sample.chunk(2)  # fmt: skip
-            eps = e_u + c.cfg * (e_c - e_u)
-            a = alphas[grid[j]]
-            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
             a_prev = alphas[grid[j - 1]] if j > 0 else torch.tensor(1.0)
-            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+            x = teacher_ddim(teacher, x, grid[j].expand(n), hidden, empty, c.cfg, alphas[grid[j]], a_prev)
         states.append(torch.stack(path[::-1], dim=1))
         ends.append(x)
         hiddens.append(hidden.half())
@@ -180,7 +192,7 @@ def ode_loss(unet: Any, traj: Trajectories, c: LcmConfig, grid: torch.Tensor, al
     j = torch.where(top, len(grid) - 1, torch.randint(0, len(grid), (c.batch,), generator=gen))
     x = traj.states[idx, j].float()
     pred = consistency(unet, x, grid[j], traj.hidden[idx].float(), alphas)
-    return (((pred - traj.ends[idx]) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
+    return huber(pred, traj.ends[idx])
 
 
 def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
     targets = LCM_TARGETS if c.targets == "lcm" else UNET_TARGETS
     inject_adapter_in_model(LoraConfig(r=c.rank, lora_alpha=c.alpha, target_modules=targets), base.unet)
     if c.init:
-        print(f"lcm: {start_from(base.unet, Path(c.init))} layers start from {c.init}", flush=True)
+        print(f"lcm: {start_from(base, Path(c.init))} layers start from {c.init}", flush=True)
     params = [p for n, p in base.unet.named_parameters() if "lora_" in n]
     opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
     alphas = DDPMScheduler(**A.SCHEDULE).alphas_cumprod
@@ -225,14 +237,10 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
         x_t = a_t.sqrt() * latents + (1 - a_t).sqrt() * noise
         pred = consistency(base.unet, x_t, t, hidden, alphas)
         with torch.no_grad():
-            e_u, e_c = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                               torch.cat([empty.expand(c.batch, -1, -1), hidden])).sample.chunk(2)  # fmt: skip
-            eps = e_u + c.cfg * (e_c - e_u)
-            x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
             a_prev = torch.where(prev[:, None, None, None] > 0, alphas[prev][:, None, None, None], alphas[0])
-            x_prev = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps  # DDIM, eta 0
+            x_prev = teacher_ddim(teacher, x_t, t, hidden, empty, c.cfg, a_t, a_prev)
             target = consistency(base.unet, x_prev, prev, hidden, alphas)
-        loss = (((pred - target) ** 2 + HUBER_C**2).sqrt() - HUBER_C).mean()
+        loss = huber(pred, target)
         if traj is not None:
             loss = loss + c.ode_weight * ode_loss(base.unet, traj, c, grid, alphas, gen)
         opt.zero_grad(set_to_none=True)
@@ -254,24 +262,6 @@ def train_lcm(c: LcmConfig, out: Path, name: str) -> dict[str, Any]:
     save_atomic(state, out, kohya_metadata(name, c, seconds, {"loss": log, "reading": report}))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KB) after {seconds:.0f} s; 4 LCM steps: {report}", flush=True)
     return {"seconds": seconds, "loss": log, "reading": report}
-
-
-def start_from(unet: Any, path: Path) -> int:
-    """Copy a kohya LoRA file's down/up weights into the matching peft layers; how many matched."""
-    from safetensors.torch import load_file
-
-    saved, n = load_file(str(path)), 0
-    with torch.no_grad():
-        for name, module in unet.named_modules():
-            key = "lora_unet_" + name.replace(".", "_")
-            if hasattr(module, "lora_A") and key + ".lora_down.weight" in saved:
-                down, up = saved[key + ".lora_down.weight"].float(), saved[key + ".lora_up.weight"].float()
-                a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
-                b.zero_()  # a file of a lower rank fills the first ranks; the rest start as peft starts them
-                a[: down.shape[0]].copy_(down)
-                b[:, : up.shape[1]].copy_(up)
-                n += 1
-    return n
 
 
 def lcm_kohya_state(unet: Any, c: LcmConfig) -> dict[str, torch.Tensor]:
