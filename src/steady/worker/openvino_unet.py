@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -174,6 +175,9 @@ class OvUNet(torch.nn.Module):
         scale = 2 ** (len(config.block_out_channels) - 1)
         self.multiple = scale  # a latent side must be a multiple of this (the traced up-sampling)
         self.attn_processors: dict[str, Any] = {}  # steady.worker.strategy reads it: no sliced attention here
+        if _is_xl(self):  # SDXL's pipelines check the added conditioning's width against this layer's
+            self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(
+                in_features=config.projection_class_embeddings_input_dim))
 
     @property
     def dtype(self) -> torch.dtype:
