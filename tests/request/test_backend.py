@@ -58,14 +58,15 @@ def test_doctor_shows_the_backend_and_whether_openvino_is_there():
     assert ("OpenVINO is installed" if devices.openvino_installed() else "not installed") in report["reason"]
 
 
-def test_a_first_conversion_that_would_not_fit_in_ram_is_refused_and_a_cached_ir_needs_none(monkeypatch):
+def test_a_run_on_openvino_that_would_not_fit_in_ram_is_refused_first_conversion_or_compile(monkeypatch):
     import dataclasses
 
     from steady.request.openvino import (
         IR_NAME,
-        check_conversion,
+        check_openvino,
         conversion_extra,
         ir_dir,
+        run_extra,
     )
     from steady.request.plan import plan
 
@@ -73,15 +74,22 @@ def test_a_first_conversion_that_would_not_fit_in_ram_is_refused_and_a_cached_ir
     resolved = plan(check(GenerationRequest("a red circle", device="cpu", backend="openvino"), settings()))
     p = resolved.memory
     unet = p.footprint.params["unet"]
-    check_conversion(resolved, dataclasses.replace(p, ram_budget=p.peak_ram + conversion_extra(unet)), settings().cache_dir)
+    check_openvino(resolved, dataclasses.replace(p, ram_budget=p.peak_ram + conversion_extra(unet)), settings().cache_dir)
     tight = dataclasses.replace(p, ram_budget=p.peak_ram + conversion_extra(unet) - 1)
     with pytest.raises(BadInput) as err:
-        check_conversion(resolved, tight, settings().cache_dir)
-    assert err.value.argument == "backend" and "--backend torch" in str(err.value)
+        check_openvino(resolved, tight, settings().cache_dir)
+    assert err.value.argument == "backend" and "--backend torch" in str(err.value) and "converting" in str(err.value)
     where = ir_dir(settings().cache_dir, resolved.base_params())
     where.mkdir(parents=True)
     (where / IR_NAME).write_text("<net/>")
-    check_conversion(resolved, tight, settings().cache_dir)  # converted already: nothing to fit
+    # Converted already: only the compile's peak, the run's weights over again, is to fit.
+    assert run_extra(unet, p.dtype) < conversion_extra(unet)
+    check_openvino(resolved, tight, settings().cache_dir)
+    check_openvino(resolved, dataclasses.replace(p, ram_budget=p.peak_ram + run_extra(unet, p.dtype)), settings().cache_dir)
+    with pytest.raises(BadInput) as err:
+        check_openvino(resolved, dataclasses.replace(p, ram_budget=p.peak_ram + run_extra(unet, p.dtype) - 1),
+                       settings().cache_dir)  # fmt: skip
+    assert err.value.argument == "backend" and "running the UNet on OpenVINO" in str(err.value)
 
 
 def test_a_first_conversion_without_room_for_the_ir_on_disk_is_refused(monkeypatch):
@@ -96,5 +104,5 @@ def test_a_first_conversion_without_room_for_the_ir_on_disk_is_refused(monkeypat
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
     with pytest.raises(BadInput) as err:
-        openvino.check_conversion(resolved, resolved.memory, settings().cache_dir)
+        openvino.check_openvino(resolved, resolved.memory, settings().cache_dir)
     assert err.value.argument == "backend" and "free in" in str(err.value)

@@ -40,9 +40,9 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
         if exc.argument == "batch_size":
             raise BadInput("n_images", r.n_images, exc.why) from exc
         raise
-    if r.backend == "openvino":  # a first conversion's peak, beyond the run's (steady.request.openvino)
+    if r.backend == "openvino":  # its conversion's or its compile's peak, beyond torch's (steady.request.openvino)
         from steady.config import settings
-        from steady.request.openvino import check_conversion
+        from steady.request.openvino import check_openvino
 
-        check_conversion(resolved, chosen, settings().cache_dir)
+        check_openvino(resolved, chosen, settings().cache_dir)
     return dataclasses.replace(resolved, device=chosen.device, dtype=chosen.dtype, memory=chosen)
