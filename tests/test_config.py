@@ -79,3 +79,20 @@ def test_folder_options_win_over_env_and_config(_isolated_home, tmp_path, monkey
     assert cfg.vae_dir == other / "models" / "VAE"  # the original is unchanged (frozen)
     with pytest.raises(BadInput, match="lora_dir"):
         cfg.with_folders(lora_dir="a\0b")
+
+
+@pytest.mark.parametrize("text", ['vram_limit_gib = "4"\n', "vram_limit_gib = 0\n", "vram_limit_gib = true\n",
+                                  "vram_limit_gib = -2\n"])
+def test_a_bad_vram_limit_is_named(_isolated_home, text):
+    _isolated_home.mkdir(parents=True)
+    (_isolated_home / "config.toml").write_text(text)
+    with pytest.raises(BadInput) as info:
+        settings().vram_limit
+    assert info.value.argument == "vram_limit_gib" and "number of GiB" in str(info.value)
+
+
+def test_the_vram_limit_is_read_in_gib(_isolated_home):
+    assert settings().vram_limit is None
+    _isolated_home.mkdir(parents=True)
+    (_isolated_home / "config.toml").write_text("vram_limit_gib = 4.5\n")
+    assert settings().vram_limit == int(4.5 * 2**30)

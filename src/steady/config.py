@@ -20,6 +20,8 @@ an option wins over config.toml, and within each level a folder's own setting wi
     cache/         derived data (model configs, thumbnails, OpenVINO's converted UNets)
 
 `backend = "openvino"` makes OpenVINO run the UNet when a request does not say (`--backend`).
+`vram_limit_gib = 4` caps what steady's worker takes of a GPU (the plan's budget, and torch's
+allocator: ComfyUI's --reserve-vram and Forge's GPU-weights limit, said the other way round).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 from steady.errors import BadInput, check_text
 
 CONFIG_KEYS = ("models_dir", "scorer", "lora_dir", "embeddings_dir", "vae_dir", "styles_file", "upscaler_dir", "a1111_dir",
-               "backend")
+               "backend", "vram_limit_gib")
+NUMBER_KEYS = ("vram_limit_gib",)  # the others are text
 # Where each setting points inside an A1111 folder (a1111_dir), and its default under STEADY_HOME.
 A1111_LAYOUT = {"models_dir": "models/Stable-diffusion", "lora_dir": "models/Lora", "vae_dir": "models/VAE",
                 "embeddings_dir": "embeddings", "styles_file": "styles.csv", "upscaler_dir": "models/ESRGAN"}
@@ -164,6 +167,13 @@ class Settings:
         return read_config(self.config_path).get("backend") or "torch"
 
     @property
+    def vram_limit(self) -> int | None:
+        """Bytes of GPU memory steady's worker may take (`vram_limit_gib` in config.toml); None: what
+        the GPU has free. The plan budgets within it and the worker caps torch's allocator at it."""
+        value = read_config(self.config_path).get("vram_limit_gib")
+        return None if value is None else int(value * 2**30)
+
+    @property
     def inputs_dir(self) -> Path:
         """Init images and masks, stored by their sha256 (steady.images.inputs)."""
         return self.home / "inputs"
@@ -208,6 +218,12 @@ def read_config(path: Path) -> dict[str, Any]:
     if unknown:
         raise BadInput("config", str(path), f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
     for key in CONFIG_KEYS:
-        if key in data and not isinstance(data[key], str):
+        if key not in data:
+            continue
+        if key in NUMBER_KEYS:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1024:
+                raise BadInput(key, value, f"must be a number of GiB above 0 (e.g. 4 or 5.5) in {path}")
+        elif not isinstance(data[key], str):
             raise BadInput(key, data[key], f"must be text in {path}")
     return data

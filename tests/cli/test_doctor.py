@@ -68,3 +68,17 @@ def test_doctor_plans_sdxl_in_bfloat16_on_16_gb_without_a_gpu(monkeypatch):
     sdxl = out[out.index("SDXL at 1024x1024"):]
     assert sdxl.startswith("SDXL at 1024x1024: cpu") and "in bfloat16" in sdxl
     assert "float32 would need about" in sdxl
+
+
+def test_doctor_plans_within_the_configured_vram_limit(monkeypatch, _isolated_home):
+    """vram_limit_gib = 4 on a 24 GiB card: the SDXL plan is the one a 4 GiB card would get."""
+    big = dataclasses.replace(small_machine(), ram_total=64 * GIB, ram_available=48 * GIB,
+                              gpus=[M.Gpu(0, "Example GPU", 24 * GIB, 23 * GIB)], torch_cuda="12.8")  # fmt: skip
+    monkeypatch.setattr(M, "probe_machine", lambda **kw: big)
+    sdxl = lambda: json.loads(CliRunner().invoke(group(), ["doctor", "--json"]).output)["plans"][1]["plan"]  # noqa: E731
+    assert sdxl()["strategy"] == "gpu" and sdxl()["vram_limit"] is None
+    _isolated_home.mkdir(parents=True, exist_ok=True)
+    (_isolated_home / "config.toml").write_text("vram_limit_gib = 4\n")
+    capped = sdxl()
+    assert capped["strategy"] in ("model-offload", "sequential-offload") and capped["vram_limit"] == 4 * GIB
+    assert capped["peak_vram"] <= capped["vram_budget"] < 4 * GIB

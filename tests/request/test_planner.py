@@ -248,6 +248,23 @@ def test_next_thriftier_walks_the_ladder_and_skips_steps_that_change_nothing():
 def test_plan_round_trips_as_a_dict():
     p = plan(SDXL, machine(8, 16), width=1024, height=1024)
     assert Plan.from_dict(p.to_dict()) == p
+    capped = plan(SDXL, machine(24, 64), width=1024, height=1024, vram_limit=6 * GIB)
+    assert Plan.from_dict(capped.to_dict()) == capped and capped.vram_limit == 6 * GIB
+
+
+def test_a_vram_limit_plans_as_on_a_card_that_size_and_the_retry_keeps_it():
+    """config's vram_limit_gib on a 24 GiB card: the plan fits within the cap (an offload rung for
+    SDXL at 1024 under 4 GiB), carries it for the worker, and so does the out-of-memory retry."""
+    free = plan(SDXL, machine(24, 64), width=1024, height=1024)
+    assert free.strategy == "gpu" and free.vram_limit is None
+    for cap_gib in (6, 4):
+        cap = cap_gib * GIB
+        capped = plan(SDXL, machine(24, 64), width=1024, height=1024, vram_limit=cap)
+        assert capped.strategy != "gpu" and capped.peak_vram <= capped.vram_budget < cap and capped.vram_limit == cap
+        assert next_thriftier(P.dataclasses.replace(free, vram_limit=cap)).vram_limit == cap
+    on_cpu = plan(SD1, machine(0, 16), width=512, height=512, vram_limit=4 * GIB)
+    assert on_cpu.device == "cpu" and on_cpu.vram_limit is None  # nothing to cap on the CPU
+    S.apply_plan(FakePipe(), P.dataclasses.replace(on_cpu, vram_limit=4 * GIB))  # and nothing done
 
 
 # --- out-of-memory retry (simulated) ---------------------------------------------------------------

@@ -35,7 +35,8 @@ def doctor_report() -> dict[str, Any]:
     for case in CASES:
         entry: dict[str, Any] = {"model": case["label"], "plan": None, "refused": None}
         try:
-            p = plan(footprint_for_arch(case["arch"]), machine, width=case["side"], height=case["side"])
+            p = plan(footprint_for_arch(case["arch"]), machine, width=case["side"], height=case["side"],
+                     vram_limit=settings().vram_limit)  # fmt: skip
         except InsufficientMemory as exc:
             entry["refused"] = exc.why
         else:

@@ -22,7 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +360,15 @@ def machine_warnings(m: Machine) -> list[str]:
             "sharing its core with another program stalls the others: close what is busy for full speed"
         )
     return w
+
+
+def with_vram_limit(m: Machine, limit: int | None) -> Machine:
+    """``m`` as a process capped at ``limit`` bytes of each GPU sees it (config's vram_limit_gib):
+    each GPU's total and free memory at most the cap. None: ``m`` as it is."""
+    if limit is None:
+        return m
+    gpus = [replace(g, vram_total=min(g.vram_total, limit), vram_free=min(g.vram_free, limit)) for g in m.gpus]
+    return replace(m, gpus=gpus)
 
 
 def describe(m: Machine) -> list[str]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from steady.errors import BadInput, SteadyError
-from steady.request.machine import GIB, MIB, Gpu, Machine
+from steady.request.machine import GIB, MIB, Gpu, Machine, with_vram_limit
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GPU_LADDER = ("gpu", "gpu+vae-tiling", "model-offload", "sequential-offload")
@@ -153,6 +153,7 @@ class Plan:
     sdpa: bool
     footprint: ModelFootprint
     vae_tile: int = VAE_TILE
+    vram_limit: int | None = None  # config's vram_limit_gib: the worker caps torch's CUDA allocator at it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -476,14 +477,19 @@ def candidates(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch
 
 
 def plan(fp: ModelFootprint, m: Machine, *, width: int, height: int, batch: int = 1, device: str = "auto",
-         dtype: str = "auto", guidance: bool = True, sdpa: bool = True) -> Plan:
-    """The fastest plan that fits, or InsufficientMemory saying what would fit."""
+         dtype: str = "auto", guidance: bool = True, sdpa: bool = True, vram_limit: int | None = None) -> Plan:
+    """The fastest plan that fits, or InsufficientMemory saying what would fit. ``vram_limit``
+    (config's vram_limit_gib): each GPU seen as that large at most, and a GPU plan carries it
+    for the worker to cap torch's allocator with."""
+    m = with_vram_limit(m, vram_limit)
     kw = dict(device=device, dtype=dtype, guidance=guidance, sdpa=sdpa)
     tried = candidates(fp, m, width=width, height=height, batch=batch, **kw)
     chosen = next((p for p in tried if p.fits), None)
     if chosen is None:
         raise _refusal(fp, m, tried, width, height, batch, kw)
     faster = [p for p in tried[: tried.index(chosen)] if p.strategy != chosen.strategy]
+    if chosen.device.startswith("cuda"):
+        chosen = dataclasses.replace(chosen, vram_limit=vram_limit)
     if not faster:
         return chosen
     f = faster[-1]
@@ -552,4 +558,4 @@ def next_thriftier(p: Plan) -> Plan | None:
     if index + 1 >= len(steps):
         return None
     budgets = _Peaks(p.vram_budget, p.ram_budget)
-    return _make(job, p.device, p.dtype, steps[index + 1], budgets, p.threads)
+    return dataclasses.replace(_make(job, p.device, p.dtype, steps[index + 1], budgets, p.threads), vram_limit=p.vram_limit)

@@ -379,7 +379,7 @@ def check_upscale(request: UpscaleRequest, cfg: Settings, catalog: Any = None, g
     from steady.params import DEVICES, DTYPES
     from steady.request.check import prepare_out_dir
     from steady.request.devices import choose_device
-    from steady.request.machine import probe_machine
+    from steady.request.machine import probe_machine, with_vram_limit
     from steady.request.planner import _pick_gpu, ram_budget, vram_budget
 
     request = request.validate()
@@ -398,7 +398,7 @@ def check_upscale(request: UpscaleRequest, cfg: Settings, catalog: Any = None, g
                            f"side and {MAX_OUTPUT_PIXELS:,} pixels are written")  # fmt: skip
     device = "cpu" if upscaler.builtin else choose_device(request.device)
     dtype = "uint8" if upscaler.builtin else upscale_dtype(device, request.dtype)
-    machine = probe_machine(gpus=gpus, cpu_sample_s=0.0, probe_gpus=device != "cpu")
+    machine = with_vram_limit(probe_machine(gpus=gpus, cpu_sample_s=0.0, probe_gpus=device != "cpu"), cfg.vram_limit)
     ram = ram_budget(machine)
     budget = ram
     if device.startswith("cuda"):

@@ -27,6 +27,16 @@ def apply_plan(pipe: Any, p: Plan) -> list[str]:
     if p.threads:
         torch.set_num_threads(p.threads)
         done.append(f"threads={p.threads}")
+    # 0. The GPU memory cap (config's vram_limit_gib), set both ways: torch's caching allocator
+    # raises an out-of-memory error past it, which run_with_oom_retry meets one rung thriftier.
+    if p.vram_limit is not None and p.device.startswith("cuda"):
+        index = torch.device(p.device).index or 0
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, p.vram_limit / total), index)
+        done.append(f"vram_limit={_gib(p.vram_limit)}")
+    elif torch.cuda.is_initialized():  # an earlier plan's cap in this worker
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
     # 1. Placement. The offload hooks move components themselves; calling .to() after them is
     # refused by diffusers, so exactly one of these runs.
     if p.strategy == "model-offload":
