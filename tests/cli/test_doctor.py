@@ -82,3 +82,5 @@ def test_doctor_plans_within_the_configured_vram_limit(monkeypatch, _isolated_ho
     capped = sdxl()
     assert capped["strategy"] in ("model-offload", "sequential-offload") and capped["vram_limit"] == 4 * GIB
     assert capped["peak_vram"] <= capped["vram_budget"] < 4 * GIB
+    text = CliRunner().invoke(group(), ["doctor"]).output
+    assert f"SDXL at 1024x1024: {capped['strategy']} (within vram_limit_gib = 4)" in text

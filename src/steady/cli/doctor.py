@@ -56,7 +56,8 @@ def _plan_line(entry: dict[str, Any]) -> str:
     p = entry["plan"]
     if p is None:
         return f"{entry['model']}: refused: {entry['refused']}"
-    return f"{entry['model']}: {p['strategy']}\n      {p['reason']}"
+    capped = f" (within vram_limit_gib = {p['vram_limit'] / 2**30:g})" if p.get("vram_limit") else ""
+    return f"{entry['model']}: {p['strategy']}{capped}\n      {p['reason']}"
 
 
 @click.command("doctor")
