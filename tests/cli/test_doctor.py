@@ -71,7 +71,7 @@ def test_doctor_plans_sdxl_in_bfloat16_on_16_gb_without_a_gpu(monkeypatch):
 
 
 def test_doctor_plans_within_the_configured_vram_limit(monkeypatch, _isolated_home):
-    """vram_limit_gib = 4 on a 24 GiB card: the SDXL plan is the one a 4 GiB card would get."""
+    """vram_limit_gib = 4 on a 24 GiB card: the SDXL plan fits within 4 GiB (an offload rung) and says so."""
     big = dataclasses.replace(small_machine(), ram_total=64 * GIB, ram_available=48 * GIB,
                               gpus=[M.Gpu(0, "Example GPU", 24 * GIB, 23 * GIB)], torch_cuda="12.8")  # fmt: skip
     monkeypatch.setattr(M, "probe_machine", lambda **kw: big)
