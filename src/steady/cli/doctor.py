@@ -27,6 +27,8 @@ def doctor_report() -> dict[str, Any]:
     from steady.request.machine import describe, machine_warnings, probe_machine
     from steady.request.planner import InsufficientMemory, footprint_for_arch, plan
 
+    cfg = settings()
+    limit, backend = cfg.vram_limit, cfg.backend  # config.toml read once, not per plan
     machine = probe_machine()
     # What `--device auto --dtype auto` picks here, and why (as steady.request.check decides it).
     device = "cuda" if machine.usable_gpus() else ("mps" if machine.mps else "cpu")
@@ -36,7 +38,7 @@ def doctor_report() -> dict[str, Any]:
         entry: dict[str, Any] = {"model": case["label"], "plan": None, "refused": None}
         try:
             p = plan(footprint_for_arch(case["arch"]), machine, width=case["side"], height=case["side"],
-                     vram_limit=settings().vram_limit)  # fmt: skip
+                     vram_limit=limit)  # fmt: skip
         except InsufficientMemory as exc:
             entry["refused"] = exc.why
         else:
@@ -46,7 +48,7 @@ def doctor_report() -> dict[str, Any]:
         "machine": machine.to_dict(),
         "machine_lines": describe(machine),
         "dtype": {"device": device, "dtype": dtype, "reason": dtype_reason("auto", device, machine.cpu_bf16)},
-        "backend": {"backend": settings().backend, "reason": backend_reason(settings().backend)},
+        "backend": {"backend": backend, "reason": backend_reason(backend)},
         "plans": plans,
         "warnings": machine_warnings(machine),
     }

@@ -68,23 +68,18 @@ def check_openvino(resolved: Any, plan: Plan, cache_root: Path) -> None:
     where = ir_dir(cache_root, params)
     unet = plan.footprint.params.get("unet", 0)
     if (where / IR_NAME).is_file():
-        need = plan.peak_ram + run_extra(unet, plan.dtype)
-        if need > plan.ram_budget:
-            raise InsufficientMemory("backend", "openvino", f"running the UNet on OpenVINO needs about {need / GIB:.1f} GiB "
-                                     f"of RAM at its peak (torch: {plan.peak_ram / GIB:.1f} GiB) and "
-                                     f"{plan.ram_budget / GIB:.1f} GiB are available; close programs, or use --backend "
-                                     "torch", need=need, have=plan.ram_budget, resource="ram")  # fmt: skip
-        return
-    disk = unet * (4 if plan.dtype == "float32" else 2) + DISK_RESERVE
-    existing = next(p for p in (where, *where.parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    if free < disk:
-        raise BadInput("backend", "openvino", f"converting the UNet to OpenVINO needs about {disk / GIB:.1f} GiB "
-                                              f"free in {cache_root} and {free / GIB:.1f} GiB are; free some, or "
-                                              "use --backend torch")  # fmt: skip
-    need = plan.peak_ram + conversion_extra(unet)
+        need, doing = plan.peak_ram + run_extra(unet, plan.dtype), "running the UNet on OpenVINO"
+    else:
+        disk = unet * (4 if plan.dtype == "float32" else 2) + DISK_RESERVE
+        existing = next(p for p in (where, *where.parents) if p.exists())
+        free = shutil.disk_usage(existing).free
+        if free < disk:
+            raise BadInput("backend", "openvino", f"converting the UNet to OpenVINO needs about {disk / GIB:.1f} GiB "
+                                                  f"free in {cache_root} and {free / GIB:.1f} GiB are; free some, or "
+                                                  "use --backend torch")  # fmt: skip
+        need, doing = plan.peak_ram + conversion_extra(unet), "converting the UNet to OpenVINO the first time"
     if need > plan.ram_budget:
-        raise InsufficientMemory("backend", "openvino", f"converting the UNet to OpenVINO the first time needs about "
-                                 f"{need / GIB:.1f} GiB of RAM at its peak and {plan.ram_budget / GIB:.1f} GiB are "
+        raise InsufficientMemory("backend", "openvino", f"{doing} needs about {need / GIB:.1f} GiB of RAM at its peak "
+                                 f"(torch: {plan.peak_ram / GIB:.1f} GiB) and {plan.ram_budget / GIB:.1f} GiB are "
                                  "available; close programs, or use --backend torch", need=need,
                                  have=plan.ram_budget, resource="ram")  # fmt: skip

@@ -23,6 +23,7 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
     """A new Resolved with its memory plan (``gpus``: as a worker reported them, if one has)."""
     from steady.config import settings
 
+    cfg = settings()
     r = resolved.request
     machine = probe_machine(gpus=gpus, cpu_sample_s=0.2, probe_gpus=resolved.device != "cpu")
     try:
@@ -36,7 +37,7 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
             footprint = with_kept_vae(footprint)
         chosen = make_plan(footprint, machine, width=max(width, r.width),
                            height=max(height, r.height), batch=1, device=resolved.device, dtype=dtype,
-                           guidance=r.cfg_scale > 1.0, vram_limit=settings().vram_limit)  # fmt: skip
+                           guidance=r.cfg_scale > 1.0, vram_limit=cfg.vram_limit)  # fmt: skip
     except InsufficientMemory as exc:
         # We always render one image at a time, so "batch_size" is the run's per-image cost.
         if exc.argument == "batch_size":
@@ -45,5 +46,5 @@ def plan(resolved: Resolved, gpus: list[Gpu] | None = None) -> Resolved:
     if r.backend == "openvino":  # its conversion's or its compile's peak, beyond torch's (steady.request.openvino)
         from steady.request.openvino import check_openvino
 
-        check_openvino(resolved, chosen, settings().cache_dir)
+        check_openvino(resolved, chosen, cfg.cache_dir)
     return dataclasses.replace(resolved, device=chosen.device, dtype=chosen.dtype, memory=chosen)
